@@ -55,7 +55,7 @@ DTYPES: dict[str, np.dtype[Any]] = {
     "bool": np.dtype("?"),
 }
 _NAME_OF_DTYPE = {dt: name for name, dt in DTYPES.items()}
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.:/\-\[\]]{1,256}$")
+_NAME_RE = re.compile(r"^(?!.*\.\.)[A-Za-z0-9_.:\-\[\]]{1,256}$")
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def encode_parts(
     offset = 0
     for name, array in tensors.items():
         if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise CodecError(f"tensor name {name!r} is not allowed (1-256 chars of A-Za-z0-9_.:/-[])")
+            raise CodecError(f"tensor name {name!r} is not allowed (1-256 chars of A-Za-z0-9_.:-[], no '..')")
         arr = np.asarray(array)
         wire = dtype_name(arr.dtype)
         if arr.ndim > DEFAULT_LIMITS.max_rank:
@@ -141,7 +141,7 @@ def encode_parts(
             chunks.append(b"\0" * gap)
             offset += gap
         specs.append([name, wire, list(arr.shape), offset, int(flat.nbytes)])
-        chunks.append(memoryview(flat))
+        chunks.append(memoryview(flat.data))
         offset += int(flat.nbytes)
     header: dict[str, Any] = {
         "format": FORMAT,
@@ -257,7 +257,7 @@ def decode_header(buf: bytes | bytearray | memoryview, limits: Limits = DEFAULT_
             raise CodecError(f"tensor {name!r} has unsupported dtype {dtype!r}")
         if not isinstance(shape, list) or len(shape) > limits.max_rank:
             raise CodecError(f"tensor {name!r} shape must be a list of rank <= {limits.max_rank}")
-        if not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d for d in shape):
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
             raise CodecError(f"tensor {name!r} shape must hold non-negative integers")
         # Python ints: a hostile shape cannot overflow the size check.
         expected = math.prod(shape) * DTYPES[dtype].itemsize

@@ -1,0 +1,306 @@
+"""The embedded local stack: real Redis, real S3, the function router and the gateway.
+
+``fedfaas up`` starts, on loopback with free (or configured) ports and one data
+directory, everything a cluster would run: Redis, SeaweedFS's S3, the local
+OpenFaaS-compatible router with every function of ``stack.yml``, and the
+fedfaas gateway.  The ports, pids and client environment are written to
+``<data_dir>/stack.json`` so that ``fedfaas status``/``down`` and other
+processes (tests, benchmarks, parties) can find and stop it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedfaas.config import Settings
+from fedfaas.localstack import services
+from fedfaas.localstack.procs import Service, StartError, free_port, pid_alive, stop_pid
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+ALL_COMPONENTS = ("redis", "s3", "router", "gateway")
+STATE_FILE = "stack.json"
+# SeaweedFS needs more than 8 s to stop on SIGTERM; past this it is killed.
+GRACE_S = {"s3": 3.0, "redis": 5.0, "router": 8.0, "gateway": 8.0}
+
+
+def default_data_dir() -> Path:
+    """``$FEDFAAS_HOME`` or ``./.fedfaas``."""
+    return Path(os.environ.get("FEDFAAS_HOME", ".fedfaas")).resolve()
+
+
+@dataclass
+class StackOptions:
+    """What to start and how."""
+
+    stack_file: Path = PROJECT_ROOT / "stack.yml"
+    components: tuple[str, ...] = ALL_COMPONENTS
+    ports: dict[str, int] = field(default_factory=dict)
+    scale_to_zero_idle_s: float | None = None
+    gateway_workers: int = 2
+    gateway_threads: int = 16
+    extra_env: dict[str, str] = field(default_factory=dict)
+    ready_timeout_s: float = 60.0
+
+
+class LocalStack:
+    """Start, inspect and stop the local stack rooted at ``data_dir``."""
+
+    def __init__(self, data_dir: Path | None = None) -> None:
+        self.data_dir = (data_dir or default_data_dir()).resolve()
+        self.state_path = self.data_dir / STATE_FILE
+
+    # --- state -----------------------------------------------------------------------
+    def read_state(self) -> dict[str, Any] | None:
+        """The saved state of a running stack, or None."""
+        try:
+            data: dict[str, Any] = json.loads(self.state_path.read_text())
+            return data
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def _write_state(self, state: dict[str, Any]) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.state_path)
+
+    def env(self) -> dict[str, str]:
+        """``FEDFAAS_*`` variables that point a client process at this stack."""
+        state = self.read_state()
+        if state is None:
+            raise RuntimeError(f"no local stack running in {self.data_dir} (run `fedfaas up`)")
+        return dict(state["env"])
+
+    def settings(self) -> Settings:
+        """:class:`Settings` for this stack (for in-process clients such as tests)."""
+        saved = dict(os.environ)
+        try:
+            os.environ.update(self.env())
+            from fedfaas.config import load_settings
+
+            return load_settings()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    # --- secrets ---------------------------------------------------------------------
+    def _ensure_secrets(self) -> Path:
+        folder = self.data_dir / "secrets"
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o700)
+        wanted = {
+            "fedfaas-admin-token": lambda: secrets.token_urlsafe(32),
+            "s3-access-key": lambda: "fedfaas",
+            "s3-secret-key": lambda: secrets.token_urlsafe(24),
+            "basic-auth-user": lambda: "admin",
+            "basic-auth-password": lambda: secrets.token_urlsafe(16),
+        }
+        for name, make in wanted.items():
+            path = folder / name
+            if not path.exists():
+                path.write_text(make())
+                path.chmod(0o600)
+        return folder
+
+    # --- lifecycle -------------------------------------------------------------------
+    def up(self, options: StackOptions | None = None, progress: Any = None) -> dict[str, Any]:
+        """Start the components that are not running yet; returns the saved state."""
+        opts = options or StackOptions()
+        say = progress or (lambda msg: None)
+        if self.read_state() is not None and self.running():
+            raise RuntimeError(f"a local stack is already running in {self.data_dir}")
+        started = time.monotonic()
+        secrets_dir = self._ensure_secrets()
+        ports = {name: opts.ports.get(name) or free_port() for name in ALL_COMPONENTS}
+        s3_ports = {
+            "s3": ports["s3"],
+            **{k: free_port() for k in ("master", "volume", "filer")},
+        }
+        for k in ("master", "volume", "filer", "s3"):
+            s3_ports[f"{k}_grpc"] = free_port()
+        env = {
+            "FEDFAAS_HOME": str(self.data_dir),
+            "FEDFAAS_REDIS_URL": f"redis://127.0.0.1:{ports['redis']}/0",
+            "FEDFAAS_S3_ENDPOINT": f"127.0.0.1:{ports['s3']}",
+            "FEDFAAS_S3_BUCKET": "fedfaas",
+            "FEDFAAS_SECRETS_DIR": str(secrets_dir),
+            "FEDFAAS_FAAS_GATEWAY_URL": f"http://127.0.0.1:{ports['router']}",
+            "FEDFAAS_GATEWAY_URL": f"http://127.0.0.1:{ports['gateway']}",
+            **opts.extra_env,
+        }
+        state: dict[str, Any] = {
+            "data_dir": str(self.data_dir),
+            "ports": ports,
+            "s3_ports": s3_ports,
+            "pids": {},
+            "env": env,
+            "components": list(opts.components),
+        }
+        state["options"] = {
+            "stack_file": str(opts.stack_file),
+            "scale_to_zero_idle_s": opts.scale_to_zero_idle_s,
+            "gateway_workers": opts.gateway_workers,
+            "gateway_threads": opts.gateway_threads,
+            "ready_timeout_s": opts.ready_timeout_s,
+        }
+        try:
+            for name in ALL_COMPONENTS:
+                if name in opts.components:
+                    say(f"starting {name}")
+                    self._start_component(name, state)
+        except (StartError, OSError):
+            self.down()
+            raise
+        state["startup_s"] = round(time.monotonic() - started, 2)
+        self._write_state(state)
+        return state
+
+    def _ensure_bucket(self, env: dict[str, str]) -> None:
+        from fedfaas.store import ObjectStore
+
+        saved = dict(os.environ)
+        try:
+            os.environ.update(env)
+            from fedfaas.config import load_settings
+
+            store = ObjectStore(load_settings())
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                store.ensure_bucket()
+                return
+            except Exception:
+                # The S3 port answers before the filer can create buckets.
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+
+    def running(self) -> dict[str, bool]:
+        """Liveness of each recorded component."""
+        state = self.read_state() or {}
+        return {name: pid_alive(pid) for name, pid in state.get("pids", {}).items()}
+
+    def status(self) -> dict[str, Any]:
+        """Ports, pids and liveness of every component."""
+        state = self.read_state()
+        if state is None:
+            return {"running": False, "data_dir": str(self.data_dir)}
+        alive = self.running()
+        return {
+            "running": bool(alive) and all(alive.values()),
+            "data_dir": str(self.data_dir),
+            "components": {
+                name: {"pid": pid, "alive": alive.get(name, False), "port": state["ports"].get(name)}
+                for name, pid in state.get("pids", {}).items()
+            },
+            "env": state.get("env", {}),
+        }
+
+    def down(self, components: Iterable[str] | None = None) -> list[str]:
+        """Stop components (all by default) in reverse start order; returns those stopped."""
+        state = self.read_state()
+        if state is None:
+            return []
+        wanted = list(components) if components is not None else list(ALL_COMPONENTS)
+        stopped = []
+        for name in reversed(ALL_COMPONENTS):
+            pid = state.get("pids", {}).get(name)
+            if name in wanted and pid and stop_pid(int(pid), GRACE_S.get(name, 5.0)):
+                stopped.append(name)
+            if name in wanted:
+                state.get("pids", {}).pop(name, None)
+        if "router" in wanted:
+            self._kill_function_leftovers()
+        if not state.get("pids"):
+            with contextlib.suppress(FileNotFoundError):
+                self.state_path.unlink()
+        else:
+            self._write_state(state)
+        return stopped
+
+    def _kill_function_leftovers(self) -> None:
+        """Kill function instances whose pids the router recorded, should it have died first."""
+        faas_dir = self.data_dir / "faas"
+        for pidfile in faas_dir.glob("**/*.pid"):
+            with contextlib.suppress(ValueError, OSError):
+                stop_pid(int(pidfile.read_text().strip()), 2.0)
+                pidfile.unlink()
+
+    def restart(self, name: str) -> None:
+        """Stop one component and start it again on its old port (fault tests use this)."""
+        state = self.read_state()
+        if state is None:
+            raise RuntimeError(f"no local stack running in {self.data_dir}")
+        pid = state["pids"].pop(name, None)
+        if pid:
+            stop_pid(int(pid), GRACE_S.get(name, 5.0))
+        self._start_component(name, state)
+
+    def _start_component(self, name: str, state: dict[str, Any]) -> None:
+        opts = state["options"]
+        ports = state["ports"]
+        env = state["env"]
+        secrets_dir = Path(env["FEDFAAS_SECRETS_DIR"])
+        child_env = {**os.environ, **env, "PYTHONPATH": str(PROJECT_ROOT)}
+        logs = self.data_dir / "logs"
+        timeout = float(opts["ready_timeout_s"])
+        if name == "redis":
+            svc = Service("redis", services.redis_argv(ports["redis"], self.data_dir / "redis"),
+                          logs / "redis.log")
+            check = lambda: services.redis_ready(ports["redis"])
+        elif name == "s3":
+            identities = self.data_dir / "s3-identities.json"
+            services.write_s3_identities(
+                identities,
+                (secrets_dir / "s3-access-key").read_text().strip(),
+                (secrets_dir / "s3-secret-key").read_text().strip(),
+            )
+            svc = Service("s3", services.weed_argv(state["s3_ports"], self.data_dir / "s3", identities),
+                          logs / "s3.log")
+            check = lambda: services.s3_ready(ports["s3"])
+        elif name == "router":
+            argv = [
+                sys.executable, "-m", "fedfaas.faas.router",
+                "--stack", opts["stack_file"],
+                "--port", str(ports["router"]),
+                "--state-dir", str(self.data_dir / "faas"),
+            ]
+            if opts.get("scale_to_zero_idle_s") is not None:
+                argv += ["--idle-timeout", str(opts["scale_to_zero_idle_s"])]
+            svc = Service("router", argv, logs / "router.log", env=child_env,
+                          cwd=Path(opts["stack_file"]).parent)
+            url = env["FEDFAAS_FAAS_GATEWAY_URL"] + "/healthz"
+            check = lambda: services.http_ready(url)
+        elif name == "gateway":
+            argv = [
+                sys.executable, "-m", "gunicorn",
+                "--worker-class", "gthread",
+                "--workers", str(opts["gateway_workers"]),
+                "--threads", str(opts["gateway_threads"]),
+                "--bind", f"127.0.0.1:{ports['gateway']}",
+                "--timeout", "300",
+                "--graceful-timeout", "5",
+                "gateway.wsgi:app",
+            ]
+            svc = Service("gateway", argv, logs / "gateway.log", env=child_env, cwd=PROJECT_ROOT)
+            url = env["FEDFAAS_GATEWAY_URL"] + "/healthz"
+            check = lambda: services.http_ready(url)
+        else:
+            raise ValueError(f"unknown component {name!r}; known: {', '.join(ALL_COMPONENTS)}")
+        state["pids"][name] = svc.start()
+        self._write_state(state)
+        svc.wait_ready(check, timeout)
+        if name == "s3":
+            self._ensure_bucket(env)
