@@ -68,3 +68,39 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
         yield stack
     finally:
         stack.down()
+
+
+class Api:
+    """A tiny HTTP helper bound to a gateway URL (tests use real HTTP, never a test client)."""
+
+    def __init__(self, base: str, admin_token: str) -> None:
+        import requests
+
+        self.base = base
+        self.admin_token = admin_token
+        self.session = requests.Session()
+
+    def call(self, method: str, path: str, token: str | None = None, **kwargs: object):  # type: ignore[no-untyped-def]
+        headers = dict(kwargs.pop("headers", {}) or {})  # type: ignore[call-overload]
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        kwargs.setdefault("timeout", 60)
+        return self.session.request(method, self.base + path, headers=headers, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def api_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """Redis, S3 and the gateway (no functions): enough for the API v1 tests."""
+    stack = _start(tmp_path_factory.mktemp("api"), ("redis", "s3", "gateway"))
+    try:
+        yield stack
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="session")
+def api(api_stack: LocalStack) -> Api:
+    """HTTP helper for the gateway of ``api_stack`` with the operator's admin token."""
+    env = api_stack.env()
+    token = (Path(env["FEDFAAS_SECRETS_DIR"]) / "fedfaas-admin-token").read_text().strip()
+    return Api(env["FEDFAAS_GATEWAY_URL"], token)

@@ -1,0 +1,168 @@
+"""The ``fedfaas`` command line: run the local stack, inject faults, run benchmarks and the demo."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import requests
+
+from fedfaas.localstack.stack import ALL_COMPONENTS, LocalStack, StackOptions, default_data_dir
+
+BENCHMARKS = {
+    "ingest": "bench.ingest",
+    "fusion": "bench.fusion",
+    "jit-sim": "bench.jit_sim",
+    "jit-live": "bench.jit_live",
+    "flstore-trace": "bench.flstore_trace",
+    "flstore-latency": "bench.flstore_latency",
+    "load": "bench.load",
+    "reliability": "bench.reliability",
+}
+
+
+def _stack(data_dir: str | None) -> LocalStack:
+    return LocalStack(Path(data_dir) if data_dir else default_data_dir())
+
+
+data_dir_option = click.option(
+    "--data-dir", envvar="FEDFAAS_HOME", default=None,
+    help="Folder for the stack's data, logs and state (default ./.fedfaas or $FEDFAAS_HOME).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """fedfaas: JIT federated-learning aggregation and FLStore on OpenFaaS."""
+
+
+@main.command()
+@data_dir_option
+@click.option("--stack", "stack_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="stack.yml to deploy (default: the project's).")
+@click.option("--only", multiple=True, type=click.Choice(ALL_COMPONENTS),
+              help="Start only these components (repeatable).")
+@click.option("--port", "ports", multiple=True, metavar="NAME=PORT",
+              help="Fixed port for a component, e.g. --port gateway=8000 (default: free ports).")
+@click.option("--idle-timeout", type=float, default=None,
+              help="Scale idle function instances to zero after this many seconds.")
+def up(data_dir: str | None, stack_file: str | None, only: tuple[str, ...], ports: tuple[str, ...],
+       idle_timeout: float | None) -> None:
+    """Start Redis, S3, the functions of stack.yml and the gateway on loopback."""
+    fixed: dict[str, int] = {}
+    for item in ports:
+        name, _, value = item.partition("=")
+        if name not in ALL_COMPONENTS or not value.isdigit():
+            raise click.BadParameter(f"{item!r}: expected NAME=PORT with NAME in {ALL_COMPONENTS}")
+        fixed[name] = int(value)
+    opts = StackOptions(components=only or ALL_COMPONENTS, ports=fixed, scale_to_zero_idle_s=idle_timeout)
+    if stack_file:
+        opts.stack_file = Path(stack_file).resolve()
+    stack = _stack(data_dir)
+    started = time.monotonic()
+    try:
+        state = stack.up(opts, progress=lambda msg: click.echo(f"  {msg} ...", err=True))
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"fedfaas is up in {time.monotonic() - started:.1f}s (data in {stack.data_dir})")
+    for name, port in state["ports"].items():
+        if name in state["pids"]:
+            click.echo(f"  {name:8s} 127.0.0.1:{port}  pid {state['pids'][name]}")
+    click.echo(f"  admin token: {stack.data_dir / 'secrets' / 'fedfaas-admin-token'}")
+    click.echo("Point clients at it with:  eval \"$(fedfaas env)\"")
+
+
+@main.command()
+@data_dir_option
+def down(data_dir: str | None) -> None:
+    """Stop everything `fedfaas up` started (SIGTERM, grace period, then SIGKILL)."""
+    stopped = _stack(data_dir).down()
+    click.echo("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@main.command()
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def status(data_dir: str | None, as_json: bool) -> None:
+    """Show which components run, on which ports."""
+    info = _stack(data_dir).status()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    if not info.get("components"):
+        click.echo(f"no local stack in {info['data_dir']}")
+        sys.exit(1)
+    for name, comp in info["components"].items():
+        click.echo(f"{name:8s} {'up  ' if comp['alive'] else 'DOWN'} port {comp['port']} pid {comp['pid']}")
+    sys.exit(0 if info["running"] else 1)
+
+
+@main.command()
+@data_dir_option
+def env(data_dir: str | None) -> None:
+    """Print `export FEDFAAS_...=...` lines that point clients at the local stack."""
+    try:
+        values = _stack(data_dir).env()
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    for key, value in values.items():
+        click.echo(f"export {key}={value}")
+
+
+@main.command()
+@data_dir_option
+@click.argument("function")
+@click.option("--instance", type=int, default=None, help="Index of the instance (default: a random one).")
+def kill(data_dir: str | None, function: str, instance: int | None) -> None:
+    """Kill one instance of FUNCTION, as a cloud provider reclaiming it would."""
+    stack = _stack(data_dir)
+    try:
+        env_vars = stack.env()
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    secrets = Path(env_vars["FEDFAAS_SECRETS_DIR"])
+    auth = ((secrets / "basic-auth-user").read_text().strip(),
+            (secrets / "basic-auth-password").read_text().strip())
+    body: dict[str, Any] = {} if instance is None else {"instance": instance}
+    resp = requests.post(f"{env_vars['FEDFAAS_FAAS_GATEWAY_URL']}/system/kill/{function}",
+                         json=body, auth=auth, timeout=10)
+    click.echo(resp.text.strip())
+    if resp.status_code >= 400:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("name", type=click.Choice(sorted(BENCHMARKS)))
+@click.option("--quick", is_flag=True, help="A short run (under a minute or so).")
+def bench(name: str, quick: bool) -> None:
+    """Run benchmark NAME; its last output line is one JSON object with its figures and baseline's."""
+    try:
+        module = importlib.import_module(BENCHMARKS[name])
+    except ModuleNotFoundError as exc:
+        raise click.ClickException(f"benchmark {name!r} is not available: {exc}") from None
+    result = module.run(quick=quick)
+    sys.stdout.flush()
+    click.echo(json.dumps(result))
+
+
+@main.command()
+@click.option("--parties", type=int, default=None, help="Number of parties (default 20+).")
+@click.option("--rounds", type=int, default=None, help="Number of rounds.")
+@click.option("--report", type=click.Path(file_okay=False), default="reports/demo",
+              help="Folder for the report (PNG plots and index.html).")
+def demo(parties: int | None, rounds: int | None, report: str) -> None:
+    """Run the main job end to end on the embedded local stack and write a report."""
+    try:
+        module = importlib.import_module("fedfaas.demo")
+    except ModuleNotFoundError as exc:
+        raise click.ClickException(f"the demo is not available: {exc}") from None
+    module.run(parties=parties, rounds=rounds, report_dir=Path(report))
+
+
+if __name__ == "__main__":
+    main()

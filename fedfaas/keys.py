@@ -1,0 +1,87 @@
+"""Names of every Redis key and S3 object, in one place, always scoped by tenant and job.
+
+Components are validated DNS labels (see :func:`fedfaas.spec.check_id`), so a
+name can never escape its tenant's prefix.
+"""
+
+from __future__ import annotations
+
+PREFIX = "ff"
+
+
+def token(token_hash: str) -> str:
+    """Redis string: token hash -> JSON principal."""
+    return f"{PREFIX}:token:{token_hash}"
+
+
+def tenant(tenant_id: str) -> str:
+    """Redis hash: one tenant."""
+    return f"{PREFIX}:tenant:{tenant_id}"
+
+
+def tenant_jobs(tenant_id: str) -> str:
+    """Redis set: job ids of a tenant."""
+    return f"{PREFIX}:tenant:{tenant_id}:jobs"
+
+
+def job(job_id: str) -> str:
+    """Redis hash: job spec, tenant, current round, state."""
+    return f"{PREFIX}:job:{job_id}"
+
+
+def job_parties(job_id: str) -> str:
+    """Redis hash: party id -> JSON profile."""
+    return f"{PREFIX}:job:{job_id}:parties"
+
+
+def round_(job_id: str, rnd: int) -> str:
+    """Redis hash: one round's state."""
+    return f"{PREFIX}:job:{job_id}:round:{rnd}"
+
+
+def round_updates(job_id: str, rnd: int) -> str:
+    """Redis hash: party id -> JSON record of its stored update."""
+    return f"{PREFIX}:job:{job_id}:round:{rnd}:updates"
+
+
+def update_claim(job_id: str, rnd: int, party: str) -> str:
+    """Redis string: short lease held while a party's update is being written."""
+    return f"{PREFIX}:job:{job_id}:round:{rnd}:claim:{party}"
+
+
+def arrivals_stream() -> str:
+    """Redis stream: every stored update, for the scheduler and the Cache Engine."""
+    return f"{PREFIX}:arrivals"
+
+
+def rejections(job_id: str) -> str:
+    """Redis hash: rejection reason -> count."""
+    return f"{PREFIX}:job:{job_id}:rejections"
+
+
+# --- S3 object keys -------------------------------------------------------------------
+
+
+def s3_job(tenant_id: str, job_id: str) -> str:
+    """Prefix of every object of a job."""
+    return f"tenants/{tenant_id}/jobs/{job_id}"
+
+
+def s3_update(tenant_id: str, job_id: str, rnd: int, party: str) -> str:
+    """One party's update for one round."""
+    return f"{s3_job(tenant_id, job_id)}/rounds/{rnd:06d}/updates/{party}.ffu"
+
+
+def s3_model(tenant_id: str, job_id: str, rnd: int) -> str:
+    """The global model produced by round ``rnd`` (round 0: the initial model)."""
+    return f"{s3_job(tenant_id, job_id)}/models/{rnd:06d}.ffu"
+
+
+def s3_partial(tenant_id: str, job_id: str, rnd: int, name: str) -> str:
+    """A checkpointed partial aggregate of a round."""
+    return f"{s3_job(tenant_id, job_id)}/rounds/{rnd:06d}/partials/{name}.ffu"
+
+
+def s3_job_spec(tenant_id: str, job_id: str) -> str:
+    """The job spec, so Redis can be rebuilt from S3."""
+    return f"{s3_job(tenant_id, job_id)}/job.json"

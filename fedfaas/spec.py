@@ -1,0 +1,128 @@
+"""FL job specification and party profiles (JIT paper 5.1 and 5.2).
+
+The job spec is what parties agree on and send to the aggregator: model,
+fusion algorithm and hyperparameters, synchronisation frequency, ``t_wait``,
+quorum and number of rounds, plus fedfaas's aggregation strategy.  The party
+profile is the extra input JIT needs from each party: participation mode,
+training times or hardware, and bandwidth.  Both are validated here, once, and
+every violation becomes a 400 naming the field.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from fedfaas.errors import BadRequest
+
+ID_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+STRATEGIES = ("jit", "eager-always-on", "eager-serverless", "batched-serverless", "lazy")
+
+
+def check_id(value: str, what: str) -> str:
+    """Validate a job, party or tenant id: a DNS label (lowercase, digits, dashes, <= 63)."""
+    if not isinstance(value, str) or not ID_RE.match(value):
+        raise BadRequest(f"{what} {value!r} must be a DNS label: a-z, 0-9 and '-', 1-63 chars")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Strict):
+    """The model every party trains (paper 5.1): a name and its size ``M`` in bytes."""
+
+    name: str = Field(min_length=1, max_length=128)
+    size_bytes: int = Field(gt=0, le=64 * 1024**3)
+
+
+class AlgorithmSpec(_Strict):
+    """The fusion algorithm and its parameters (e.g. FedProx's ``mu``)."""
+
+    name: str = "fedavg"
+    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+
+
+class SyncSpec(_Strict):
+    """Synchronisation frequency: once per local epoch, or every ``every`` minibatches."""
+
+    unit: Literal["epoch", "minibatch"] = "epoch"
+    every: int = Field(default=1, ge=1, le=10**9)
+
+
+class StrategySpec(_Strict):
+    """When to aggregate: JIT or one of the paper's baselines (section 3)."""
+
+    name: Literal["jit", "eager-always-on", "eager-serverless", "batched-serverless", "lazy"] = "jit"
+    batch_size: int = Field(default=10, ge=1, le=100_000)
+    n_agg: int = Field(default=1, ge=1, le=64)
+
+
+class JobSpec(_Strict):
+    """An FL job specification (JIT paper 5.1)."""
+
+    name: str = Field(default="", max_length=128)
+    job_id: str | None = None
+    tenant: str | None = None
+    model: ModelSpec
+    algorithm: AlgorithmSpec = AlgorithmSpec()
+    sync: SyncSpec = SyncSpec()
+    t_wait_s: float = Field(default=600.0, gt=0, le=7 * 24 * 3600)
+    quorum: int = Field(default=1, ge=1, le=1_000_000)
+    rounds: int = Field(default=10, ge=1, le=100_000)
+    strategy: StrategySpec = StrategySpec()
+    nonfinite: Literal["reject", "flag"] = "reject"
+    hyperparameters: dict[str, float | int | str | bool] = Field(default_factory=dict)
+
+    @field_validator("job_id", "tenant")
+    @classmethod
+    def _dns_label(cls, value: str | None) -> str | None:
+        if value is not None and not ID_RE.match(value):
+            raise ValueError("must be a DNS label: a-z, 0-9 and '-', 1-63 chars")
+        return value
+
+
+class Hardware(_Strict):
+    """Training hardware, used to regress training time when no times are given (paper 5.2)."""
+
+    cpus: float = Field(default=1, gt=0, le=4096)
+    gpus: int = Field(default=0, ge=0, le=1024)
+    gpu_type: str = Field(default="", max_length=64)
+    memory_gb: float = Field(default=0, ge=0, le=65536)
+
+
+class PartyProfile(_Strict):
+    """What a party tells the aggregator about itself (JIT paper 5.2)."""
+
+    party_id: str | None = None
+    mode: Literal["active", "intermittent"] = "active"
+    epoch_time_s: float | None = Field(default=None, gt=0, le=10**7)
+    minibatch_time_s: float | None = Field(default=None, gt=0, le=10**6)
+    dataset_size: int | None = Field(default=None, ge=0, le=10**12)
+    batch_size: int | None = Field(default=None, ge=1, le=10**7)
+    hardware: Hardware | None = None
+    bandwidth_down_bps: float | None = Field(default=None, gt=0, le=10**12)
+    bandwidth_up_bps: float | None = Field(default=None, gt=0, le=10**12)
+
+    @field_validator("party_id")
+    @classmethod
+    def _dns_label(cls, value: str | None) -> str | None:
+        if value is not None and not ID_RE.match(value):
+            raise ValueError("must be a DNS label: a-z, 0-9 and '-', 1-63 chars")
+        return value
+
+
+def parse(model: type[_Strict], data: Any, what: str) -> Any:
+    """Validate ``data`` against ``model``; raise a 400 that lists every bad field."""
+    if not isinstance(data, dict):
+        raise BadRequest(f"{what} must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc']) or what}: {err['msg']}" for err in exc.errors()
+        ]
+        raise BadRequest(f"invalid {what}: " + "; ".join(problems), details={"fields": problems}) from None

@@ -1,0 +1,111 @@
+"""The fedfaas gateway: a stateless Flask app (one per replica, any number of replicas).
+
+It answers parties (register, upload updates, fetch global models), admins
+(tenants, jobs, rounds) and analysts (non-training queries).  Every error is a
+JSON body ``{"error": code, "message": ...}`` with a 4xx for bad input and 503
+with ``Retry-After`` when a backing service is down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Any
+
+import redis
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from fedfaas.config import Settings, load_settings
+from fedfaas.errors import FedfaasError, Unavailable
+from fedfaas.meta import connect
+from fedfaas.store import ObjectStore
+from gateway.auth import Principal, authenticate
+from gateway.ingest import Ingest
+from gateway.registry import Registry
+
+log = logging.getLogger("fedfaas.gateway")
+
+
+class Services:
+    """Clients a request handler needs; built once per process, holding no FL state."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.redis = connect(settings)
+        self.store = ObjectStore(settings)
+        self.registry = Registry(self.redis, self.store)
+        self.ingest = Ingest(self.registry, self.store, settings.max_body_bytes)
+
+    def principal(self) -> Principal:
+        """The authenticated caller of the current request."""
+        cached = g.get("principal")
+        if cached is None:
+            cached = authenticate(self.redis, request.headers.get("Authorization"),
+                                  self.settings.admin_token)
+            g.principal = cached
+        return cached
+
+
+def error_response(exc: FedfaasError) -> Response:
+    """JSON error response for a fedfaas error."""
+    resp = jsonify(exc.to_json())
+    resp.status_code = exc.status
+    if exc.retryable:
+        resp.headers["Retry-After"] = "2"
+    return resp
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the gateway app."""
+    settings = settings or load_settings()
+    app = Flask("fedfaas-gateway")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    services = Services(settings)
+    app.extensions["fedfaas"] = services
+
+    @app.errorhandler(FedfaasError)
+    def _fedfaas_error(exc: FedfaasError) -> Response:
+        return error_response(exc)
+
+    @app.errorhandler(redis.RedisError)
+    def _redis_error(exc: redis.RedisError) -> Response:
+        log.warning("redis error: %s", exc)
+        return error_response(Unavailable(f"metadata store unavailable ({type(exc).__name__})"))
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        code = (exc.name or "error").lower().replace(" ", "_")
+        resp = jsonify({"error": code, "message": exc.description})
+        resp.status_code = exc.code or 500
+        return resp
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        resp = jsonify({"error": "internal_error", "message": "unexpected server error; see gateway logs"})
+        resp.status_code = 500
+        return resp
+
+    @app.before_request
+    def _start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> Any:
+        checks = {"redis": False, "s3": services.store.healthy()}
+        with contextlib.suppress(redis.RedisError):
+            checks["redis"] = bool(services.redis.ping())
+        ok = all(checks.values())
+        return jsonify({"status": "ok" if ok else "degraded", "checks": checks}), (200 if ok else 503)
+
+    from gateway.api_v1 import blueprint
+
+    app.register_blueprint(blueprint)
+    return app

@@ -1,0 +1,290 @@
+"""Jobs, parties and rounds: the gateway's state, all of it in Redis (and specs in S3).
+
+Nothing here is cached in process memory, so any gateway replica can serve any
+request and a restarted gateway loses nothing.  Multi-key changes use Redis
+transactions (``WATCH``/``MULTI``) so concurrent replicas cannot start the same
+round twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import redis
+
+from fedfaas import keys
+from fedfaas.errors import BadRequest, Conflict, NotFound
+from fedfaas.spec import JobSpec, PartyProfile, check_id
+from fedfaas.store import ObjectStore
+from gateway.auth import Principal, new_token, store_token
+
+ROUND_STATES = ("open", "aggregating", "closed", "failed")
+
+
+@dataclass
+class JobRecord:
+    """A job as stored."""
+
+    job_id: str
+    tenant: str
+    spec: JobSpec
+    current_round: int
+    created_at: float
+    state: str
+
+    def public(self) -> dict[str, Any]:
+        """JSON view."""
+        return {
+            "job_id": self.job_id,
+            "tenant": self.tenant,
+            "spec": self.spec.model_dump(),
+            "current_round": self.current_round,
+            "created_at": self.created_at,
+            "state": self.state,
+        }
+
+
+@dataclass
+class RoundRecord:
+    """A round as stored."""
+
+    job_id: str
+    round: int
+    state: str
+    started_at: float
+    deadline_at: float
+    expected: list[str]
+    quorum: int
+    reason: str = ""
+    closed_at: float | None = None
+    model_key: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def public(self, arrived: int | None = None) -> dict[str, Any]:
+        """JSON view."""
+        out = {
+            "job_id": self.job_id,
+            "round": self.round,
+            "state": self.state,
+            "started_at": self.started_at,
+            "deadline_at": self.deadline_at,
+            "expected": len(self.expected),
+            "quorum": self.quorum,
+            "reason": self.reason,
+            "closed_at": self.closed_at,
+            "model_available": self.model_key is not None,
+        }
+        if arrived is not None:
+            out["arrived"] = arrived
+        out.update(self.extra)
+        return out
+
+
+def _s(value: Any) -> str:
+    """Redis replies are bytes; normalise to str."""
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Registry:
+    """Redis-backed registry of tenants, jobs, parties and rounds."""
+
+    def __init__(self, client: redis.Redis, store: ObjectStore) -> None:
+        self.redis = client
+        self.store = store
+
+    # --- tenants ---------------------------------------------------------------------
+    def create_tenant(self, tenant_id: str) -> str:
+        """Create a tenant; returns its admin token (shown once)."""
+        check_id(tenant_id, "tenant")
+        if not self.redis.hsetnx(keys.tenant(tenant_id), "created_at", str(time.time())):
+            raise Conflict(f"tenant {tenant_id!r} already exists")
+        token = new_token()
+        store_token(self.redis, token, Principal(role="tenant-admin", tenant=tenant_id))
+        return token
+
+    def tenant_exists(self, tenant_id: str) -> bool:
+        """True when the tenant was created (``default`` always exists)."""
+        return tenant_id == "default" or bool(self.redis.exists(keys.tenant(tenant_id)))
+
+    # --- jobs ------------------------------------------------------------------------
+    def create_job(self, spec: JobSpec, tenant: str) -> tuple[JobRecord, str]:
+        """Create a job; returns it and its enrollment token (shown once)."""
+        if not self.tenant_exists(tenant):
+            raise NotFound(f"tenant {tenant!r} does not exist")
+        job_id = spec.job_id or f"job-{uuid.uuid4().hex[:12]}"
+        now = time.time()
+        fields: dict[Any, Any] = {
+            "tenant": tenant,
+            "spec": spec.model_dump_json(),
+            "current_round": "0",
+            "created_at": repr(now),
+            "state": "created",
+        }
+        if not self.redis.hsetnx(keys.job(job_id), "tenant", tenant):
+            raise Conflict(f"job {job_id!r} already exists")
+        self.redis.hset(keys.job(job_id), mapping=fields)
+        self.redis.sadd(keys.tenant_jobs(tenant), job_id)
+        # The spec also lives in S3, the source of truth Redis can be rebuilt from.
+        self.store.put(keys.s3_job_spec(tenant, job_id), spec.model_dump_json().encode(),
+                       content_type="application/json")
+        enroll = new_token()
+        store_token(self.redis, enroll, Principal(role="enroll", tenant=tenant, job=job_id))
+        return self.get_job(job_id), enroll
+
+    def get_job(self, job_id: str) -> JobRecord:
+        """Load a job; 404 when unknown."""
+        check_id(job_id, "job id")
+        raw = self.redis.hgetall(keys.job(job_id))
+        if not raw or b"spec" not in raw:
+            raise NotFound(f"job {job_id!r} does not exist")
+        return JobRecord(
+            job_id=job_id,
+            tenant=_s(raw[b"tenant"]),
+            spec=JobSpec.model_validate_json(raw[b"spec"]),
+            current_round=int(raw[b"current_round"]),
+            created_at=float(raw[b"created_at"]),
+            state=_s(raw[b"state"]),
+        )
+
+    def job_for(self, principal: Principal, job_id: str, *, admin: bool = False) -> JobRecord:
+        """Load a job the caller may see; 404 (not 403) hides other tenants' jobs."""
+        job = self.get_job(job_id)
+        if principal.is_admin_of(job.tenant):
+            return job
+        if not admin and principal.role in ("party", "enroll") and principal.job == job_id:
+            return job
+        raise NotFound(f"job {job_id!r} does not exist")
+
+    def list_jobs(self, tenant: str) -> list[str]:
+        """Job ids of a tenant, sorted."""
+        return sorted(_s(j) for j in cast(set[bytes], self.redis.smembers(keys.tenant_jobs(tenant))))
+
+    # --- parties ---------------------------------------------------------------------
+    def register_party(self, job: JobRecord, profile: PartyProfile) -> tuple[str, str]:
+        """Register a party; returns its id and its secret token (shown once)."""
+        party_id = profile.party_id or f"party-{uuid.uuid4().hex[:10]}"
+        data = profile.model_dump()
+        data["party_id"] = party_id
+        data["registered_at"] = time.time()
+        if not self.redis.hsetnx(keys.job_parties(job.job_id), party_id, json.dumps(data)):
+            raise Conflict(f"party {party_id!r} is already registered in job {job.job_id!r}")
+        token = new_token()
+        store_token(self.redis, token, Principal(role="party", tenant=job.tenant, job=job.job_id,
+                                                 party=party_id))
+        return party_id, token
+
+    def get_party(self, job_id: str, party_id: str) -> dict[str, Any]:
+        """A party's profile; 404 when unknown."""
+        raw = self.redis.hget(keys.job_parties(job_id), party_id)
+        if raw is None:
+            raise NotFound(f"party {party_id!r} is not registered in job {job_id!r}")
+        data: dict[str, Any] = json.loads(raw)
+        return data
+
+    def update_party(self, job_id: str, party_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Merge measured values (e.g. bandwidth, times) into a party's profile."""
+        profile = self.get_party(job_id, party_id)
+        merged = PartyProfile.model_validate({**{k: v for k, v in profile.items()
+                                                 if k in PartyProfile.model_fields}, **changes})
+        data = {**profile, **merged.model_dump()}
+        self.redis.hset(keys.job_parties(job_id), party_id, json.dumps(data))
+        return data
+
+    def list_parties(self, job_id: str) -> dict[str, dict[str, Any]]:
+        """Every party's profile."""
+        raw = self.redis.hgetall(keys.job_parties(job_id))
+        return {_s(k): json.loads(v) for k, v in raw.items()}
+
+    # --- rounds ----------------------------------------------------------------------
+    def start_round(self, job: JobRecord, now: float | None = None) -> RoundRecord:
+        """Open the next round; 409 while the current one is still open."""
+        now = time.time() if now is None else now
+        parties = sorted(self.list_parties(job.job_id))
+        if not parties:
+            raise Conflict(f"job {job.job_id!r} has no registered parties yet")
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(keys.job(job.job_id))
+                    current = int(pipe.hget(keys.job(job.job_id), "current_round") or 0)
+                    if current:
+                        state = _s(pipe.hget(keys.round_(job.job_id, current), "state"))
+                        if state in ("open", "aggregating"):
+                            raise Conflict(f"round {current} of job {job.job_id!r} is still {state}")
+                    if current >= job.spec.rounds:
+                        raise Conflict(f"job {job.job_id!r} has run all its {job.spec.rounds} rounds")
+                    rnd = current + 1
+                    record = RoundRecord(
+                        job_id=job.job_id, round=rnd, state="open", started_at=now,
+                        deadline_at=now + job.spec.t_wait_s, expected=parties,
+                        quorum=min(job.spec.quorum, len(parties)),
+                    )
+                    pipe.multi()
+                    pipe.hset(keys.round_(job.job_id, rnd), mapping=self._round_fields(record))
+                    pipe.hset(keys.job(job.job_id), mapping={"current_round": rnd, "state": "running"})
+                    pipe.execute()
+                    return record
+                except redis.WatchError:
+                    continue
+
+    @staticmethod
+    def _round_fields(record: RoundRecord) -> dict[Any, Any]:
+        return {
+            "state": record.state,
+            "started_at": repr(record.started_at),
+            "deadline_at": repr(record.deadline_at),
+            "expected": json.dumps(record.expected),
+            "quorum": str(record.quorum),
+            "reason": record.reason,
+            "closed_at": "" if record.closed_at is None else repr(record.closed_at),
+            "model_key": record.model_key or "",
+            "extra": json.dumps(record.extra),
+        }
+
+    def get_round(self, job_id: str, rnd: int) -> RoundRecord:
+        """Load a round; 404 when it was never started."""
+        if rnd < 1:
+            raise BadRequest("round numbers start at 1")
+        raw = self.redis.hgetall(keys.round_(job_id, rnd))
+        if not raw:
+            raise NotFound(f"round {rnd} of job {job_id!r} has not been started")
+        return RoundRecord(
+            job_id=job_id,
+            round=rnd,
+            state=_s(raw[b"state"]),
+            started_at=float(raw[b"started_at"]),
+            deadline_at=float(raw[b"deadline_at"]),
+            expected=json.loads(raw[b"expected"]),
+            quorum=int(raw[b"quorum"]),
+            reason=_s(raw.get(b"reason")),
+            closed_at=float(raw[b"closed_at"]) if raw.get(b"closed_at") else None,
+            model_key=_s(raw.get(b"model_key")) or None,
+            extra=json.loads(raw.get(b"extra") or b"{}"),
+        )
+
+    def set_round_state(self, job_id: str, rnd: int, state: str, **fields: Any) -> None:
+        """Move a round to ``state`` with optional extra fields (reason, model_key, ...)."""
+        if state not in ROUND_STATES:
+            raise ValueError(f"unknown round state {state!r}")
+        mapping: dict[Any, Any] = {k: ("" if v is None else str(v)) for k, v in fields.items()}
+        mapping["state"] = state
+        self.redis.hset(keys.round_(job_id, rnd), mapping=mapping)
+
+    def round_updates(self, job_id: str, rnd: int) -> dict[str, dict[str, Any]]:
+        """Records of the updates stored for a round, by party."""
+        raw = self.redis.hgetall(keys.round_updates(job_id, rnd))
+        return {_s(k): json.loads(v) for k, v in raw.items()}
+
+    def count_rejection(self, job_id: str, reason: str) -> None:
+        """Count a refused update by reason (visible in the job's status)."""
+        self.redis.hincrby(keys.rejections(job_id), reason, 1)
+
+    def rejections(self, job_id: str) -> dict[str, int]:
+        """Refused updates by reason."""
+        return {_s(k): int(v) for k, v in self.redis.hgetall(keys.rejections(job_id)).items()}

@@ -1,0 +1,52 @@
+"""The S3 object store and the Redis client against the real servers of the local stack."""
+
+from __future__ import annotations
+
+import pytest
+
+from fedfaas.config import Settings
+from fedfaas.errors import NotFound, Unavailable
+from fedfaas.meta import connect
+from fedfaas.store import ObjectStore, digest
+
+
+def test_put_get_stat_list_delete(s3_settings: Settings) -> None:
+    # Prepare
+    store = ObjectStore(s3_settings)
+    body = bytes(range(256)) * 1000
+    # Execute
+    stored = store.put("tests/store/a.bin", memoryview(body))
+    # Assert
+    assert stored.size == len(body)
+    assert store.get("tests/store/a.bin") == body
+    assert store.stat("tests/store/a.bin").size == len(body)  # type: ignore[union-attr]
+    assert "tests/store/a.bin" in list(store.list("tests/store/"))
+    store.delete("tests/store/a.bin")
+    assert not store.exists("tests/store/a.bin")
+    with pytest.raises(NotFound):
+        store.get("tests/store/a.bin")
+
+
+def test_wrong_credentials_are_refused(s3_settings: Settings) -> None:
+    from dataclasses import replace
+
+    store = ObjectStore(replace(s3_settings, s3_secret_key="wrong"))
+    with pytest.raises(Unavailable):
+        store.get("tests/store/none")
+
+
+def test_unreachable_s3_is_unavailable_quickly() -> None:
+    store = ObjectStore(Settings(s3_endpoint="127.0.0.1:9", s3_timeout_s=1.0))
+    assert not store.healthy()
+    with pytest.raises(Unavailable):
+        store.put("x", b"1")
+
+
+def test_redis_client_round_trip(s3_settings: Settings) -> None:
+    client = connect(s3_settings)
+    client.set("tests:key", b"v")
+    assert client.get("tests:key") == b"v"
+
+
+def test_digest_is_stable() -> None:
+    assert digest(b"abc") == digest(memoryview(b"abc"))
