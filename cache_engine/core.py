@@ -63,7 +63,7 @@ class JobPolicies:
 
 @dataclass(frozen=True)
 class RequestOutcome:
-    """What one request needed, whether it hit, and what could not be cached."""
+    """What one request needed, whether it hit, what could not be cached, what was prefetched."""
 
     policy: str
     needed: tuple[DataKey, ...]
@@ -71,6 +71,7 @@ class RequestOutcome:
     hit: bool
     missed: tuple[DataKey, ...]
     unplaced: tuple[DataKey, ...]
+    prefetched: tuple[DataKey, ...]
 
 
 def evict_unwanted(
@@ -133,7 +134,10 @@ def request(
     pinned = set(plan.needed) | set(plan.prefetch)
     evict_unwanted(job, view, cache, keys[0].tenant, keys[0].job, pinned)
     unplaced = tuple(k for k in missed if not cache.place(k, pinned, policy.eviction_order))
-    for key in plan.prefetch:
-        if not cache.is_resident(key):
-            cache.place(key, pinned, policy.eviction_order)
-    return RequestOutcome(policy_name, plan.needed, plan.prefetch, not missed, missed, unplaced)
+    prefetched = tuple(
+        k for k in plan.prefetch
+        if not cache.is_resident(k) and cache.place(k, pinned, policy.eviction_order)
+    )
+    return RequestOutcome(
+        policy_name, plan.needed, plan.prefetch, not missed, missed, unplaced, prefetched
+    )

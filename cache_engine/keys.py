@@ -51,7 +51,7 @@ def check_round(value: object) -> int:
     return value
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class DataKey:
     """One cacheable item: ``(tenant, job, round, client, kind)``.
 
@@ -95,6 +95,13 @@ class DataKey:
     def meta(cls, tenant: str, job: str, round: int, client: str | None = None) -> DataKey:
         """Key of the metadata/hyperparameters of ``round`` (of one client if given)."""
         return cls(tenant, job, round, client, "meta")
+
+    def sort_key(self) -> tuple[str, str, str, int, str]:
+        """Total order: tenant, job, kind, round, client (round-level entries first)."""
+        return (self.tenant, self.job, self.kind, self.round, self.client or "")
+
+    def __lt__(self, other: DataKey) -> bool:
+        return self.sort_key() < other.sort_key()
 
     @property
     def scope(self) -> tuple[str, str]:

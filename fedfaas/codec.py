@@ -294,7 +294,12 @@ def count_nonfinite(tensors: Mapping[str, np.ndarray]) -> int:
     bad = 0
     for arr in tensors.values():
         if arr.dtype.kind == "f" or arr.dtype == DTYPES["bfloat16"]:
-            bad += int(arr.size - np.count_nonzero(np.isfinite(arr.astype(np.float32, copy=False))))
+            values = arr.astype(np.float32, copy=False).reshape(-1)
+            # A sum is finite whenever every term is (barring overflow), and is 3x
+            # cheaper than isfinite over the whole tensor; count exactly otherwise.
+            if np.isfinite(np.add.reduce(values, dtype=np.float64)):
+                continue
+            bad += int(values.size - np.count_nonzero(np.isfinite(values)))
     return bad
 
 

@@ -11,6 +11,7 @@ clients (Dirichlet label skew, Hsu et al. 2019).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,8 +19,8 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F  # noqa: N812 - the torch convention
 from torch import nn
-from torch.nn import functional as F
 
 from fedfaas.codec import DTYPES, from_state_dict, to_state_dict
 from fedfaas.errors import BadRequest
@@ -36,7 +37,7 @@ class DigitsMLP(nn.Module):
         self.input_shape: tuple[int, ...] = (64,)
         self.num_classes = num_classes
         widths = [64, *hidden]
-        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths, widths[1:], strict=False))
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
         self.out = nn.Linear(widths[-1], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -238,7 +239,7 @@ def train_local(model: nn.Module, X: np.ndarray, y: np.ndarray, *, epochs: int =
             loss = F.cross_entropy(model(xs[idx]), ys[idx])
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
             count += len(idx)
         last = total / count
     model.eval()
@@ -285,7 +286,7 @@ def load_digits_dataset(test_fraction: float = 0.25, seed: int = 0) -> Digits:
     X = (data.data / 16.0).astype(np.float32)
     y = data.target.astype(np.int64)
     order = np.random.default_rng(seed).permutation(len(y))
-    n_test = int(round(len(y) * test_fraction))
+    n_test = round(len(y) * test_fraction)
     test, train = order[:n_test], order[n_test:]
     return Digits(X[train], y[train], X[test], y[test])
 

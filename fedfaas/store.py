@@ -12,11 +12,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import urllib3
 from minio import Minio
+from minio.credentials import Credentials
 from minio.error import S3Error
+from minio.signer import sign_v4_s3
 
 from fedfaas.config import Settings
 from fedfaas.errors import NotFound, Unavailable
@@ -60,6 +64,7 @@ class ObjectStore:
 
     def __init__(self, settings: Settings) -> None:
         self.bucket = settings.s3_bucket
+        self._settings = settings
         timeout = urllib3.Timeout(connect=min(5.0, settings.s3_timeout_s), read=settings.s3_timeout_s)
         # minio retries internally on connection errors; keep that short so a
         # dead S3 turns into a 503 quickly instead of a hung request.
@@ -68,6 +73,7 @@ class ObjectStore:
             maxsize=64,
             retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504)),
         )
+        self._http = http
         self._client = Minio(
             settings.s3_endpoint,
             access_key=settings.s3_access_key,
@@ -108,9 +114,18 @@ class ObjectStore:
         *,
         content_type: str = "application/octet-stream",
         metadata: dict[str, str] | None = None,
+        sha256: str | None = None,
     ) -> StoredObject:
-        """Store ``data`` under ``key``; returns once S3 has acknowledged it."""
+        """Store ``data`` under ``key``; returns once S3 has acknowledged it.
+
+        When the caller already knows the body's ``sha256`` (hex), the PUT is
+        signed with it, so the body is neither hashed nor copied a second time;
+        servers that check the signed payload hash (MinIO, AWS S3) then also
+        refuse a transfer corrupted on the way.
+        """
         length = memoryview(data).nbytes
+        if sha256 is not None:
+            return self._signed_put(key, data, length, sha256, content_type, metadata or {})
         result = self._call(
             f"put {key}",
             self._client.put_object,
@@ -123,6 +138,34 @@ class ObjectStore:
             part_size=max(PART_SIZE, 5 * 1024**2),
         )
         return StoredObject(key=key, size=length, etag=str(result.etag))
+
+    def _signed_put(self, key: str, data: bytes | bytearray | memoryview, length: int, sha256: str,
+                    content_type: str, metadata: dict[str, str]) -> StoredObject:
+        scheme = "https" if self._settings.s3_secure else "http"
+        endpoint = self._settings.s3_endpoint
+        url = urlsplit(f"{scheme}://{endpoint}/{self.bucket}/{quote(key, safe='/')}")
+        date = datetime.now(UTC)
+        headers: dict[str, Any] = {
+            "Host": endpoint,
+            "Content-Length": str(length),
+            "Content-Type": content_type,
+            "x-amz-content-sha256": sha256,
+            "x-amz-date": date.strftime("%Y%m%dT%H%M%SZ"),
+            **{f"x-amz-meta-{k}": v for k, v in metadata.items()},
+        }
+        headers = sign_v4_s3(
+            method="PUT", url=url, region=self._settings.s3_region, headers=headers,
+            credentials=Credentials(self._settings.s3_access_key, self._settings.s3_secret_key),
+            content_sha256=sha256, date=date,
+        )
+        try:
+            resp = self._http.urlopen("PUT", url.geturl(), body=memoryview(data).cast("B"),
+                                      headers=headers, retries=False)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise Unavailable(f"put {key}: S3 unreachable ({type(exc).__name__})") from None
+        if resp.status != 200:
+            raise Unavailable(f"put {key}: S3 answered {resp.status}")
+        return StoredObject(key=key, size=length, etag=str(resp.headers.get("ETag", "")).strip('"'))
 
     def get(self, key: str) -> bytes:
         """Read a whole object."""

@@ -124,7 +124,7 @@ class Ingest:
                 raise Conflict(f"another update from party {party!r} for round {rnd} is being stored")
         try:
             key = keys.s3_update(job.tenant, job.job_id, rnd, party)
-            self.store.put(key, body, metadata={"digest": body_digest})
+            self.store.put(key, body, metadata={"digest": body_digest}, sha256=body_digest)
             entry = {
                 "party": party,
                 "round": rnd,

@@ -141,23 +141,35 @@ class Launcher:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
             args = [
-                "-m", "fedfaas.faas.instance",
-                "--handler-dir", str(spec.handler),
-                "--app-dir", str(app_dir),
-                "--fd", str(sock.fileno()),
-                "--threads", str(threads),
-                "--parent-pid", str(os.getpid()),
-                "--secrets-dir", str(self.secrets_path(spec.name)),
-            ]  # fmt: skip
+                "-m",
+                "fedfaas.faas.instance",
+                "--handler-dir",
+                str(spec.handler),
+                "--app-dir",
+                str(app_dir),
+                "--fd",
+                str(sock.fileno()),
+                "--threads",
+                str(threads),
+                "--parent-pid",
+                str(os.getpid()),
+                "--secrets-dir",
+                str(self.secrets_path(spec.name)),
+            ]
             for path in self.copy_paths:
                 args += ["--copy", str(path)]
             with open(self.log_path(spec.name), "ab") as log_file:
                 process = await asyncio.create_subprocess_exec(
-                    self.python, *args,
-                    stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
-                    env=self.environment(spec, idx), cwd=str(app_dir),
-                    pass_fds=(sock.fileno(),), start_new_session=True,
-                )  # fmt: skip
+                    self.python,
+                    *args,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=log_file,
+                    env=self.environment(spec, idx),
+                    cwd=str(app_dir),
+                    pass_fds=(sock.fileno(),),
+                    start_new_session=True,
+                )
         finally:
             sock.close()
         write_pid_file(self.pid_path(spec.name, idx), process.pid)

@@ -69,10 +69,20 @@ class RouterOptions:
 
     def __post_init__(self) -> None:
         positive = (
-            "idle_s", "instance_concurrency", "exec_timeout_s", "upstream_timeout_s",
-            "replica_cap", "start_timeout_s", "queue_timeout_s", "max_waiting", "grace_s",
-            "async_workers", "async_queue_size", "callback_timeout_s", "max_body_bytes",
-        )  # fmt: skip
+            "idle_s",
+            "instance_concurrency",
+            "exec_timeout_s",
+            "upstream_timeout_s",
+            "replica_cap",
+            "start_timeout_s",
+            "queue_timeout_s",
+            "max_waiting",
+            "grace_s",
+            "async_workers",
+            "async_queue_size",
+            "callback_timeout_s",
+            "max_body_bytes",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"router option {name} must be positive")

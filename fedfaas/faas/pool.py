@@ -82,8 +82,10 @@ class ScalePolicy:
         if spec.scale_max is not None and spec.scale_max > options.replica_cap:
             log.warning(
                 "function %s: com.openfaas.scale.max=%d capped at %d",
-                spec.name, spec.scale_max, options.replica_cap,
-            )  # fmt: skip
+                spec.name,
+                spec.scale_max,
+                options.replica_cap,
+            )
         zero_flag = options.scale_zero if spec.scale_zero is None else spec.scale_zero
         return cls(
             min_replicas=min(max(spec.scale_min or 1, 1), max_replicas),
@@ -91,9 +93,8 @@ class ScalePolicy:
             scale_zero=zero_flag and not spec.scale_min,
             idle_s=spec.scale_zero_duration_s or options.idle_s,
             capacity=spec.max_inflight or options.instance_concurrency,
-            exec_timeout_s=min(spec.exec_timeout_s or options.exec_timeout_s,
-                               options.upstream_timeout_s),
-        )  # fmt: skip
+            exec_timeout_s=min(spec.exec_timeout_s or options.exec_timeout_s, options.upstream_timeout_s),
+        )
 
 
 @dataclass(eq=False)
@@ -117,9 +118,13 @@ class Instance:
     def describe(self, now: float) -> dict[str, object]:
         """JSON view for ``/system/instances``."""
         return {
-            "instance": self.idx, "pid": self.pid, "port": self.port, "state": self.state.value,
-            "inflight": self.inflight, "age_s": round(now - self.started_mono, 3),
-        }  # fmt: skip
+            "instance": self.idx,
+            "pid": self.pid,
+            "port": self.port,
+            "state": self.state.value,
+            "inflight": self.inflight,
+            "age_s": round(now - self.started_mono, 3),
+        }
 
 
 @dataclass
@@ -251,13 +256,15 @@ class FunctionPool:
                 inst = self._pick()
                 if inst is not None:
                     inst.inflight += 1
+                    self._demand.note(time.monotonic(), self.demand())
                     return inst, cold
                 if self._closing:
                     raise Unavailable("the router is shutting down")
-                cold = self._scale_up() > 0 or cold
                 failure = self._last_start_failure
                 if failure is not None and failure[0] >= began and not self.live:
                     raise Unavailable(f"function {self.name} failed to start: {failure[1]}")
+                started = self._scale_up()
+                cold = cold or started > 0 or any(i.state is State.STARTING for i in self.live)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise Unavailable(f"no replica of {self.name} was free within {timeout_s:g}s")
@@ -308,10 +315,15 @@ class FunctionPool:
         live = self.live
         if len(live) > desired:
             idle = sorted(
-                (i for i in live if i.state is State.READY and i.inflight == 0
-                 and now - (i.ready_mono or now) >= self.policy.idle_s),
+                (
+                    i
+                    for i in live
+                    if i.state is State.READY
+                    and i.inflight == 0
+                    and now - (i.ready_mono or now) >= self.policy.idle_s
+                ),
                 key=lambda i: i.last_used,
-            )  # fmt: skip
+            )
             for inst in idle[: len(live) - desired]:
                 self._stop(inst, "stopped")
         missing = floor - len(self.live)
@@ -322,9 +334,7 @@ class FunctionPool:
     async def scale_to(self, replicas: int) -> None:
         """Set the replica count now (``/system/scale-function``); the autoscaler acts later."""
         if not 0 <= replicas <= self.policy.max_replicas:
-            raise BadRequest(
-                f"replicas for {self.name} must be between 0 and {self.policy.max_replicas}"
-            )
+            raise BadRequest(f"replicas for {self.name} must be between 0 and {self.policy.max_replicas}")
         if replicas < self.policy.floor:
             raise BadRequest(
                 f"replicas {replicas} is below the floor of {self.name} ({self.policy.floor}: "
@@ -342,8 +352,11 @@ class FunctionPool:
 
     async def kill(self, idx: int | None) -> Instance:
         """SIGKILL one replica as a provider reclaiming it; waits until it is gone."""
-        live = [i for i in self.instances.values() if i.pid is not None and not i.exited.is_set()
-                and i.state is not State.STOPPING]  # fmt: skip
+        live = [
+            i
+            for i in self.instances.values()
+            if i.pid is not None and not i.exited.is_set() and i.state is not State.STOPPING
+        ]
         if idx is None:
             if not live:
                 raise NotFound(f"function {self.name} has no live replica to kill")
@@ -406,17 +419,24 @@ class FunctionPool:
     async def _run(self, inst: Instance) -> None:
         """Spawn a replica, wait until it answers ``/_/health``, then until it exits."""
         try:
-            process = await self._launcher.spawn(
-                self.spec, inst.idx, threads=max(4, self.policy.capacity)
-            )
+            process = await self._launcher.spawn(self.spec, inst.idx, threads=max(4, self.policy.capacity))
         except Exception as exc:  # a bad spawn must not take the router down
             self._start_failed(inst, f"spawn failed: {exc}")
             self._finish(inst, returncode=None)
             return
         inst.pid, inst.port = process.pid, process.port
-        log.info("instance starting", extra={"fields": {
-            "function": self.name, "instance": inst.idx, "pid": inst.pid, "port": inst.port,
-            "on_demand": inst.on_demand}})  # fmt: skip
+        log.info(
+            "instance starting",
+            extra={
+                "fields": {
+                    "function": self.name,
+                    "instance": inst.idx,
+                    "pid": inst.pid,
+                    "port": inst.port,
+                    "on_demand": inst.on_demand,
+                }
+            },
+        )
         exit_task = asyncio.ensure_future(process.wait())
         if inst.state is State.STOPPING:
             self._stop(inst, inst.stop_reason or "stopped")
@@ -431,8 +451,7 @@ class FunctionPool:
         pause = _HEALTH_POLL_S[0]
         while inst.state is State.STARTING and not exit_task.done():
             if time.monotonic() > deadline:
-                self._start_failed(inst, f"no answer on /_/health within "
-                                         f"{self.options.start_timeout_s:g}s")  # fmt: skip
+                self._start_failed(inst, f"no answer on /_/health within {self.options.start_timeout_s:g}s")
                 self._stop(inst, "failed", sig=signal.SIGKILL)
                 return
             try:
@@ -453,9 +472,17 @@ class FunctionPool:
         now = time.monotonic()
         inst.state, inst.ready_mono, inst.last_used = State.READY, now, now
         self._restart_backoff_s = _RESTART_BACKOFF_S[0]
-        log.info("instance ready", extra={"fields": {
-            "function": self.name, "instance": inst.idx, "pid": inst.pid,
-            "startup_s": round(now - inst.started_mono, 3)}})  # fmt: skip
+        log.info(
+            "instance ready",
+            extra={
+                "fields": {
+                    "function": self.name,
+                    "instance": inst.idx,
+                    "pid": inst.pid,
+                    "startup_s": round(now - inst.started_mono, 3),
+                }
+            },
+        )
         self._notify()
 
     def _start_failed(self, inst: Instance, message: str) -> None:
@@ -463,8 +490,10 @@ class FunctionPool:
         self._last_start_failure = (now, message)
         self._restart_not_before = now + self._restart_backoff_s
         self._restart_backoff_s = min(self._restart_backoff_s * 2, _RESTART_BACKOFF_S[1])
-        log.error("instance failed to start", extra={"fields": {
-            "function": self.name, "instance": inst.idx, "error": message}})  # fmt: skip
+        log.error(
+            "instance failed to start",
+            extra={"fields": {"function": self.name, "instance": inst.idx, "error": message}},
+        )
 
     def _finish(self, inst: Instance, returncode: int | None) -> None:
         now = time.monotonic()
@@ -474,17 +503,30 @@ class FunctionPool:
         inst.state = State.DEAD
         self.accounting.closed_container_s += self.accounting.alive_s(inst, now)
         self.lifetime_container_s += now - inst.started_mono
-        counters = {"stopped": "instances_stopped", "killed": "instances_killed",
-                    "crashed": "instances_crashed"}  # fmt: skip
+        counters = {
+            "stopped": "instances_stopped",
+            "killed": "instances_killed",
+            "crashed": "instances_crashed",
+        }
         if reason in counters:
             attr = counters[reason]
             setattr(self.accounting, attr, getattr(self.accounting, attr) + 1)
         self.instances.pop(inst.idx, None)
         self._launcher.cleanup(self.name, inst.idx)
         inst.exited.set()
-        log.info("instance exited", extra={"fields": {
-            "function": self.name, "instance": inst.idx, "pid": inst.pid, "code": returncode,
-            "reason": reason, "alive_s": round(now - inst.started_mono, 3)}})  # fmt: skip
+        log.info(
+            "instance exited",
+            extra={
+                "fields": {
+                    "function": self.name,
+                    "instance": inst.idx,
+                    "pid": inst.pid,
+                    "code": returncode,
+                    "reason": reason,
+                    "alive_s": round(now - inst.started_mono, 3),
+                }
+            },
+        )
         self._notify()
 
     def _notify(self) -> None:
@@ -517,4 +559,3 @@ def _signal_group(pid: int, sig: int) -> None:
     """Signal a replica's process group (it is the leader of its own session)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-

@@ -37,12 +37,27 @@ _GO_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _FUNCTION_KEYS = frozenset(
     {
-        "lang", "handler", "image", "fprocess", "environment", "environment_file", "secrets",
-        "labels", "annotations", "limits", "requests", "constraints", "build_args",
-        "build_options", "build_secrets", "readonly_root_filesystem", "namespace",
-        "skip_build", "platforms",
+        "lang",
+        "handler",
+        "image",
+        "fprocess",
+        "environment",
+        "environment_file",
+        "secrets",
+        "labels",
+        "annotations",
+        "limits",
+        "requests",
+        "constraints",
+        "build_args",
+        "build_options",
+        "build_secrets",
+        "readonly_root_filesystem",
+        "namespace",
+        "skip_build",
+        "platforms",
     }
-)  # fmt: skip
+)
 
 
 class StackFileError(BadRequest):
@@ -175,9 +190,7 @@ def load_stack(path: str | os.PathLike[str], env: Mapping[str, str] | None = Non
     functions = doc.get("functions")
     if not isinstance(functions, dict) or not functions:
         raise StackFileError("functions must be a non-empty mapping of name to function")
-    specs = {
-        str(name): _function(str(name), body, base, variables) for name, body in functions.items()
-    }
+    specs = {str(name): _function(str(name), body, base, variables) for name, body in functions.items()}
     return StackFile(
         path=stack_path,
         version=version,
@@ -273,9 +286,7 @@ def _exec_timeout(environment: Mapping[str, str], where: str) -> float | None:
     return min(enabled) if enabled else None
 
 
-def _max_inflight(
-    environment: Mapping[str, str], labels: Mapping[str, str], where: str
-) -> int | None:
+def _max_inflight(environment: Mapping[str, str], labels: Mapping[str, str], where: str) -> int | None:
     from_env = _positive_int(environment.get(ENV_MAX_INFLIGHT), f"{where}: environment max_inflight")
     from_label = _positive_int(labels.get(LABEL_MAX_INFLIGHT), f"{where}: label {LABEL_MAX_INFLIGHT}")
     if from_env is not None and from_label is not None and from_env != from_label:
@@ -319,9 +330,7 @@ def _string_map(value: object, where: str) -> dict[str, str]:
         raise StackFileError(f"{where}: expected a mapping")
     for key, item in value.items():
         if not isinstance(item, str):
-            raise StackFileError(
-                f"{where}: value of {key!r} must be a string (quote it), got {item!r}"
-            )
+            raise StackFileError(f"{where}: value of {key!r} must be a string (quote it), got {item!r}")
     return {str(k): v for k, v in value.items()}
 
 

@@ -142,6 +142,14 @@ def localise_round(updates: Sequence[ClientUpdate], model: nn.Module, *, num_inp
     }
 
 
+def _change_rank(row: Mapping[str, Any]) -> float:
+    """Sort key: largest relative change first; a tensor that left zero ranks first."""
+    rel = row["relative_change"]
+    if rel is None:
+        return -np.inf if row["change_norm"] > 0 else 0.0
+    return -float(rel)
+
+
 def diff_models(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], top_k: int = 5
                 ) -> dict[str, Any]:
     """What changed from model ``a`` to model ``b``, tensor by tensor."""
@@ -165,8 +173,7 @@ def diff_models(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], top_k:
                        "norm_after": float(np.linalg.norm(vb)),
                        "relative_change": change / norm_a if norm_a > 0 else None,
                        "max_abs_change": float(np.abs(vb - va).max()) if va.size else 0.0})
-    ranked = sorted(layers, key=lambda r: -(r["relative_change"] if r["relative_change"]
-                                            is not None else r["change_norm"]))
+    ranked = sorted(layers, key=_change_rank)
     return {
         "workload": NAME,
         "mode": "diff",
@@ -187,7 +194,7 @@ def _execute(inputs: WorkloadInputs, p: dict[str, Any]) -> dict[str, Any]:
         return result
     rb = p["round_b"] if p["round_b"] is not None else inputs.round
     if rb is None:
-        rb = max(inputs.global_models)
+        rb = max(inputs.global_models, default=0)
     ra = p["round_a"] if p["round_a"] is not None else rb - 1
     for r in (ra, rb):
         if r not in inputs.global_models:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from fedfaas.errors import BadRequest
 
-Kind = Literal["int", "float", "bool", "str", "str_list", "map"]
+Kind = Literal["int", "float", "bool", "str", "str_list", "map", "list"]
 
 
 class _Required:
@@ -64,6 +64,10 @@ class Param:
         if self.kind == "str_list":
             if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
                 raise BadRequest(f"{where} must be a list of strings")
+            return list(value)
+        if self.kind == "list":
+            if not isinstance(value, list | tuple):
+                raise BadRequest(f"{where} must be a list")
             return list(value)
         if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
             raise BadRequest(f"{where} must be a map with string keys")

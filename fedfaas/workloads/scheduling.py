@@ -104,7 +104,7 @@ def select_by_performance(scores: Mapping[str, float], num_clients: int, *, expl
     rng = np.random.default_rng(seed)
     ranked = _ranked(scores, sorted(scores), rng)
     take = min(num_clients, len(ranked))
-    n_explore = int(round(explore * take))
+    n_explore = round(explore * take)
     exploit = ranked[:take - n_explore]
     rest = ranked[take - n_explore:]
     explored = [rest[i] for i in sorted(rng.choice(len(rest), n_explore, replace=False))] \

@@ -50,3 +50,22 @@ def test_redis_client_round_trip(s3_settings: Settings) -> None:
 
 def test_digest_is_stable() -> None:
     assert digest(b"abc") == digest(memoryview(b"abc"))
+
+
+def test_signed_put_is_verified_by_s3(s3_settings: Settings) -> None:
+    # Prepare
+    store = ObjectStore(s3_settings)
+    body = b"payload" * 1000
+    # Execute
+    store.put("tests/store/signed.bin", body, sha256=digest(body), metadata={"digest": digest(body)})
+    # Assert
+    assert store.get("tests/store/signed.bin") == body
+    assert store.stat("tests/store/signed.bin").size == len(body)  # type: ignore[union-attr]
+
+
+def test_signed_put_with_wrong_credentials_is_refused(s3_settings: Settings) -> None:
+    from dataclasses import replace
+
+    store = ObjectStore(replace(s3_settings, s3_secret_key="wrong"))
+    with pytest.raises(Unavailable):
+        store.put("tests/store/denied.bin", b"x", sha256=digest(b"x"))

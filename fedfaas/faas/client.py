@@ -1,0 +1,234 @@
+"""HTTP client of the OpenFaaS gateway API: the local router or a real OpenFaaS gateway.
+
+Function calls return the raw :class:`requests.Response` (the function's status
+is the caller's business); ``/system`` calls raise a :class:`FedfaasError`
+subclass on a 4xx/5xx and :class:`Unavailable` (safe to retry) when the
+gateway cannot be reached.  The local-only calls (``accounting``, ``kill``,
+``instances``) exist only on the fedfaas router.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+
+from fedfaas.errors import (
+    BadRequest,
+    FedfaasError,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+)
+
+DEFAULT_TIMEOUT_S = 30.0
+_POLL_S = 0.05
+_ERRORS: dict[int, type[FedfaasError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    404: NotFound,
+    429: TooManyRequests,
+}
+
+
+class FaasClient:
+    """Calls functions and the ``/system`` API of an OpenFaaS-compatible gateway.
+
+    Parameters
+    ----------
+    base_url
+        Gateway URL, e.g. ``http://127.0.0.1:8080``.
+    auth
+        Basic-auth ``(user, password)`` for ``/system``; ``None`` when the gateway has none.
+    timeout
+        Default timeout in seconds of every request.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        auth: tuple[str, str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._session = requests.Session()
+        self._session.auth = auth
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._session.close()
+
+    def __enter__(self) -> FaasClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------- functions
+
+    def invoke(
+        self,
+        name: str,
+        body: bytes | str = b"",
+        path: str = "",
+        headers: Mapping[str, str] | None = None,
+        method: str = "POST",
+        params: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> requests.Response:
+        """Call ``name`` synchronously (``/function/<name>[/path]``); returns the response as is.
+
+        Raises
+        ------
+        Unavailable
+            The gateway could not be reached or did not answer in time.
+        """
+        return self._request(
+            method,
+            self._function_url("function", name, path),
+            data=body or None,
+            headers=dict(headers or {}),
+            params=params,
+            timeout=timeout,
+            check=False,
+        )
+
+    def invoke_async(
+        self,
+        name: str,
+        body: bytes | str = b"",
+        path: str = "",
+        headers: Mapping[str, str] | None = None,
+        callback_url: str | None = None,
+    ) -> str:
+        """Queue a call (``/async-function/<name>``); returns its ``X-Call-Id``."""
+        all_headers = dict(headers or {})
+        if callback_url is not None:
+            all_headers["X-Callback-Url"] = callback_url
+        response = self._request(
+            "POST",
+            self._function_url("async-function", name, path),
+            data=body,
+            headers=all_headers,
+        )
+        return response.headers["X-Call-Id"]
+
+    # ---------------------------------------------------------------- system
+
+    def list_functions(self) -> list[dict[str, Any]]:
+        """``GET /system/functions``."""
+        result: list[dict[str, Any]] = self._request("GET", "/system/functions").json()
+        return result
+
+    def function(self, name: str) -> dict[str, Any]:
+        """``GET /system/function/<name>``."""
+        result: dict[str, Any] = self._request("GET", f"/system/function/{name}").json()
+        return result
+
+    def scale(self, name: str, replicas: int) -> None:
+        """``POST /system/scale-function/<name>``."""
+        self._request(
+            "POST",
+            f"/system/scale-function/{name}",
+            json={"serviceName": name, "replicas": replicas},
+        )
+
+    def kill(self, name: str, instance: int | None = None) -> dict[str, Any]:
+        """SIGKILL one replica of ``name`` (a random one by default); returns its index and pid."""
+        body = {} if instance is None else {"instance": instance}
+        result: dict[str, Any] = self._request("POST", f"/system/kill/{name}", json=body).json()
+        return result
+
+    def instances(self) -> dict[str, list[dict[str, Any]]]:
+        """Every replica per function: index, pid, port, state, calls in flight."""
+        result: dict[str, list[dict[str, Any]]] = self._request("GET", "/system/instances").json()
+        return result
+
+    def accounting(self) -> dict[str, Any]:
+        """Container-seconds, invocations, cold starts and lost replicas per function."""
+        result: dict[str, Any] = self._request("GET", "/system/accounting").json()
+        return result
+
+    def reset_accounting(self) -> dict[str, Any]:
+        """Start a new accounting period (e.g. before measuring one job)."""
+        result: dict[str, Any] = self._request("POST", "/system/accounting/reset").json()
+        return result
+
+    def metrics(self) -> str:
+        """The Prometheus exposition of ``/metrics``."""
+        return self._request("GET", "/metrics").text
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Wait until ``/healthz`` answers 200 (the floor replicas had their first start).
+
+        Raises
+        ------
+        Unavailable
+            Not ready within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                response = self._session.get(self.base_url + "/healthz", timeout=1.0)
+                if response.status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise Unavailable(f"gateway {self.base_url} not ready within {timeout:g}s")
+            time.sleep(_POLL_S)
+
+    def wait_replicas(self, name: str, available: int, timeout: float = 30.0) -> dict[str, Any]:
+        """Wait until ``name`` has exactly ``available`` ready replicas; returns its status."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.function(name)
+            if status["availableReplicas"] == available:
+                return status
+            if time.monotonic() > deadline:
+                raise Unavailable(
+                    f"{name} has {status['availableReplicas']} ready replicas, "
+                    f"not {available}, after {timeout:g}s"
+                )
+            time.sleep(_POLL_S)
+
+    # --------------------------------------------------------------- helpers
+
+    def _function_url(self, kind: str, name: str, path: str) -> str:
+        tail = "/" + path.lstrip("/") if path else ""
+        return f"/{kind}/{name}{tail}"
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        timeout: float | None = None,
+        check: bool = True,
+        **kwargs: Any,
+    ) -> requests.Response:
+        try:
+            response = self._session.request(
+                method, self.base_url + path, timeout=timeout or self.timeout, **kwargs
+            )
+        except requests.RequestException as exc:
+            raise Unavailable(f"{method} {self.base_url}{path} failed: {exc}") from exc
+        if check and response.status_code >= 400:
+            raise _error_for(response)
+        return response
+
+
+def _error_for(response: requests.Response) -> FedfaasError:
+    try:
+        message = str(response.json().get("message", response.text))
+    except (ValueError, AttributeError):
+        message = response.text
+    kind = _ERRORS.get(response.status_code)
+    if kind is not None:
+        return kind(message)
+    if response.status_code >= 500:
+        return Unavailable(message, status=response.status_code)
+    return FedfaasError(message, status=response.status_code, code="gateway_error")

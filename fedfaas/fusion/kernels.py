@@ -1,0 +1,188 @@
+"""Cache-blocked, multi-threaded inner loops of the linear fusion rules (JIT paper, Section 5.4).
+
+Fusion is memory-bound: the time to fuse is the time to read the updates once.
+The loops here walk the model in chunks of :data:`CHUNK` elements that stay in a
+core's L2 cache and, for each chunk, fold every update into the accumulator
+before moving on, so main memory sees each update byte read once and the
+accumulator written once per call, whatever the number of updates.  Chunks are
+split between threads (numpy releases the GIL), which is how ``C_agg`` cores of
+an aggregator are used in the paper's ``t_agg = N_parties * t_pair / (C_agg *
+N_agg)``.
+
+All arrays passed in are flat (1-D) views; scratch buffers are per thread and
+reused, so the extra memory is ``threads * CHUNK`` elements.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+#: Elements per chunk: 1 MiB of float32 accumulator, which fits a 2 MiB L2 with its scratch.
+CHUNK = 1 << 18
+#: Below this many element-operations threads cost more than they save.
+INLINE_WORK = 1 << 21
+
+_Item = tuple[int, int, int]  # (tensor index, start, stop) of a flat range
+_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_local = threading.local()
+
+
+def default_threads() -> int:
+    """Cores this process may use (the paper's ``C_agg``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _executor(threads: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    with _lock:
+        if _pool is None or _pool_size < threads:
+            if _pool is not None:
+                _pool.shutdown(wait=True)
+            _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fusion")
+            _pool_size = threads
+        return _pool
+
+
+def shutdown() -> None:
+    """Stop the worker threads (they are restarted on the next call)."""
+    global _pool, _pool_size
+    with _lock:
+        if _pool is not None:
+            _pool.shutdown(wait=True)
+        _pool, _pool_size = None, 0
+
+
+def scratch(dtype: np.dtype[Any], n: int) -> np.ndarray:
+    """This thread's reusable buffer of ``n`` elements of ``dtype``."""
+    key = np.dtype(dtype).str
+    buf: np.ndarray | None = getattr(_local, key, None)
+    if buf is None or buf.size < n:
+        buf = np.empty(max(n, CHUNK), dtype=dtype)
+        setattr(_local, key, buf)
+    return buf[:n]
+
+
+def _plan(sizes: Sequence[int], threads: int) -> list[list[_Item]]:
+    items = [(k, a, min(a + CHUNK, size)) for k, size in enumerate(sizes)
+             for a in range(0, size, CHUNK)]
+    if threads <= 1 or len(items) <= 1:
+        return [items]
+    total = sum(sizes)
+    groups: list[list[_Item]] = [[] for _ in range(threads)]
+    done, g = 0, 0
+    for item in items:
+        groups[g].append(item)
+        done += item[2] - item[1]
+        # Contiguous groups of equal element counts keep each thread's reads sequential.
+        if g < threads - 1 and done >= total * (g + 1) / threads:
+            g += 1
+    return [grp for grp in groups if grp]
+
+
+def run_chunked(sizes: Sequence[int], fn: Callable[[int, int, int], None], *, work: int,
+                threads: int | None = None) -> None:
+    """Call ``fn(k, start, stop)`` over every chunk of tensors of ``sizes``, on threads.
+
+    ``work`` (element-operations) decides whether threads are worth starting.
+    """
+    n = default_threads() if threads is None else max(1, threads)
+    # Inside a worker, submitting to the same pool and waiting could deadlock it.
+    if work < INLINE_WORK or getattr(_local, "in_pool", False):
+        n = 1
+    groups = _plan(sizes, n)
+    if len(groups) == 1:
+        for k, a, b in groups[0]:
+            fn(k, a, b)
+        return
+
+    def run(group: list[_Item]) -> None:
+        _local.in_pool = True
+        for k, a, b in group:
+            fn(k, a, b)
+
+    pool = _executor(len(groups))
+    for fut in [pool.submit(run, grp) for grp in groups]:
+        fut.result()
+
+
+def weighted_sum(acc: Sequence[np.ndarray], inputs: Sequence[Sequence[np.ndarray]],
+                 weights: Sequence[float], *, init: bool, threads: int | None = None) -> None:
+    """``acc[k] (=|+=) sum_i weights[i] * inputs[i][k]`` for every tensor ``k``, in place.
+
+    ``acc`` arrays are flat, writable, in the accumulator dtype; ``inputs[i][k]``
+    are flat arrays of any supported dtype with the same length.  A weight of
+    exactly 1.0 skips the multiply (one pass instead of two).
+    """
+    sizes = [a.size for a in acc]
+
+    def chunk(k: int, a: int, b: int) -> None:
+        av = acc[k][a:b]
+        dt = av.dtype
+        for i, (xs, w) in enumerate(zip(inputs, weights, strict=True)):
+            x = xs[k][a:b]
+            wv = dt.type(w)
+            if i == 0 and init:
+                if x.dtype == dt and w != 1.0:
+                    np.multiply(x, wv, out=av)
+                else:
+                    np.copyto(av, x, casting="unsafe")
+                    if w != 1.0:
+                        np.multiply(av, wv, out=av)
+            elif x.dtype == dt and w == 1.0:
+                np.add(av, x, out=av)
+            else:
+                s = scratch(dt, b - a)
+                if x.dtype == dt:
+                    np.multiply(x, wv, out=s)
+                else:
+                    np.copyto(s, x, casting="unsafe")
+                    if w != 1.0:
+                        np.multiply(s, wv, out=s)
+                np.add(av, s, out=av)
+
+    run_chunked(sizes, chunk, work=sum(sizes) * max(1, len(inputs)), threads=threads)
+
+
+def scale(acc: Sequence[np.ndarray], factor: float, *, threads: int | None = None) -> None:
+    """``acc[k] *= factor`` in place."""
+
+    def chunk(k: int, a: int, b: int) -> None:
+        av = acc[k][a:b]
+        np.multiply(av, av.dtype.type(factor), out=av)
+
+    run_chunked([a.size for a in acc], chunk, work=sum(a.size for a in acc), threads=threads)
+
+
+def scale_into(out: Sequence[np.ndarray], acc: Sequence[np.ndarray], factor: float, *,
+               threads: int | None = None) -> None:
+    """``out[k] = cast(acc[k] * factor)``: float outputs are cast, integer/bool ones rounded half up.
+
+    ``out[k]`` may be ``acc[k]`` itself (same dtype) to finalise in place.
+    """
+
+    def chunk(k: int, a: int, b: int) -> None:
+        av, ov = acc[k][a:b], out[k][a:b]
+        f = av.dtype.type(factor)
+        if ov.dtype == av.dtype:
+            np.multiply(av, f, out=ov)
+            return
+        s = scratch(av.dtype, b - a)
+        np.multiply(av, f, out=s)
+        if ov.dtype.kind in "iub":
+            # Round half up; for bool floor(m + 0.5) is 1 exactly when the mean m >= 0.5.
+            np.add(s, 0.5, out=s)
+            np.floor(s, out=s)
+        np.copyto(ov, s, casting="unsafe")
+
+    run_chunked([a.size for a in acc], chunk, work=sum(a.size for a in acc), threads=threads)
