@@ -73,7 +73,7 @@ def _gateway_pass(base: str, admin: str, arrays: list[np.ndarray], concurrency: 
 
     def post(i: int) -> dict[str, Any] | None:
         nonlocal errors
-        pid, token = parties[i]
+        _pid, token = parties[i]
         resp = _session(local).post(f"{base}/v1/jobs/{job_id}/rounds/1/updates", data=bodies[i],
                                     headers={"Authorization": f"Bearer {token}"}, timeout=120)
         if resp.status_code not in (200, 201):

@@ -56,7 +56,7 @@ class FedSGD(LinearStrategy):
     def finalize(self, partial: PartialAggregate, *, global_model: Tensors | None = None,
                  state: ServerState | None = None, consume: bool = False) -> FusionResult:
         """One SGD step on ``global_model`` with the mean gradient in ``partial``."""
-        spec = partial.spec or ()
+        spec = self._spec(partial)
         model = self._require_global(global_model, spec)
         parties = list(partial.parties)
         grad = partial.mean(consume=consume)

@@ -132,6 +132,12 @@ class LinearStrategy(Strategy):
         partial.add_many(updates, weights, names)
         return self.finalize(partial, global_model=global_model, state=state, consume=True)
 
+    @staticmethod
+    def _spec(partial: PartialAggregate) -> ModelSpec:
+        if partial.spec is None or partial.count == 0:
+            raise FusionError("no updates have been added to this partial aggregate")
+        return partial.spec
+
     def _require_global(self, global_model: Tensors | None, spec: ModelSpec | None) -> Tensors:
         if global_model is None:
             raise FusionError(f"strategy {self.name!r} needs the current global model")

@@ -111,7 +111,8 @@ def test_parties_cannot_read_each_other_or_admin_things(api: Api) -> None:
     assert api.call("GET", f"/v1/jobs/{jid}/rounds/1/updates/alice", api.admin_token).status_code == 200
     assert api.call("GET", f"/v1/jobs/{jid}/parties", bob).status_code == 404
     assert api.call("POST", f"/v1/jobs/{jid}/rounds", bob).status_code == 404
-    assert api.call("POST", "/v1/jobs", bob, json={"model": {"name": "m", "size_bytes": 1}}).status_code == 403
+    spec = {"model": {"name": "m", "size_bytes": 1}}
+    assert api.call("POST", "/v1/jobs", bob, json=spec).status_code == 403
 
 
 def test_tenants_are_isolated(api: Api) -> None:
