@@ -53,7 +53,7 @@ LINEAGE_WALKS = 8
 DEBUG_EVERY = 100
 DEBUG_LENGTH = 10
 
-Issuer = Callable[[int, list[list[str]], random.Random], list[Request]]
+Issuer = Callable[[list[list[str]], random.Random], list[list[Request]]]
 
 
 def participants(rounds: int, rng: random.Random) -> list[list[str]]:

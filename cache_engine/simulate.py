@@ -146,18 +146,60 @@ class SimResult:
         }
 
 
-def _declared_workloads(
-    trace: Sequence[TraceEvent], declared: Iterable[str] | None
-) -> dict[tuple[str, str], set[str]]:
-    """Workloads per job: those the trace issues, plus any declared for every job."""
-    out: dict[tuple[str, str], set[str]] = defaultdict(set)
-    extra = set(declared or ())
-    for event in trace:
-        if isinstance(event, Request):
-            out[event.keys[0].scope].add(event.workload)
-        else:
-            out[event.key.scope] |= extra
-    return out
+class Simulator:
+    """Replays events one by one on a :class:`SimulatedCache` (see :func:`simulate`)."""
+
+    def __init__(
+        self, capacity: int, *, policy: str | None = None,
+        overrides: Mapping[str, str] | None = None,
+        policy_params: Mapping[str, Mapping[str, Any]] | None = None, label: str | None = None,
+    ) -> None:
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise BadRequest(f"capacity must be a positive integer; got {capacity!r}")
+        self.policy = None if policy is None else check_policy_name(policy)
+        self.overrides = overrides
+        self.policies = make_policies(policy_params)
+        self.catalog = InMemoryCatalog()
+        self.cache = SimulatedCache(self.catalog, capacity)
+        self.jobs: dict[tuple[str, str], core.JobPolicies] = {}
+        self.result = SimResult(label or policy or "flstore", capacity)
+
+    def resolve(self, workload: str) -> str:
+        """The policy serving ``workload``."""
+        return self.policy if self.policy is not None else policy_for(workload, self.overrides)
+
+    def job(self, scope: tuple[str, str]) -> core.JobPolicies:
+        """The policies and states of one job."""
+        return self.jobs.setdefault(scope, core.JobPolicies({}))
+
+    def declare(self, scope: tuple[str, str], workloads: Iterable[str]) -> None:
+        """Make the policies of ``workloads`` active for a job, as its spec would."""
+        job = self.job(scope)
+        for workload in workloads:
+            name = self.resolve(workload)
+            job.active.setdefault(name, self.policies[name])
+
+    def feed(self, event: TraceEvent) -> core.RequestOutcome | None:
+        """Apply one event; return the outcome of a request."""
+        result = self.result
+        if isinstance(event, Ingest):
+            self.catalog.add(event.key, event.size)
+            result.ingested += 1
+            result.cached_on_ingest += core.ingest(
+                self.job(event.key.scope), self.catalog, self.cache, event.key)
+            return None
+        self.declare(event.keys[0].scope, [event.workload])
+        outcome = core.request(self.job(event.keys[0].scope), self.catalog, self.cache,
+                               self.resolve(event.workload), event.workload, event.keys)
+        counts = result.per_workload.setdefault(event.workload, [0, 0])
+        counts[0] += outcome.hit
+        counts[1] += 1
+        result.requests += 1
+        result.hits += outcome.hit
+        result.fetched += len(outcome.missed) - len(outcome.unplaced)
+        result.prefetched += len(outcome.prefetched)
+        result.evictions = self.cache.evictions
+        return outcome
 
 
 def simulate(
@@ -184,41 +226,20 @@ def simulate(
     policy_params
         Constructor parameters per policy name, e.g. ``{"P4": {"k": 5}}``.
     declared
-        Workloads every job declares up front (as a job spec does); the
-        workloads the trace issues are always active for their job.
+        Workloads every job declares up front, as a job spec does.  None: each
+        job declares the workloads it issues in the trace.
     """
-    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-        raise BadRequest(f"capacity must be a positive integer; got {capacity!r}")
-    if policy is not None:
-        check_policy_name(policy)
-    policies = make_policies(policy_params)
-
-    def resolve(workload: str) -> str:
-        return policy if policy is not None else policy_for(workload, overrides)
-
-    catalog = InMemoryCatalog()
-    cache = SimulatedCache(catalog, capacity)
-    jobs = {
-        scope: core.JobPolicies({resolve(w): policies[resolve(w)] for w in sorted(ws)})
-        for scope, ws in _declared_workloads(trace, declared).items()
-    }
-    result = SimResult(label or policy or "flstore", capacity)
+    sim = Simulator(capacity, policy=policy, overrides=overrides,
+                    policy_params=policy_params, label=label)
+    per_job: dict[tuple[str, str], set[str]] = {}
     for event in trace:
-        if isinstance(event, Ingest):
-            catalog.add(event.key, event.size)
-            job = jobs.setdefault(event.key.scope, core.JobPolicies({}))
-            result.ingested += 1
-            result.cached_on_ingest += core.ingest(job, catalog, cache, event.key)
-            continue
-        name = resolve(event.workload)
-        outcome = core.request(jobs[event.keys[0].scope], catalog, cache, name,
-                               event.workload, event.keys)
-        counts = result.per_workload.setdefault(event.workload, [0, 0])
-        counts[0] += outcome.hit
-        counts[1] += 1
-        result.requests += 1
-        result.hits += outcome.hit
-        result.fetched += len(outcome.missed) - len(outcome.unplaced)
-        result.prefetched += len(outcome.prefetched)
-    result.evictions = cache.evictions
-    return result
+        scope = event.keys[0].scope if isinstance(event, Request) else event.key.scope
+        workloads = per_job.setdefault(scope, set())
+        if isinstance(event, Request):
+            workloads.add(event.workload)
+    for scope, workloads in per_job.items():
+        sim.declare(scope, workloads if declared is None else declared)
+    for event in trace:
+        sim.feed(event)
+    sim.result.evictions = sim.cache.evictions
+    return sim.result

@@ -54,6 +54,11 @@ def arrivals_stream() -> str:
     return f"{PREFIX}:arrivals"
 
 
+def active_rounds() -> str:
+    """Redis set: ``"<job>:<round>"`` of every round not yet closed or failed."""
+    return f"{PREFIX}:active_rounds"
+
+
 def rejections(job_id: str) -> str:
     """Redis hash: rejection reason -> count."""
     return f"{PREFIX}:job:{job_id}:rejections"

@@ -57,7 +57,7 @@ def error_response(exc: FedfaasError) -> Response:
     return resp
 
 
-def create_app(settings: Settings | None = None) -> Flask:
+def create_app(settings: Settings | None = None, start_background: bool = True) -> Flask:
     """Build the gateway app."""
     settings = settings or load_settings()
     app = Flask("fedfaas-gateway")
@@ -108,4 +108,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     from gateway.api_v1 import blueprint
 
     app.register_blueprint(blueprint)
+    if start_background:
+        from gateway.driver import start_driver
+
+        app.extensions["fedfaas_driver"] = start_driver(services.registry, settings)
     return app

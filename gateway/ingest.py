@@ -30,6 +30,12 @@ from fedfaas.store import ObjectStore, digest
 from gateway.registry import JobRecord, Registry
 
 CLAIM_TTL_MS = 120_000
+# Record an arrival only while the round is open, atomically with the state
+# check, so an update can never slip in after the round began closing.
+_RECORD_IF_OPEN = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'open' then return -1 end
+return redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
+"""
 ARRIVALS_MAXLEN = 1_000_000
 
 
@@ -136,7 +142,13 @@ class Ingest:
                 "arrived_at": now,
                 "nonfinite": nonfinite,
             }
-            if not self.registry.redis.hsetnx(table, party, json.dumps(entry)):
+            recorded = self.registry.redis.eval(
+                _RECORD_IF_OPEN, 2, keys.round_(job.job_id, rnd), table, party, json.dumps(entry))
+            if int(recorded) == -1:
+                raise self._reject(job.job_id, "round_closed", Conflict(
+                    f"round {rnd} of job {job.job_id!r} closed while the update was being stored",
+                    code="round_closed"))
+            if int(recorded) == 0:
                 return self._already(self.registry.redis.hget(table, party), body_digest, rnd)
             self.registry.redis.xadd(
                 keys.arrivals_stream(),

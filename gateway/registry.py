@@ -228,6 +228,7 @@ class Registry:
                     pipe.multi()
                     pipe.hset(keys.round_(job.job_id, rnd), mapping=self._round_fields(record))
                     pipe.hset(keys.job(job.job_id), mapping={"current_round": rnd, "state": "running"})
+                    pipe.sadd(keys.active_rounds(), f"{job.job_id}:{rnd}")
                     pipe.execute()
                     return record
                 except redis.WatchError:

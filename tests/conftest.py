@@ -104,3 +104,23 @@ def api(api_stack: LocalStack) -> Api:
     env = api_stack.env()
     token = (Path(env["FEDFAAS_SECRETS_DIR"]) / "fedfaas-admin-token").read_text().strip()
     return Api(env["FEDFAAS_GATEWAY_URL"], token)
+
+
+@pytest.fixture(scope="session")
+def stack_api(local_stack: LocalStack) -> Api:
+    """HTTP helper for the gateway of the full ``local_stack``."""
+    env = local_stack.env()
+    token = (Path(env["FEDFAAS_SECRETS_DIR"]) / "fedfaas-admin-token").read_text().strip()
+    return Api(env["FEDFAAS_GATEWAY_URL"], token)
+
+
+@pytest.fixture(scope="session")
+def faas(local_stack: LocalStack):  # type: ignore[no-untyped-def]
+    """Client of the local OpenFaaS router (with its basic auth)."""
+    from fedfaas.faas.client import FaasClient
+
+    env = local_stack.env()
+    secrets = Path(env["FEDFAAS_SECRETS_DIR"])
+    auth = ((secrets / "basic-auth-user").read_text().strip(),
+            (secrets / "basic-auth-password").read_text().strip())
+    return FaasClient(env["FEDFAAS_FAAS_GATEWAY_URL"], auth, timeout=30)

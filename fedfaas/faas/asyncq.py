@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from fedfaas.errors import TooManyRequests
-
-log = logging.getLogger("fedfaas.faas")
+from fedfaas.faas.logs import event, log
 
 _BACKOFF_S = 0.5
 
@@ -151,15 +150,12 @@ class AsyncQueue:
                     problem = f"status {resp.status}"
             except (aiohttp.ClientError, TimeoutError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
-            log.warning(
+            event(
                 "callback failed",
-                extra={
-                    "fields": {
-                        "call_id": call.call_id,
-                        "url": call.callback_url,
-                        "attempt": attempt + 1,
-                        "error": problem,
-                    }
-                },
+                logging.WARNING,
+                call_id=call.call_id,
+                url=call.callback_url,
+                attempt=attempt + 1,
+                error=problem,
             )
         return False

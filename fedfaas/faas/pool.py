@@ -3,7 +3,8 @@
 This is the local stand-in for what OpenFaaS (faas-netes/faasd plus the Pro
 autoscaler) does with containers.  Container-seconds are what JIT aggregation
 (paper 000, Sec. 5) and FLStore (paper 002) compare strategies by, so every
-replica's alive time, from spawn (cold start included) to exit, is accounted.
+replica's alive time, from spawn (cold start included) to exit, is accounted
+(:mod:`fedfaas.faas.replica`).
 
 Scaling rules, kept simple:
 
@@ -31,145 +32,19 @@ import os
 import random
 import signal
 import time
-from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from enum import Enum
 
 import aiohttp
 
 from fedfaas.errors import BadRequest, NotFound, TooManyRequests, Unavailable
 from fedfaas.faas.launcher import Launcher
+from fedfaas.faas.logs import event
 from fedfaas.faas.options import RouterOptions
+from fedfaas.faas.replica import Accounting, DemandWindow, Instance, ScalePolicy, State
 from fedfaas.faas.stackfile import FunctionSpec
-
-log = logging.getLogger("fedfaas.faas")
 
 _HEALTH_POLL_S = (0.02, 0.2)
 _RESTART_BACKOFF_S = (0.5, 30.0)
 _KILL_WAIT_S = 10.0
-
-
-class State(Enum):
-    """Life cycle of a replica."""
-
-    STARTING = "starting"
-    READY = "ready"
-    STOPPING = "stopping"
-    DEAD = "dead"
-
-
-@dataclass(frozen=True)
-class ScalePolicy:
-    """Scaling and timeout settings of one function, from its labels and the router options."""
-
-    min_replicas: int
-    max_replicas: int
-    scale_zero: bool
-    idle_s: float
-    capacity: int
-    exec_timeout_s: float
-
-    @property
-    def floor(self) -> int:
-        """Replicas kept alive when the function is idle."""
-        return 0 if self.scale_zero else self.min_replicas
-
-    @classmethod
-    def for_function(cls, spec: FunctionSpec, options: RouterOptions) -> ScalePolicy:
-        """Resolve labels against the router defaults (``scale.min >= 1`` never goes to zero)."""
-        max_replicas = min(spec.scale_max or options.replica_cap, options.replica_cap)
-        if spec.scale_max is not None and spec.scale_max > options.replica_cap:
-            log.warning(
-                "function %s: com.openfaas.scale.max=%d capped at %d",
-                spec.name,
-                spec.scale_max,
-                options.replica_cap,
-            )
-        zero_flag = options.scale_zero if spec.scale_zero is None else spec.scale_zero
-        return cls(
-            min_replicas=min(max(spec.scale_min or 1, 1), max_replicas),
-            max_replicas=max_replicas,
-            scale_zero=zero_flag and not spec.scale_min,
-            idle_s=spec.scale_zero_duration_s or options.idle_s,
-            capacity=spec.max_inflight or options.instance_concurrency,
-            exec_timeout_s=min(spec.exec_timeout_s or options.exec_timeout_s, options.upstream_timeout_s),
-        )
-
-
-@dataclass(eq=False)
-class Instance:
-    """One replica (process) of a function."""
-
-    function: str
-    idx: int
-    started_mono: float
-    started_wall: float
-    on_demand: bool
-    state: State = State.STARTING
-    pid: int | None = None
-    port: int = 0
-    inflight: int = 0
-    last_used: float = 0.0
-    ready_mono: float | None = None
-    stop_reason: str | None = None
-    exited: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def describe(self, now: float) -> dict[str, object]:
-        """JSON view for ``/system/instances``."""
-        return {
-            "instance": self.idx,
-            "pid": self.pid,
-            "port": self.port,
-            "state": self.state.value,
-            "inflight": self.inflight,
-            "age_s": round(now - self.started_mono, 3),
-        }
-
-
-@dataclass
-class Accounting:
-    """Resettable per-function costs: container-seconds, calls, cold starts, lost replicas."""
-
-    since_wall: float = field(default_factory=time.time)
-    since_mono: float = field(default_factory=time.monotonic)
-    closed_container_s: float = 0.0
-    busy_s: float = 0.0
-    invocations: int = 0
-    errors: int = 0
-    cold_starts: int = 0
-    instances_started: int = 0
-    instances_stopped: int = 0
-    instances_killed: int = 0
-    instances_crashed: int = 0
-
-    def alive_s(self, inst: Instance, until: float) -> float:
-        """Seconds of ``inst`` alive since this accounting period began."""
-        return max(0.0, until - max(inst.started_mono, self.since_mono))
-
-
-class DemandWindow:
-    """Peak demand (calls in flight + waiting) over a sliding window, in coarse buckets."""
-
-    def __init__(self, window_s: float, buckets: int = 8) -> None:
-        self.window_s = window_s
-        self.width = window_s / buckets
-        self._peaks: deque[tuple[int, int]] = deque()
-
-    def note(self, now: float, demand: int) -> None:
-        """Record the current demand."""
-        bucket = int(now / self.width)
-        if self._peaks and self._peaks[-1][0] == bucket:
-            self._peaks[-1] = (bucket, max(self._peaks[-1][1], demand))
-        else:
-            self._peaks.append((bucket, demand))
-        oldest = int((now - self.window_s) / self.width)
-        while self._peaks and self._peaks[0][0] < oldest:
-            self._peaks.popleft()
-
-    def peak(self) -> int:
-        """Largest demand seen in the window."""
-        return max((p for _, p in self._peaks), default=0)
 
 
 class FunctionPool:
@@ -425,17 +300,13 @@ class FunctionPool:
             self._finish(inst, returncode=None)
             return
         inst.pid, inst.port = process.pid, process.port
-        log.info(
+        event(
             "instance starting",
-            extra={
-                "fields": {
-                    "function": self.name,
-                    "instance": inst.idx,
-                    "pid": inst.pid,
-                    "port": inst.port,
-                    "on_demand": inst.on_demand,
-                }
-            },
+            function=self.name,
+            instance=inst.idx,
+            pid=inst.pid,
+            port=inst.port,
+            on_demand=inst.on_demand,
         )
         exit_task = asyncio.ensure_future(process.wait())
         if inst.state is State.STOPPING:
@@ -472,16 +343,12 @@ class FunctionPool:
         now = time.monotonic()
         inst.state, inst.ready_mono, inst.last_used = State.READY, now, now
         self._restart_backoff_s = _RESTART_BACKOFF_S[0]
-        log.info(
+        event(
             "instance ready",
-            extra={
-                "fields": {
-                    "function": self.name,
-                    "instance": inst.idx,
-                    "pid": inst.pid,
-                    "startup_s": round(now - inst.started_mono, 3),
-                }
-            },
+            function=self.name,
+            instance=inst.idx,
+            pid=inst.pid,
+            startup_s=round(now - inst.started_mono, 3),
         )
         self._notify()
 
@@ -490,10 +357,7 @@ class FunctionPool:
         self._last_start_failure = (now, message)
         self._restart_not_before = now + self._restart_backoff_s
         self._restart_backoff_s = min(self._restart_backoff_s * 2, _RESTART_BACKOFF_S[1])
-        log.error(
-            "instance failed to start",
-            extra={"fields": {"function": self.name, "instance": inst.idx, "error": message}},
-        )
+        event("instance failed to start", logging.ERROR, function=self.name, instance=inst.idx, error=message)
 
     def _finish(self, inst: Instance, returncode: int | None) -> None:
         now = time.monotonic()
@@ -503,29 +367,21 @@ class FunctionPool:
         inst.state = State.DEAD
         self.accounting.closed_container_s += self.accounting.alive_s(inst, now)
         self.lifetime_container_s += now - inst.started_mono
-        counters = {
-            "stopped": "instances_stopped",
-            "killed": "instances_killed",
-            "crashed": "instances_crashed",
-        }
-        if reason in counters:
-            attr = counters[reason]
-            setattr(self.accounting, attr, getattr(self.accounting, attr) + 1)
+        counter = {"stopped": "instances_stopped", "killed": "instances_killed"}
+        counter["crashed"] = "instances_crashed"
+        if reason in counter:
+            setattr(self.accounting, counter[reason], getattr(self.accounting, counter[reason]) + 1)
         self.instances.pop(inst.idx, None)
         self._launcher.cleanup(self.name, inst.idx)
         inst.exited.set()
-        log.info(
+        event(
             "instance exited",
-            extra={
-                "fields": {
-                    "function": self.name,
-                    "instance": inst.idx,
-                    "pid": inst.pid,
-                    "code": returncode,
-                    "reason": reason,
-                    "alive_s": round(now - inst.started_mono, 3),
-                }
-            },
+            function=self.name,
+            instance=inst.idx,
+            pid=inst.pid,
+            code=returncode,
+            reason=reason,
+            alive_s=round(now - inst.started_mono, 3),
         )
         self._notify()
 
@@ -535,7 +391,7 @@ class FunctionPool:
 
     # --------------------------------------------------------------- views
 
-    def accounting_view(self) -> Mapping[str, object]:
+    def accounting_view(self) -> dict[str, float]:
         """JSON view of the current accounting period."""
         acct, now = self.accounting, time.monotonic()
         return {

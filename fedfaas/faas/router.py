@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import binascii
 import contextlib
-import hmac
 import json
 import logging
 import os
@@ -34,25 +31,20 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
 from yarl import URL
 
-from fedfaas.errors import BadRequest, FedfaasError, NotFound, PayloadTooLarge, Unauthorized
+from fedfaas.errors import BadRequest, FedfaasError, PayloadTooLarge, Unauthorized
 from fedfaas.faas.asyncq import AsyncCall, AsyncQueue, CallResult
 from fedfaas.faas.launcher import Launcher, write_pid_file
+from fedfaas.faas.logs import configure as configure_logging
+from fedfaas.faas.logs import event
 from fedfaas.faas.options import RouterOptions
-from fedfaas.faas.pool import FunctionPool, ScalePolicy
+from fedfaas.faas.pool import FunctionPool
+from fedfaas.faas.replica import ScalePolicy
 from fedfaas.faas.stackfile import StackFile, load_stack
+from fedfaas.faas.system import GatewayMetrics, SystemApi, authorized, find_pool, json_error, read_credentials
 
-log = logging.getLogger("fedfaas.faas")
-
+# Per-connection headers (RFC 9110 Sec. 7.6.1) and the gateway's own: never forwarded to a replica.
 _HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -92,56 +84,6 @@ class BadGateway(FedfaasError):
 Deliver = Callable[[aiohttp.ClientResponse], Awaitable[None]]
 
 
-class GatewayMetrics:
-    """Prometheus series under the OpenFaaS gateway's names (``function_name`` = name.namespace)."""
-
-    def __init__(self, namespace: str) -> None:
-        self.namespace = namespace
-        self.registry = CollectorRegistry()
-        self.invocations = Counter(
-            "gateway_function_invocation",
-            "Individual function metrics",
-            ["function_name", "code"],
-            registry=self.registry,
-        )
-        self.seconds = Histogram(
-            "gateway_functions_seconds",
-            "Function time taken",
-            ["function_name"],
-            registry=self.registry,
-        )
-        self.replicas = Gauge(
-            "gateway_service_count",
-            "Current count of replicas for function",
-            ["function_name"],
-            registry=self.registry,
-        )
-        self.container_seconds = Gauge(
-            "fedfaas_function_container_seconds",
-            "Alive time of every replica since the router started",
-            ["function_name"],
-            registry=self.registry,
-        )
-
-    def label(self, name: str) -> str:
-        """The ``function_name`` label of a function."""
-        return f"{name}.{self.namespace}"
-
-    def observe(self, name: str, status: int, seconds: float) -> None:
-        """Count one invocation."""
-        self.invocations.labels(self.label(name), str(status)).inc()
-        self.seconds.labels(self.label(name)).observe(seconds)
-
-    def render(self, pools: Mapping[str, FunctionPool]) -> bytes:
-        """Text exposition, with the replica gauges refreshed."""
-        now = time.monotonic()
-        for name, pool in pools.items():
-            self.replicas.labels(self.label(name)).set(len(pool.live))
-            alive = sum(now - i.started_mono for i in pool.instances.values())
-            self.container_seconds.labels(self.label(name)).set(pool.lifetime_container_s + alive)
-        return generate_latest(self.registry)
-
-
 class Router:
     """The gateway: HTTP API, function pools, autoscaler ticks and the async queue."""
 
@@ -160,15 +102,16 @@ class Router:
         self.launcher = Launcher(state_dir, env, secrets_dir, stack.copy_paths, python)
         for spec in stack.functions.values():
             self.launcher.prepare(spec)
-        self.auth = _read_credentials(secrets_dir)
+        self.auth = read_credentials(secrets_dir)
         self.metrics = GatewayMetrics(options.namespace)
         self.pools: dict[str, FunctionPool] = {}
         self.warm = False
+        self.system = SystemApi(self.pools, options.namespace, self.metrics, lambda: self.warm)
         self._http: aiohttp.ClientSession | None = None
         self._callbacks: aiohttp.ClientSession | None = None
         self._queue: AsyncQueue | None = None
         self._ticker: asyncio.Task[None] | None = None
-        self._created = time.time()
+        self._warmer: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -193,14 +136,15 @@ class Router:
         )
         self._queue.start()
         self._ticker = asyncio.get_running_loop().create_task(self._tick())
-        asyncio.get_running_loop().create_task(self._warm_up())
+        self._warmer = asyncio.get_running_loop().create_task(self._warm_up())
 
     async def close(self) -> None:
         """Stop the queue, the ticker and every replica (SIGTERM, grace, SIGKILL)."""
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        for task in (self._ticker, self._warmer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._queue is not None:
             await self._queue.close()
         await asyncio.gather(*(p.close(self.options.grace_s) for p in self.pools.values()))
@@ -239,15 +183,7 @@ class Router:
                 *any_method,
                 web.route("*", "/async-function/{name}", self.handle_async),
                 web.route("*", "/async-function/{name}/{tail:.*}", self.handle_async),
-                web.get("/system/functions", self.list_functions),
-                web.get("/system/function/{name}", self.get_function),
-                web.post("/system/scale-function/{name}", self.scale_function),
-                web.get("/system/accounting", self.get_accounting),
-                web.post("/system/accounting/reset", self.reset_accounting),
-                web.get("/system/instances", self.get_instances),
-                web.post("/system/kill/{name}", self.kill_instance),
-                web.get("/healthz", self.healthz),
-                web.get("/metrics", self.get_metrics),
+                *self.system.routes(),
             ]
         )
         return app
@@ -259,7 +195,7 @@ class Router:
         try:
             return await handler(request)
         except FedfaasError as exc:
-            return _json_error(exc)
+            return json_error(exc)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -276,8 +212,8 @@ class Router:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         auth, header = self.auth, request.headers.get("Authorization", "")
-        if auth and request.path.startswith("/system/") and not _authorized(header, auth):
-            response = _json_error(Unauthorized("basic auth credentials are required"))
+        if auth and request.path.startswith("/system/") and not authorized(header, auth):
+            response = json_error(Unauthorized("basic auth credentials are required"))
             response.headers["WWW-Authenticate"] = 'Basic realm="Restricted"'
             return response
         return await handler(request)
@@ -285,12 +221,7 @@ class Router:
     # ----------------------------------------------------------- invocation
 
     def _pool(self, name: str) -> FunctionPool:
-        suffix = "." + self.options.namespace
-        short = name[: -len(suffix)] if name.endswith(suffix) else name
-        pool = self.pools.get(short)
-        if pool is None:
-            raise NotFound(f"function {name!r} is not deployed")
-        return pool
+        return find_pool(self.pools, name, self.options.namespace)
 
     async def handle_sync(self, request: web.Request) -> web.StreamResponse:
         """``/function/<name>[/path]``: proxy the call to a replica, streaming both ways."""
@@ -324,7 +255,7 @@ class Router:
         except FedfaasError as exc:
             if stream.prepared:
                 raise  # headers are out: aborting the connection is the only honest signal
-            response = _json_error(exc)
+            response = json_error(exc)
             _call_headers(response.headers, call_id, start_ns, time.monotonic() - began)
             return response
         return stream
@@ -434,111 +365,17 @@ class Router:
                 pool.release(inst, elapsed)
             pool.record_call(status)
             self.metrics.observe(pool.name, status, elapsed)
-            log.info(
+            event(
                 "call",
-                extra={
-                    "fields": {
-                        "function": pool.name,
-                        "call_id": call_id,
-                        "method": method,
-                        "status": status,
-                        "duration_s": round(elapsed, 6),
-                        "instance": inst.idx if inst else None,
-                        "cold_start": cold,
-                        "async": is_async,
-                    }
-                },
+                function=pool.name,
+                call_id=call_id,
+                method=method,
+                status=status,
+                duration_s=round(elapsed, 6),
+                instance=inst.idx if inst else None,
+                cold_start=cold,
+                is_async=is_async,
             )
-
-    # -------------------------------------------------------------- system
-
-    def _function_status(self, pool: FunctionPool) -> dict[str, Any]:
-        spec = pool.spec
-        return {
-            "name": spec.name,
-            "image": spec.image,
-            "namespace": self.options.namespace,
-            "envProcess": spec.fprocess or "python index.py",
-            "envVars": spec.environment,
-            "constraints": list(spec.constraints),
-            "secrets": list(spec.secrets),
-            "labels": spec.labels,
-            "annotations": spec.annotations,
-            "limits": spec.limits or None,
-            "requests": spec.requests or None,
-            "readOnlyRootFilesystem": spec.readonly_root_filesystem,
-            "invocationCount": pool.invocation_count,
-            "replicas": len(pool.live),
-            "availableReplicas": len(pool.ready),
-            "createdAt": _rfc3339(self._created),
-        }
-
-    async def list_functions(self, request: web.Request) -> web.Response:
-        """``GET /system/functions``."""
-        return web.json_response([self._function_status(p) for p in self.pools.values()])
-
-    async def get_function(self, request: web.Request) -> web.Response:
-        """``GET /system/function/<name>``."""
-        return web.json_response(self._function_status(self._pool(request.match_info["name"])))
-
-    async def scale_function(self, request: web.Request) -> web.Response:
-        """``POST /system/scale-function/<name>`` with ``{"serviceName", "replicas"}``."""
-        pool = self._pool(request.match_info["name"])
-        body = await _json_body(request)
-        service = body.get("serviceName", pool.name)
-        if service not in (pool.name, f"{pool.name}.{self.options.namespace}"):
-            raise BadRequest(f"serviceName {service!r} does not match the path ({pool.name})")
-        replicas = body.get("replicas")
-        if not isinstance(replicas, int) or isinstance(replicas, bool):
-            raise BadRequest("replicas must be an integer")
-        await pool.scale_to(replicas)
-        return web.json_response({"serviceName": pool.name, "replicas": replicas}, status=202)
-
-    async def get_accounting(self, request: web.Request) -> web.Response:
-        """``GET /system/accounting``: container-seconds, calls and cold starts per function."""
-        functions = {name: dict(pool.accounting_view()) for name, pool in self.pools.items()}
-        totals = {
-            key: sum(f[key] for f in functions.values())  # type: ignore[misc]
-            for key in next(iter(functions.values()))
-        }
-        since = min(p.accounting.since_wall for p in self.pools.values())
-        return web.json_response(
-            {"since": since, "now": time.time(), "functions": functions, "total": totals}
-        )
-
-    async def reset_accounting(self, request: web.Request) -> web.Response:
-        """``POST /system/accounting/reset``: start a new accounting period for every function."""
-        for pool in self.pools.values():
-            pool.reset_accounting()
-        return web.json_response({"since": time.time()})
-
-    async def get_instances(self, request: web.Request) -> web.Response:
-        """``GET /system/instances``: every replica with pid, port, state and calls in flight."""
-        now = time.monotonic()
-        return web.json_response(
-            {name: [i.describe(now) for i in pool.instances.values()] for name, pool in self.pools.items()}
-        )
-
-    async def kill_instance(self, request: web.Request) -> web.Response:
-        """``POST /system/kill/<name>`` (optional ``{"instance": idx}``): SIGKILL one replica."""
-        pool = self._pool(request.match_info["name"])
-        body = await _json_body(request) if request.body_exists else {}
-        idx = body.get("instance")
-        if idx is not None and (not isinstance(idx, int) or isinstance(idx, bool)):
-            raise BadRequest("instance must be an integer")
-        inst = await pool.kill(idx)
-        return web.json_response({"function": pool.name, "instance": inst.idx, "pid": inst.pid})
-
-    async def healthz(self, request: web.Request) -> web.Response:
-        """``GET /healthz``: 200 once the floor replicas had their first chance to start."""
-        if not self.warm:
-            return web.json_response({"status": "warming"}, status=503)
-        return web.Response(text="OK")
-
-    async def get_metrics(self, request: web.Request) -> web.Response:
-        """``GET /metrics`` in the Prometheus text format."""
-        body = self.metrics.render(self.pools)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 # ------------------------------------------------------------------ helpers
@@ -572,61 +409,6 @@ def _call_headers(headers: Any, call_id: str, start_ns: int, seconds: float) -> 
     headers["X-Duration-Seconds"] = f"{seconds:.6f}"
 
 
-def _json_error(exc: FedfaasError) -> web.Response:
-    return web.json_response(exc.to_json(), status=exc.status)
-
-
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadRequest("the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    return body
-
-
-def _read_credentials(secrets_dir: Path | None) -> tuple[str, str] | None:
-    if secrets_dir is None:
-        return None
-    try:
-        user = (secrets_dir / "basic-auth-user").read_text().strip()
-        password = (secrets_dir / "basic-auth-password").read_text().strip()
-    except OSError:
-        return None
-    return (user, password) if user and password else None
-
-
-def _authorized(header: str, credentials: tuple[str, str]) -> bool:
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic":
-        return False
-    try:
-        user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return False
-    return hmac.compare_digest(user.encode(), credentials[0].encode()) & hmac.compare_digest(
-        password.encode(), credentials[1].encode()
-    )
-
-
-def _rfc3339(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": round(record.created, 6),
-            "level": record.levelname.lower(),
-            "event": record.getMessage(),
-        }
-        entry.update(getattr(record, "fields", {}))
-        if record.exc_info:
-            entry["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
-
-
 # --------------------------------------------------------------------- main
 
 
@@ -650,9 +432,9 @@ async def serve(router: Router, host: str, port: int) -> None:
         tmp = router.state_dir / "router.json.tmp"
         tmp.write_text(json.dumps(info))
         tmp.replace(router.state_dir / "router.json")
-        log.info("router listening", extra={"fields": info})
+        event("router listening", **info)
         await stop.wait()
-        log.info("router stopping")
+        event("router stopping")
     finally:
         await router.close()
         await runner.cleanup()
@@ -670,9 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--python", default=sys.executable, help="interpreter for replicas")
     RouterOptions.add_arguments(parser)
     args = parser.parse_args(argv)
-    handler = logging.StreamHandler()
-    handler.setFormatter(_JsonFormatter())
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    configure_logging()
     state_dir = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     write_pid_file(state_dir / "router.pid", os.getpid())
@@ -681,7 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack = load_stack(args.stack)
         router = Router(stack, options, state_dir, args.secrets_dir, dict(os.environ), args.python)
     except (FedfaasError, ValueError) as exc:
-        log.error("cannot start", extra={"fields": {"error": str(exc)}})
+        event("cannot start", logging.ERROR, error=str(exc))
         (state_dir / "router.pid").unlink(missing_ok=True)
         return 2
     try:

@@ -70,13 +70,11 @@ def cast_back(values: np.ndarray, dtype: np.dtype[Any], out: np.ndarray | None =
     """Cast accumulator-dtype ``values`` to ``dtype`` with the integer rounding rule."""
     if is_float(dtype):
         if out is None:
-            return values.astype(dtype)
+            return np.asarray(values).astype(dtype)
         out[...] = values
         return out
-    if dtype == np.bool_:
-        result = values >= 0.5
-    else:
-        result = np.floor(values + 0.5).astype(dtype)
+    # Round half up; for bool means in [0, 1] this is True exactly when the mean >= 0.5.
+    result = np.asarray(np.floor(values + 0.5)).astype(dtype)
     if out is None:
         return result
     out[...] = result

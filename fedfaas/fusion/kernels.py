@@ -15,6 +15,7 @@ reused, so the extra memory is ``threads * CHUNK`` elements.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -71,6 +72,31 @@ def scratch(dtype: np.dtype[Any], n: int) -> np.ndarray:
         buf = np.empty(max(n, CHUNK), dtype=dtype)
         setattr(_local, key, buf)
     return buf[:n]
+
+
+def allocate(shapes: Sequence[tuple[int, ...]], dtypes: Sequence[np.dtype[Any]]
+             ) -> list[np.ndarray]:
+    """Uninitialised arrays carved from one buffer per dtype, each 64-byte aligned.
+
+    One large allocation is backed by transparent huge pages (numpy advises them
+    from 4 MiB), which makes first-touch page faults about twice as cheap as
+    for one allocation per tensor.
+    """
+    offsets: list[int] = []
+    totals: dict[np.dtype[Any], int] = {}
+    for shape, dt in zip(shapes, dtypes, strict=True):
+        dt = np.dtype(dt)
+        per_line = max(1, 64 // dt.itemsize)
+        start = -(-totals.get(dt, 0) // per_line) * per_line
+        offsets.append(start)
+        totals[dt] = start + math.prod(shape)
+    buffers = {dt: np.empty(n + 64 // dt.itemsize, dt) for dt, n in totals.items()}
+    out = []
+    for shape, dt, start in zip(shapes, dtypes, offsets, strict=True):
+        buf = buffers[np.dtype(dt)]
+        skew = (-buf.ctypes.data % 64) // buf.itemsize
+        out.append(buf[skew + start: skew + start + math.prod(shape)].reshape(shape))
+    return out
 
 
 def _plan(sizes: Sequence[int], threads: int) -> list[list[_Item]]:
@@ -170,6 +196,9 @@ def scale_into(out: Sequence[np.ndarray], acc: Sequence[np.ndarray], factor: flo
 
     ``out[k]`` may be ``acc[k]`` itself (same dtype) to finalise in place.
     """
+
+    if factor == 1.0 and all(o is a for o, a in zip(out, acc, strict=True)):
+        return
 
     def chunk(k: int, a: int, b: int) -> None:
         av, ov = acc[k][a:b], out[k][a:b]

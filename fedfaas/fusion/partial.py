@@ -118,8 +118,11 @@ class PartialAggregate:
         init = self._acc is None
         if init:
             self._spec = spec
-            self._acc = {t.name: np.empty(t.shape, accumulator_dtype(t.dtype)) for t in spec}
-            self._w_ref = max(ws)
+            arrays = kernels.allocate([t.shape for t in spec],
+                                      [accumulator_dtype(t.dtype) for t in spec])
+            self._acc = {t.name: a for t, a in zip(spec, arrays, strict=True)}
+            # Normalising by the batch's total makes a one-batch partial the mean already.
+            self._w_ref = math.fsum(ws)
         elif max(ws) > self._w_ref * MAX_RELATIVE_WEIGHT:
             kernels.scale(self._flat_acc(), self._w_ref / max(ws), threads=self.threads)
             self._w_ref = max(ws)
@@ -165,10 +168,12 @@ class PartialAggregate:
         self._live()
         if self._acc is None or self._spec is None:
             raise FusionError("no updates have been added to this partial aggregate")
-        outs: dict[str, np.ndarray] = {}
-        for t, dt in zip(self._spec, dtypes, strict=True):
-            acc = self._acc[t.name]
-            outs[t.name] = acc if consume and acc.dtype == dt else np.empty(t.shape, dt)
+        fresh = [t for t, dt in zip(self._spec, dtypes, strict=True)
+                 if not (consume and self._acc[t.name].dtype == dt)]
+        new = dict(zip([t.name for t in fresh], kernels.allocate(
+            [t.shape for t in fresh], [dt for t, dt in zip(self._spec, dtypes, strict=True)
+                                       if t in fresh]), strict=True))
+        outs = {t.name: new.get(t.name, self._acc[t.name]) for t in self._spec}
         kernels.scale_into([_flat(outs[t.name]) for t in self._spec], self._flat_acc(),
                            self._w_ref / self.total_weight, threads=self.threads)
         if consume:

@@ -276,9 +276,10 @@ class LocalStack:
                 "--stack", opts["stack_file"],
                 "--port", str(ports["router"]),
                 "--state-dir", str(self.data_dir / "faas"),
+                "--secrets-dir", str(secrets_dir),
             ]
             if opts.get("scale_to_zero_idle_s") is not None:
-                argv += ["--idle-timeout", str(opts["scale_to_zero_idle_s"])]
+                argv += ["--scale-zero", "--idle-s", str(opts["scale_to_zero_idle_s"])]
             svc = Service("router", argv, logs / "router.log", env=child_env,
                           cwd=Path(opts["stack_file"]).parent)
             url = env["FEDFAAS_FAAS_GATEWAY_URL"] + "/healthz"
@@ -292,6 +293,7 @@ class LocalStack:
                 "--bind", f"127.0.0.1:{ports['gateway']}",
                 "--timeout", "300",
                 "--graceful-timeout", "5",
+                "--no-control-socket",
                 "gateway.wsgi:app",
             ]
             svc = Service("gateway", argv, logs / "gateway.log", env=child_env, cwd=PROJECT_ROOT)

@@ -8,14 +8,20 @@ guess (accuracy ``1/C``, loss ``ln C``).
 
 ``method="gtg"`` is GTG-Shapley (Liu et al. 2022): Monte-Carlo permutation
 sampling where permutation ``k`` starts with client ``k mod n`` (guided
-sampling), a permutation stops evaluating once ``|v(N) - v(S)| <
-truncation`` (within-round truncation, later marginals count 0), the whole
-round is skipped if ``|v(N) - v({})| < between_round``, and sampling stops
+sampling); within a permutation, once ``|v(N) - v(S)| < truncation`` for a
+non-empty ``S`` the later marginals count 0 (within-round truncation); the
+whole round is skipped if ``|v(N) - v({})| < between_round``; sampling stops
 when a full cycle of ``n`` permutations moves no value by more than
 ``tolerance`` (relative to the largest).  ``method="exact"`` enumerates all
-``2^n`` subsets (n <= 8), the reference.  Utilities are cached per subset.
-Leave-one-out values ``v(N) - v(N \\ {i})`` come along, and a budget is split
-in proportion to the non-negative Shapley values.
+``2^n`` subsets (n <= 8) and is the reference.  Utilities are cached per
+subset.  Leave-one-out values ``v(N) - v(N \\ {i})`` come along, and a budget
+is split in proportion to the non-negative Shapley values.
+
+A client that duplicates another's data is symmetric to it and gets the same
+value; the pair shares roughly what the original alone would get.  FedAvg
+utilities are averages, so the pair's sum exceeds the original's lone value a
+little (the duplicate doubles the original's weight): Shapley values are not
+replication-robust.
 """
 
 from __future__ import annotations
@@ -130,7 +136,9 @@ def gtg_shapley(n: int, v: Utility, *, max_permutations: int = 200, tolerance: f
         marginal = np.zeros(n)
         for i in (first, *rest):
             mask |= 1 << i
-            value = v(mask) if abs(v_all - prev) >= truncation else prev
+            # Truncate only once S is non-empty: with v(N) close to v({}) but the
+            # between-round test disabled, every value would otherwise be 0.
+            value = v(mask) if mask == 1 << first or abs(v_all - prev) >= truncation else prev
             marginal[i] = value - prev
             prev = value
         phi += (marginal - phi) / k

@@ -8,8 +8,12 @@ Three robust signals per client, computed in one streaming pass:
 * the Krum score (Blanchard et al. 2017): the sum of squared distances to the
   ``n - f - 2`` nearest other updates, from the Gram matrix.
 
-Each signal becomes a modified z-score (median/MAD); a client is flagged when
-a score passes ``threshold`` (cosine and Krum one-sided, the norm both ways).
+Each signal becomes a modified z-score (median/MAD); norms and Krum scores are
+scored on a log scale, as they are ratios in nature.  The MAD is floored
+(0.05 in cosine distance, 0.1 in log units, i.e. ~10 %) so that a tight
+honest cluster does not make ordinary spread look extreme.  A client is
+flagged when a score passes ``threshold`` (cosine and Krum one-sided, the
+norm both ways).
 Updates holding NaN or infinity are flagged outright and left out of the
 statistics.
 """
@@ -33,6 +37,10 @@ from fedfaas.workloads.updates import (
 )
 
 NAME = "malicious-filter"
+#: Floors of the robust scale (see the module docstring).
+MIN_SCALE_COSINE = 0.05
+MIN_SCALE_LOG = 0.1
+_TINY = 1e-300
 CHECKS = ("cosine", "norm", "krum")
 PARAMS = (
     Param("threshold", "float", 3.5, "modified z-score above which a signal flags a client",
@@ -100,7 +108,9 @@ def filter_round(updates: Sequence[ClientUpdate], *, base: Mapping[str, np.ndarr
     sub = [updates[i] for i in good]
     f = (len(sub) - 3) // 2 if byzantine is None else byzantine
     cos_dist, norms, krum = _signals(sub, names, base, f)
-    z = {"cosine": robust_z(cos_dist), "norm": robust_z(norms), "krum": robust_z(krum)}
+    z = {"cosine": robust_z(cos_dist, MIN_SCALE_COSINE),
+         "norm": robust_z(np.log(np.maximum(norms, _TINY)), MIN_SCALE_LOG),
+         "krum": robust_z(np.log(np.maximum(krum, _TINY)), MIN_SCALE_LOG)}
     for j, u in enumerate(sub):
         reasons: list[str] = []
         if "cosine" in checks and z["cosine"][j] > threshold:

@@ -243,18 +243,20 @@ def update_matrix(updates: Sequence[ClientUpdate], names: Sequence[str],
     return count_sketch(updates, names, base, max_dim, seed), True
 
 
-def robust_z(values: np.ndarray) -> np.ndarray:
-    """Modified z-scores ``(x - median) / (1.4826 MAD)`` (Iglewicz & Hoaglin 1993).
+def robust_z(values: np.ndarray, min_scale: float = 0.0) -> np.ndarray:
+    """Modified z-scores ``(x - median) / max(1.4826 MAD, min_scale)`` (Iglewicz & Hoaglin 1993).
 
     When the MAD is 0 the mean absolute deviation (scaled by 1.2533) stands
-    in; when both are 0 every score is 0.
+    in; when every scale is 0 every score is 0.  ``min_scale`` keeps a tight
+    honest cluster from turning small differences into large scores.
     """
     x = np.asarray(values, dtype=np.float64)
     med = np.median(x)
     dev = np.abs(x - med)
-    scale = 1.4826 * np.median(dev)
+    scale = 1.4826 * float(np.median(dev))
     if scale <= 0:
         scale = 1.2533 * float(np.mean(dev))
+    scale = max(scale, min_scale)
     if scale <= 0:
         return np.zeros_like(x)
     return (x - med) / scale

@@ -1,0 +1,273 @@
+"""Deadline calculator: when updates arrive and how long aggregation takes (JIT paper 5.3, 5.4).
+
+Per party (Fig. 6, lines 7-10)::
+
+    t_train = t_wait                 if the party is intermittent
+            = t_ep                   if fusion happens once per local epoch
+            = N_mb * t_mb            if fusion happens every N_mb minibatches
+    t_comm  = M / B_d + M / B_u
+    t_upd   = t_train + t_comm
+
+and per job ``t_rnd = max_i t_upd`` and (line 13)
+``t_agg = N_parties * t_pair / (C_agg * N_agg) + M / B_dc``.
+
+Missing times come from the linearity regression in :mod:`fedfaas.jit.regression`
+(fitted on the job's other parties plus past observations); when nothing can
+be fitted the documented fallback is the median ``t_train`` of the parties that
+could be estimated, then ``t_wait``.  An update later than ``t_wait`` is
+ignored, so ``t_upd`` is capped at ``t_wait`` when the job has one.
+
+Beyond the paper, an :class:`~fedfaas.jit.learning.ArrivalLearner` corrects
+active parties' ``t_upd`` by their observed lateness, adds the observed
+aggregation overhead to ``t_agg``, and supplies the ``slack`` by which the JIT
+timer is armed early (see ``docs/jit.md``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fedfaas.errors import BadRequest
+from fedfaas.jit.regression import TimeRegression, TrainingSample
+from fedfaas.jit.spec import JobSpec, PartyProfile
+
+if TYPE_CHECKING:
+    from fedfaas.jit.learning import ArrivalLearner
+
+CALIBRATION_MAX_BYTES = 32 * 1024**2
+"""Largest vector fused by :func:`calibrate_t_pair`; bigger models are scaled linearly."""
+
+
+def t_comm(model_bytes: float, b_down: float, b_up: float) -> float:
+    """Model download plus upload time (Fig. 6, line 9)."""
+    if b_down <= 0 or b_up <= 0:
+        raise BadRequest("bandwidths must be > 0")
+    return model_bytes / b_down + model_bytes / b_up
+
+
+def t_agg(n_parties: int, t_pair: float, c_agg: int, n_agg: int, model_bytes: float,
+          b_dc: float) -> float:
+    """Aggregation time of ``n_parties`` updates (paper 5.4, Fig. 6 line 13)."""
+    if n_parties < 0 or t_pair < 0 or c_agg < 1 or n_agg < 1 or b_dc <= 0:
+        raise BadRequest("t_agg needs n_parties >= 0, t_pair >= 0, c_agg, n_agg >= 1, b_dc > 0")
+    return n_parties * t_pair / (c_agg * n_agg) + model_bytes / b_dc
+
+
+def calibrate_t_pair(model_bytes: int, repeats: int = 3, *, seed: int = 0,
+                     max_bytes: int = CALIBRATION_MAX_BYTES) -> float:
+    """Measure ``t_pair`` on one core by fusing two random updates of ``model_bytes`` (paper 5.4).
+
+    Times ``acc += w * x`` over float32 vectors, the weighted accumulate of the
+    linear fusion rules, and keeps the fastest of ``repeats`` runs.  Models
+    larger than ``max_bytes`` are calibrated on ``max_bytes`` and scaled
+    linearly (fusion is a streaming pass), which keeps calibration under a second.
+    """
+    if model_bytes < 4:
+        raise BadRequest(f"model_bytes must be >= 4, got {model_bytes}")
+    if repeats < 1:
+        raise BadRequest(f"repeats must be >= 1, got {repeats}")
+    used = min(int(model_bytes), int(max_bytes))
+    n = max(1, used // 4)
+    rng = np.random.default_rng(seed)
+    acc = rng.standard_normal(n, dtype=np.float32)
+    x = rng.standard_normal(n, dtype=np.float32)
+    tmp = np.empty_like(x)
+    np.multiply(x, np.float32(0.5), out=tmp)  # touch every page before timing
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()  # a real measurement, not a scheduling decision
+        np.multiply(x, np.float32(0.5), out=tmp)
+        np.add(acc, tmp, out=acc)
+        best = min(best, time.perf_counter() - start)
+    return best * (model_bytes / (n * 4))
+
+
+@dataclass(frozen=True)
+class JobEstimate:
+    """Every estimate for one round of a job; times are offsets from round start, seconds."""
+
+    job_id: str
+    party_ids: tuple[str, ...]
+    modes: tuple[str, ...]
+    sources: tuple[str, ...]
+    t_train: np.ndarray
+    t_comm: np.ndarray
+    t_upd_base: np.ndarray
+    t_upd: np.ndarray
+    t_rnd: float
+    t_agg: float
+    t_agg_paper: float
+    slack: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def deadline(self) -> float:
+        """Latest start of aggregation, ``t_rnd - t_agg - slack`` (paper 5.5, plus learned slack)."""
+        return max(0.0, self.t_rnd - self.t_agg - self.slack)
+
+    def party(self, party_id: str) -> dict[str, Any]:
+        """One party's estimate as a dict."""
+        try:
+            i = self.party_ids.index(party_id)
+        except ValueError:
+            raise BadRequest(f"party {party_id!r} is not part of job {self.job_id!r}") from None
+        return {"party_id": party_id, "mode": self.modes[i], "source": self.sources[i],
+                "t_train": float(self.t_train[i]), "t_comm": float(self.t_comm[i]),
+                "t_upd_paper": float(self.t_upd_base[i]), "t_upd": float(self.t_upd[i])}
+
+    def to_dict(self, *, parties: bool = True) -> dict[str, Any]:
+        """JSON-ready summary (and per-party rows when ``parties``)."""
+        out: dict[str, Any] = {"job_id": self.job_id, "t_rnd": self.t_rnd, "t_agg": self.t_agg,
+                               "t_agg_paper": self.t_agg_paper, "slack": self.slack,
+                               "deadline": self.deadline, "n_parties": len(self.party_ids),
+                               **self.meta}
+        if parties:
+            out["parties"] = [self.party(p) for p in self.party_ids]
+        return out
+
+
+class DeadlineEstimator:
+    """Builds :class:`JobEstimate` for a job from its spec and party profiles (paper 5.3, 5.4).
+
+    Parameters
+    ----------
+    job, parties
+        The job spec and every party's profile.
+    t_pair
+        Seconds to fuse a pair of updates on one core (see :func:`calibrate_t_pair`).
+    history
+        Past training-time observations, extra samples for the regression.
+    """
+
+    def __init__(self, job: JobSpec, parties: Sequence[PartyProfile], *, t_pair: float,
+                 history: Sequence[TrainingSample] = ()) -> None:
+        if not parties:
+            raise BadRequest(f"job {job.job_id}: no parties to estimate")
+        if not (isinstance(t_pair, int | float) and math.isfinite(t_pair) and t_pair >= 0):
+            raise BadRequest(f"t_pair must be a finite number >= 0, got {t_pair!r}")
+        ids = [p.party_id for p in parties]
+        if len(set(ids)) != len(ids):
+            raise BadRequest(f"job {job.job_id}: duplicate party ids")
+        if any(p.mode == "intermittent" for p in parties) and job.t_wait is None:
+            raise BadRequest(f"job {job.job_id}: intermittent parties need the job's t_wait")
+        if job.quorum is not None and job.quorum > len(parties):
+            raise BadRequest(f"job {job.job_id}: quorum {job.quorum} > {len(parties)} parties")
+        self.job = job
+        self.parties = list(parties)
+        self.t_pair = float(t_pair)
+        self._regression = TimeRegression(
+            [TrainingSample.of(p) for p in parties if p.t_epoch is not None or p.t_mb is not None]
+            + list(history))
+        self._base = self._compute_base()
+
+    # -- per party (Fig. 6 lines 7-10) -------------------------------------------------
+
+    def _steps(self, p: PartyProfile) -> int | None:
+        if p.dataset_size is None or p.batch_size is None:
+            return None
+        return max(1, math.ceil(p.dataset_size / p.batch_size))
+
+    def _t_train(self, p: PartyProfile) -> tuple[float | None, str]:
+        job = self.job
+        if p.mode == "intermittent":
+            return float(job.t_wait), "t_wait"  # type: ignore[arg-type]
+        steps = self._steps(p)
+        if job.sync == "epoch":
+            if p.t_epoch is not None:
+                return p.t_epoch, "t_ep"
+            if p.t_mb is not None and steps is not None:
+                return p.t_mb * steps, "t_mb x steps"
+            pred = self._regression.epoch_time(p)
+            if pred is not None:
+                return pred, "regression:t_ep~dataset_size"
+            mb = self._regression.minibatch_time(p)
+            if mb is not None and steps is not None:
+                return mb * steps, "regression:t_mb~batch_size"
+            return None, "fallback"
+        if p.t_mb is not None:
+            return job.n_mb * p.t_mb, "N_mb x t_mb"
+        if p.t_epoch is not None and steps is not None:
+            return job.n_mb * p.t_epoch / steps, "N_mb x t_ep / steps"
+        mb = self._regression.minibatch_time(p)
+        if mb is not None:
+            return job.n_mb * mb, "regression:t_mb~batch_size"
+        ep = self._regression.epoch_time(p)
+        if ep is not None and steps is not None:
+            return job.n_mb * ep / steps, "regression:t_ep~dataset_size"
+        return None, "fallback"
+
+    def _compute_base(self) -> dict[str, Any]:
+        trains: list[float | None] = []
+        sources: list[str] = []
+        for p in self.parties:
+            value, source = self._t_train(p)
+            trains.append(value)
+            sources.append(source)
+        known = [t for t, p in zip(trains, self.parties, strict=True)
+                 if t is not None and p.mode == "active"]
+        if any(t is None for t in trains):
+            if known:
+                fill, how = float(np.median(known)), "fallback:median"
+            elif self.job.t_wait is not None:
+                fill, how = float(self.job.t_wait), "fallback:t_wait"
+            else:
+                missing = [p.party_id for p, t in zip(self.parties, trains, strict=True) if t is None]
+                raise BadRequest(f"job {self.job.job_id}: no training time for {missing[:5]} and "
+                                 "nothing to infer it from (give t_epoch/t_mb, dataset and "
+                                 "hardware, or t_wait)")
+            sources = [how if t is None else s for t, s in zip(trains, sources, strict=True)]
+            trains = [fill if t is None else t for t in trains]
+        bw_down = [p.b_down for p in self.parties if p.b_down is not None]
+        bw_up = [p.b_up for p in self.parties if p.b_up is not None]
+        if not bw_down or not bw_up:
+            raise BadRequest(f"job {self.job.job_id}: no party reported its bandwidth "
+                             "(b_down and b_up are needed for t_comm)")
+        # A party that reports no bandwidth is assumed typical for the job (median).
+        d_fill, u_fill = float(np.median(bw_down)), float(np.median(bw_up))
+        m = float(self.job.model_bytes)
+        comm = np.array([m / (p.b_down or d_fill) + m / (p.b_up or u_fill) for p in self.parties])
+        train = np.asarray(trains, dtype=np.float64)
+        upd = train + comm
+        if self.job.t_wait is not None:
+            upd = np.minimum(upd, self.job.t_wait)  # later updates are ignored (paper 4.3)
+        return {"t_train": train, "t_comm": comm, "t_upd": upd, "sources": tuple(sources)}
+
+    # -- per job -----------------------------------------------------------------------
+
+    @property
+    def t_agg_paper(self) -> float:
+        """``t_agg`` by the paper's formula for all parties (Fig. 6 line 13)."""
+        j = self.job
+        return t_agg(len(self.parties), self.t_pair, j.c_agg, j.n_agg, j.model_bytes, j.b_dc)
+
+    def estimate(self, learner: ArrivalLearner | None = None) -> JobEstimate:
+        """The estimate for the next round, corrected by ``learner`` when given."""
+        base = self._base
+        ids = tuple(p.party_id for p in self.parties)
+        modes = tuple(p.mode for p in self.parties)
+        upd = base["t_upd"]
+        agg_paper = self.t_agg_paper
+        agg, slack, bias = agg_paper, 0.0, 0.0
+        if learner is not None:
+            active = np.array([m == "active" for m in modes])
+            upd = np.where(active, upd * learner.ratios(ids), upd)
+            if self.job.t_wait is not None:
+                upd = np.minimum(upd, self.job.t_wait)
+            agg = max(agg_paper + learner.agg_residual, 0.0)
+            slack = learner.slack()
+            bias = learner.rnd_bias
+        t_rnd = float(np.max(upd)) + bias
+        if self.job.t_wait is not None:
+            t_rnd = min(t_rnd, float(self.job.t_wait))
+        return JobEstimate(
+            job_id=self.job.job_id, party_ids=ids, modes=modes, sources=base["sources"],
+            t_train=base["t_train"], t_comm=base["t_comm"], t_upd_base=base["t_upd"],
+            t_upd=upd, t_rnd=max(t_rnd, 0.0), t_agg=agg, t_agg_paper=agg_paper, slack=slack,
+            meta={"t_pair": self.t_pair, "n_agg": self.job.n_agg, "c_agg": self.job.c_agg},
+        )

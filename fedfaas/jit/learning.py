@@ -1,0 +1,237 @@
+"""Learning from observed arrivals, round by round (beyond JIT paper 5.3).
+
+The paper predicts each update from what the party reports.  Parties' reports
+drift (a party that is always 20% late stays 20% late: periodicity, paper 4.1),
+so after each round the :class:`ArrivalLearner` updates, by exponentially
+weighted moving averages (EWMA, weight ``alpha`` on the newest round):
+
+- per active party, the ratio observed / predicted ``t_upd`` (bounded to
+  ``ratio_bounds``); intermittent parties arrive at random inside ``t_wait``,
+  so their ratio is recorded but not used;
+- per job, the bias of ``t_rnd`` left after the per-party correction (the
+  maximum of noisy arrivals is later than the maximum of their means) and its
+  mean absolute deviation, which becomes the JIT timer's ``slack``;
+- per job, the residual of the aggregation time over the paper's formula
+  (cold start, state load and checkpoint, which the formula leaves out).
+
+Every round leaves a :class:`RoundReport` (predicted vs observed per party and
+per job) that the gateway can serve as JSON.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fedfaas.errors import BadRequest
+from fedfaas.jit.estimator import JobEstimate
+
+
+def _nan_to_none(a: np.ndarray) -> list[float | None]:
+    return [None if not math.isfinite(v) else float(v) for v in a.tolist()]
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    """Predicted against observed times of one round; offsets from round start, seconds."""
+
+    round: int
+    party_ids: tuple[str, ...]
+    predicted_t_upd: np.ndarray
+    observed_t_upd: np.ndarray
+    t_rnd_pred: float
+    t_rnd_obs: float | None
+    t_agg_pred: float
+    t_agg_obs: float | None
+
+    @property
+    def error(self) -> np.ndarray:
+        """Observed minus predicted ``t_upd`` per party (NaN where no update arrived)."""
+        return self.observed_t_upd - self.predicted_t_upd
+
+    def summary(self) -> dict[str, Any]:
+        """Aggregate error figures of the round."""
+        err = self.error[np.isfinite(self.error)]
+        def opt(v: float | None) -> float | None:
+            return None if v is None else float(v)
+        return {
+            "round": self.round, "n_parties": len(self.party_ids), "n_observed": int(err.size),
+            "mae_t_upd": float(np.mean(np.abs(err))) if err.size else None,
+            "max_abs_error_t_upd": float(np.max(np.abs(err))) if err.size else None,
+            "late_fraction": float(np.mean(err > 0)) if err.size else None,
+            "t_rnd_pred": self.t_rnd_pred, "t_rnd_obs": opt(self.t_rnd_obs),
+            "t_rnd_error": None if self.t_rnd_obs is None else self.t_rnd_obs - self.t_rnd_pred,
+            "t_agg_pred": self.t_agg_pred, "t_agg_obs": opt(self.t_agg_obs),
+            "t_agg_error": None if self.t_agg_obs is None else self.t_agg_obs - self.t_agg_pred,
+        }
+
+    def to_dict(self, *, parties: bool = True) -> dict[str, Any]:
+        """JSON-ready report; per-party rows when ``parties``."""
+        out = self.summary()
+        if parties:
+            out["parties"] = [
+                {"party_id": p, "predicted_t_upd": pr, "observed_t_upd": ob,
+                 "error": None if ob is None or pr is None else ob - pr}
+                for p, pr, ob in zip(self.party_ids, _nan_to_none(self.predicted_t_upd),
+                                     _nan_to_none(self.observed_t_upd), strict=True)
+            ]
+        return out
+
+
+class ArrivalLearner:
+    """EWMA corrections learned from observed arrivals (see the module docstring).
+
+    Parameters
+    ----------
+    alpha
+        Weight of the newest round, ``0 < alpha <= 1``.
+    ratio_bounds
+        Clamp on a party's observed / predicted ratio (one wild round must not
+        move a deadline by orders of magnitude).
+    slack_z
+        The JIT timer is armed ``slack_z`` mean absolute deviations of the
+        ``t_rnd`` error early.
+    keep_reports
+        How many recent :class:`RoundReport` to keep (older ones are dropped).
+    """
+
+    def __init__(self, alpha: float = 0.3, ratio_bounds: tuple[float, float] = (0.2, 5.0),
+                 slack_z: float = 2.0, keep_reports: int = 100) -> None:
+        if not 0 < alpha <= 1:
+            raise BadRequest(f"alpha must be in (0, 1], got {alpha}")
+        lo, hi = ratio_bounds
+        if not 0 < lo <= 1 <= hi:
+            raise BadRequest(f"ratio_bounds must satisfy 0 < lo <= 1 <= hi, got {ratio_bounds}")
+        if slack_z < 0 or keep_reports < 0:
+            raise BadRequest("slack_z and keep_reports must be >= 0")
+        self.alpha = alpha
+        self.ratio_bounds = (float(lo), float(hi))
+        self.slack_z = slack_z
+        self.keep_reports = keep_reports
+        self._index: dict[str, int] = {}
+        self._ratio = np.ones(0)
+        self._seen = np.zeros(0, dtype=bool)
+        self.rnd_bias = 0.0
+        self.rnd_dev = 0.0
+        self.agg_residual = 0.0
+        self._rnd_seen = False
+        self._agg_seen = False
+        self.reports: list[RoundReport] = []
+        self._saved: list[dict[str, Any]] = []
+
+    # -- corrections -------------------------------------------------------------------
+
+    def _indices(self, party_ids: Sequence[str]) -> np.ndarray:
+        new = [p for p in party_ids if p not in self._index]
+        if new:
+            start = len(self._index)
+            for i, p in enumerate(dict.fromkeys(new)):
+                self._index[p] = start + i
+            grow = len(self._index) - self._ratio.size
+            self._ratio = np.concatenate([self._ratio, np.ones(grow)])
+            self._seen = np.concatenate([self._seen, np.zeros(grow, dtype=bool)])
+        return np.fromiter((self._index[p] for p in party_ids), dtype=np.int64,
+                           count=len(party_ids))
+
+    def ratios(self, party_ids: Sequence[str]) -> np.ndarray:
+        """Learned observed/predicted ratio per party (1.0 for parties never observed)."""
+        return self._ratio[self._indices(party_ids)].copy()
+
+    def slack(self) -> float:
+        """Seconds by which the JIT timer is armed early."""
+        return self.slack_z * self.rnd_dev
+
+    def _ewma(self, old: float, new: float, seen: bool) -> float:
+        return new if not seen else (1 - self.alpha) * old + self.alpha * new
+
+    # -- observations ------------------------------------------------------------------
+
+    def observe_aggregation(self, predicted: float, observed: float) -> None:
+        """One aggregation pass took ``observed`` seconds where the formula said ``predicted``."""
+        if not (math.isfinite(predicted) and math.isfinite(observed)) or observed < 0:
+            raise BadRequest("aggregation times must be finite and observed >= 0")
+        self.agg_residual = self._ewma(self.agg_residual, observed - predicted, self._agg_seen)
+        self._agg_seen = True
+
+    def observe_round(self, round_no: int, estimate: JobEstimate, observed_t_upd: np.ndarray,
+                      *, t_agg_obs: float | None = None, detail: bool = True) -> RoundReport:
+        """Learn from one round: ``observed_t_upd[i]`` is party ``i``'s arrival offset (NaN: none).
+
+        ``estimate`` is the estimate the round was scheduled with, in the same
+        party order.  Returns (and keeps) the round's report.
+        """
+        obs = np.asarray(observed_t_upd, dtype=np.float64)
+        if obs.shape != (len(estimate.party_ids),):
+            raise BadRequest(f"observed_t_upd must have {len(estimate.party_ids)} entries")
+        if np.any(obs[np.isfinite(obs)] < 0):
+            raise BadRequest("observed arrival offsets must be >= 0")
+        idx = self._indices(estimate.party_ids)
+        active = np.array([m == "active" for m in estimate.modes])
+        got = np.isfinite(obs) & (estimate.t_upd_base > 0) & active
+        if got.any():
+            lo, hi = self.ratio_bounds
+            r = np.clip(obs[got] / estimate.t_upd_base[got], lo, hi)
+            j = idx[got]
+            seen = self._seen[j]
+            self._ratio[j] = np.where(seen, (1 - self.alpha) * self._ratio[j] + self.alpha * r, r)
+            self._seen[j] = True
+        t_rnd_obs = float(np.nanmax(obs)) if np.isfinite(obs).any() else None
+        if t_rnd_obs is not None:
+            # Bias relative to the per-party-corrected maximum, so nothing is counted twice.
+            err = t_rnd_obs - (estimate.t_rnd - self.rnd_bias)
+            dev = abs(err - self.rnd_bias) if self._rnd_seen else abs(err) * 0.5
+            self.rnd_dev = self._ewma(self.rnd_dev, dev, self._rnd_seen)
+            self.rnd_bias = self._ewma(self.rnd_bias, err, self._rnd_seen)
+            self._rnd_seen = True
+        report = RoundReport(
+            round=round_no, party_ids=estimate.party_ids if detail else (),
+            predicted_t_upd=estimate.t_upd if detail else np.zeros(0),
+            observed_t_upd=obs if detail else np.zeros(0),
+            t_rnd_pred=estimate.t_rnd, t_rnd_obs=t_rnd_obs, t_agg_pred=estimate.t_agg,
+            t_agg_obs=t_agg_obs,
+        )
+        if self.keep_reports:
+            self.reports.append(report)
+            del self.reports[:-self.keep_reports]
+        return report
+
+    # -- persistence (the gateway keeps a learner per job in Redis) ---------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready state (reports as summaries)."""
+        ids = sorted(self._index, key=self._index.__getitem__)
+        return {"alpha": self.alpha, "ratio_bounds": list(self.ratio_bounds),
+                "slack_z": self.slack_z, "keep_reports": self.keep_reports,
+                "party_ids": ids, "ratio": self._ratio.tolist(), "seen": self._seen.tolist(),
+                "rnd_bias": self.rnd_bias, "rnd_dev": self.rnd_dev, "rnd_seen": self._rnd_seen,
+                "agg_residual": self.agg_residual, "agg_seen": self._agg_seen,
+                "reports": self.report_history()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ArrivalLearner:
+        """Rebuild from :meth:`to_dict` output (report summaries are kept as dicts)."""
+        try:
+            out = cls(alpha=float(data["alpha"]), ratio_bounds=tuple(data["ratio_bounds"]),  # type: ignore[arg-type]
+                      slack_z=float(data["slack_z"]), keep_reports=int(data["keep_reports"]))
+            ids = [str(p) for p in data["party_ids"]]
+            out._index = {p: i for i, p in enumerate(ids)}
+            out._ratio = np.asarray(data["ratio"], dtype=np.float64)
+            out._seen = np.asarray(data["seen"], dtype=bool)
+            if out._ratio.shape != (len(ids),) or out._seen.shape != (len(ids),):
+                raise ValueError("ratio/seen length differs from party_ids")
+            out.rnd_bias, out.rnd_dev = float(data["rnd_bias"]), float(data["rnd_dev"])
+            out._rnd_seen, out._agg_seen = bool(data["rnd_seen"]), bool(data["agg_seen"])
+            out.agg_residual = float(data["agg_residual"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadRequest(f"invalid learner state: {exc}") from None
+        out._saved = [dict(r) for r in data.get("reports", [])]
+        return out
+
+    def report_history(self) -> list[dict[str, Any]]:
+        """Summaries of the kept rounds, oldest first (including those restored from JSON)."""
+        rows = self._saved + [r.summary() for r in self.reports]
+        return rows[-self.keep_reports:] if self.keep_reports else []

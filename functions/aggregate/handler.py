@@ -1,0 +1,26 @@
+"""OpenFaaS function ``aggregate``: one aggregation step (see fedfaas.aggregation).
+
+POST a JSON step request; the answer names the partial aggregate or global
+model written to S3.  The store client lives at module level, which the
+python3-http template keeps between calls.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fedfaas.aggregation import AggregationStep, StepRequest
+from fedfaas.config import load_settings
+from fedfaas.handlers import guarded, json_response, parse_json
+from fedfaas.store import ObjectStore
+
+_step = AggregationStep(ObjectStore(load_settings()))
+
+
+@guarded
+def handle(event: Any, context: Any) -> dict[str, Any]:
+    """Run one aggregation step."""
+    if event.method != "POST":
+        return json_response(405, {"error": "method_not_allowed", "message": "POST a step request"})
+    request = StepRequest.parse(parse_json(event))
+    return json_response(200, _step.run(request))

@@ -1,0 +1,196 @@
+"""Round coordination: fold arrived updates, finalise or fail rounds (JIT paper 2.1, 5.5).
+
+The coordinator is called by the gateway's driver loop (any replica) and by
+the scheduler.  It invokes the ``aggregate`` function for each step, retries a
+step whose instance died (steps are idempotent), and advances the round's
+pointer to its newest partial aggregate with a compare-and-set in Redis, so
+two replicas can never fold the same update twice into the chain.
+
+A round closes when every expected update arrived, or at ``t_wait`` when the
+quorum is met; without a quorum it fails with a reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from fedfaas import keys
+from fedfaas.errors import FedfaasError, Unavailable
+from fedfaas.fusion import get_strategy
+from fedfaas.fusion.strategy import LinearStrategy
+from gateway.registry import JobRecord, Registry, RoundRecord
+
+log = logging.getLogger("fedfaas.rounds")
+
+ACTIVE = keys.active_rounds()
+STEP_RETRIES = 6
+LOCK_MS = 600_000
+
+Invoke = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _lock_key(job_id: str, rnd: int) -> str:
+    return f"{keys.round_(job_id, rnd)}:lock"
+
+
+class RoundCoordinator:
+    """Drives rounds of every job through the ``aggregate`` function.
+
+    Parameters
+    ----------
+    registry
+        Jobs, parties and rounds in Redis.
+    invoke
+        Calls the ``aggregate`` function with a step request and returns its JSON
+        answer; raises :class:`Unavailable` when the instance died or is unreachable.
+    """
+
+    def __init__(self, registry: Registry, invoke: Invoke, owner: str = "gateway") -> None:
+        self.registry = registry
+        self.redis = registry.redis
+        self.invoke = invoke
+        self.owner = owner
+
+    # --- helpers ---------------------------------------------------------------------
+    def _step(self, request: dict[str, Any]) -> dict[str, Any]:
+        delay = 0.2
+        for attempt in range(STEP_RETRIES):
+            try:
+                return self.invoke(request)
+            except Unavailable as exc:
+                # The instance was reclaimed or is cold-starting; the step is idempotent.
+                log.warning("aggregate step failed (attempt %d): %s", attempt + 1, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 3.0)
+        raise Unavailable("aggregate function kept failing; will retry on the next tick")
+
+    def _request(self, job: JobRecord, rnd: int, parties: list[str], base: str | None,
+                 finalize: bool) -> dict[str, Any]:
+        return {
+            "tenant": job.tenant, "job": job.job_id, "round": rnd,
+            "algorithm": {"name": job.spec.algorithm.name, "params": dict(job.spec.algorithm.params)},
+            "parties": parties, "base": base, "finalize": finalize,
+        }
+
+    def chain(self, job_id: str, rnd: int) -> tuple[str | None, list[str]]:
+        """The round's newest partial aggregate id and the parties it covers."""
+        raw = self.redis.hmget(keys.round_(job_id, rnd), ["partial", "partial_parties"])
+        base = _text(raw[0]) if raw[0] else None
+        parties = json.loads(raw[1]) if raw[1] else []
+        return base, parties
+
+    def pending(self, job_id: str, rnd: int) -> list[str]:
+        """Arrived parties not yet folded into the round's partial aggregate, by arrival."""
+        _, covered = self.chain(job_id, rnd)
+        updates = self.registry.round_updates(job_id, rnd)
+        order = sorted(updates, key=lambda p: (updates[p]["arrived_at"], p))
+        return [p for p in order if p not in set(covered)]
+
+    def acquire(self, job_id: str, rnd: int) -> bool:
+        """Take the round's work lease (one replica works on a round at a time)."""
+        return bool(self.redis.set(_lock_key(job_id, rnd), self.owner, nx=True, px=LOCK_MS))
+
+    def release(self, job_id: str, rnd: int) -> None:
+        """Give the lease back."""
+        self.redis.delete(_lock_key(job_id, rnd))
+
+    # --- steps -----------------------------------------------------------------------
+    def fold(self, job: JobRecord, rnd: int, parties: list[str]) -> dict[str, Any]:
+        """Fold ``parties``' updates into the round's partial aggregate (one invocation)."""
+        strategy = get_strategy(job.spec.algorithm.name, **dict(job.spec.algorithm.params))
+        if not isinstance(strategy, LinearStrategy) or not parties:
+            return {"folded": []}
+        base, covered = self.chain(job.job_id, rnd)
+        result = self._step(self._request(job, rnd, parties, base, finalize=False))
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(keys.round_(job.job_id, rnd))
+                if self.chain(job.job_id, rnd)[0] != base:
+                    pipe.reset()
+                    return {"folded": [], "raced": True}
+                pipe.multi()
+                pipe.hset(keys.round_(job.job_id, rnd), mapping={
+                    "partial": result["partial"], "partial_parties": json.dumps(result["parties"])})
+                pipe.execute()
+            except redis.WatchError:
+                return {"folded": [], "raced": True}
+        self.redis.hincrby(keys.round_(job.job_id, rnd), "steps", 1)
+        return {"folded": [p for p in result["parties"] if p not in covered], "partial": result["partial"]}
+
+    def finalize(self, job: JobRecord, rnd: int, now: float | None = None) -> RoundRecord:
+        """Close the round: fuse what arrived into the global model of round ``rnd``."""
+        self.registry.set_round_state(job.job_id, rnd, "aggregating")
+        updates = self.registry.round_updates(job.job_id, rnd)
+        strategy = get_strategy(job.spec.algorithm.name, **dict(job.spec.algorithm.params))
+        if isinstance(strategy, LinearStrategy):
+            base, covered = self.chain(job.job_id, rnd)
+            rest = [p for p in sorted(updates) if p not in set(covered)]
+        else:
+            base, rest = None, sorted(updates)
+        result = self._step(self._request(job, rnd, rest, base, finalize=True))
+        closed_at = time.time() if now is None else now
+        last_arrival = max((u["arrived_at"] for u in updates.values()), default=closed_at)
+        record = self.registry.get_round(job.job_id, rnd)
+        extra = {**record.extra, "parties_included": result["parties"],
+                 "aggregation_latency_s": max(0.0, closed_at - last_arrival),
+                 "last_arrival_at": last_arrival}
+        self.registry.set_round_state(job.job_id, rnd, "closed", closed_at=repr(closed_at),
+                                      model_key=result["model_key"], extra=json.dumps(extra))
+        self.redis.srem(ACTIVE, f"{job.job_id}:{rnd}")
+        if rnd >= job.spec.rounds:
+            self.redis.hset(keys.job(job.job_id), "state", "finished")
+        return self.registry.get_round(job.job_id, rnd)
+
+    def fail(self, job: JobRecord, rnd: int, reason: str) -> None:
+        """Mark the round failed, visibly, with ``reason``."""
+        self.registry.set_round_state(job.job_id, rnd, "failed", reason=reason, closed_at=repr(time.time()))
+        self.redis.srem(ACTIVE, f"{job.job_id}:{rnd}")
+        log.warning("job %s round %d failed: %s", job.job_id, rnd, reason)
+
+    # --- decisions -------------------------------------------------------------------
+    def due(self, job: JobRecord, record: RoundRecord, now: float) -> str | None:
+        """``"finalize"``, ``"fail"`` or None: whether the round must close now."""
+        if record.state == "aggregating":
+            return "finalize"  # a finalisation interrupted by a crash; steps are idempotent
+        if record.state != "open":
+            return None
+        arrived = self.redis.hlen(keys.round_updates(job.job_id, record.round))
+        if arrived >= len(record.expected):
+            return "finalize"
+        if now >= record.deadline_at:
+            return "finalize" if arrived >= record.quorum else "fail"
+        return None
+
+    def close_if_due(self, job: JobRecord, rnd: int, now: float | None = None) -> str | None:
+        """Finalise or fail the round when its closing rule says so; returns what was done."""
+        now = time.time() if now is None else now
+        record = self.registry.get_round(job.job_id, rnd)
+        decision = self.due(job, record, now)
+        if decision == "finalize":
+            self.finalize(job, rnd, now=None)
+        elif decision == "fail":
+            arrived = self.redis.hlen(keys.round_updates(job.job_id, rnd))
+            self.fail(job, rnd, f"quorum not met at t_wait: {arrived} of {record.quorum} required "
+                                f"updates arrived")
+        return decision
+
+
+def safe(fn: Callable[[], Any]) -> Any:
+    """Run one coordination action; log and swallow errors so the driver loop survives."""
+    try:
+        return fn()
+    except FedfaasError as exc:
+        log.warning("round action failed: %s", exc.message)
+    except redis.RedisError as exc:
+        log.warning("round action failed, Redis unavailable: %s", exc)
+    return None
