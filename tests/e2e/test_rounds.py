@@ -123,7 +123,8 @@ def test_round_without_quorum_fails_visibly_and_late_updates_are_refused(stack_a
     # Assert
     assert status["state"] == "failed" and "quorum not met" in status["reason"]
     assert late.status_code == 409 and late.json()["error"] == "round_closed"
-    assert stack_api.call("GET", f"/v1/jobs/{jid}", stack_api.admin_token).json()["rejections"]["round_closed"] == 1
+    info = stack_api.call("GET", f"/v1/jobs/{jid}", stack_api.admin_token).json()
+    assert info["rejections"]["round_closed"] == 1
 
 
 def test_round_closes_at_t_wait_with_quorum(stack_api: Api) -> None:
