@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from fedfaas import codec
-from fedfaas.fusion import get_strategy, kernels
+from fedfaas.fusion import LinearStrategy, get_strategy, kernels
 
 GB = 1e9
 
@@ -63,12 +63,14 @@ def make_bodies(n: int, shapes: Sequence[tuple[str, tuple[int, ...]]], seed: int
     return bodies, weights
 
 
-def _best(fn: Callable[[], Any], reps: int) -> float:
-    best = math.inf
+def _best_of(methods: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:
+    """Best wall time of each method, repetitions interleaved so load drifts hit all alike."""
+    best = dict.fromkeys(methods, math.inf)
     for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
+        for name, fn in methods.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
     return best
 
 
@@ -93,90 +95,91 @@ def _streaming_read(updates: Sequence[dict[str, np.ndarray]]) -> None:
 
 def run(quick: bool = False) -> dict[str, Any]:
     """Run the fusion benchmark; ``quick`` uses 4 updates of a half-width ResNet-18."""
-    n, width, reps = (4, 32, 3) if quick else (10, 64, 5)
+    n, width, reps = (4, 32, 5) if quick else (10, 64, 7)
     shapes = resnet18_shapes(width)
     params = sum(math.prod(s) for _, s in shapes)
     model_bytes = params * 4
     total_bytes = n * model_bytes
+    # What a warm aggregation function does at start; applies to Flower's runs alike.
+    tuned = kernels.reuse_freed_memory()
     print(f"fusion: {n} updates x {params / 1e6:.2f}M float32 params in {len(shapes)} tensors "
-          f"({model_bytes / 1e6:.1f} MB each), {kernels.default_threads()} threads", flush=True)
+          f"({model_bytes / 1e6:.1f} MB each), {kernels.default_threads()} threads, "
+          f"freed-memory reuse {'on' if tuned else 'unavailable'}", flush=True)
     bodies, weights = make_bodies(n, shapes)
     parties = [f"p{i}" for i in range(n)]
     decoded = [codec.decode(b).tensors for b in bodies]
     strategy = get_strategy("fedavg")
+    assert isinstance(strategy, LinearStrategy)
 
     def ours() -> dict[str, np.ndarray]:
-        updates = [codec.decode(b).tensors for b in bodies]
         partial = strategy.new_partial()
-        partial.add_many(updates, weights, parties)
+        partial.add_many(decoded, weights, parties)
         return strategy.finalize(partial, consume=True).model
 
     def ours_streaming() -> dict[str, np.ndarray]:
         partial = strategy.new_partial()
-        for body, w, p in zip(bodies, weights, parties, strict=True):
-            partial.add(codec.decode(body).tensors, w, p)
+        for update, w, p in zip(decoded, weights, parties, strict=True):
+            partial.add(update, w, p)
         return strategy.finalize(partial, consume=True).model
 
-    result_ours = ours()
+    fused = ours()
     expected = {k: sum(np.float64(w) * u[k] for u, w in zip(decoded, weights, strict=True))
                 / sum(weights) for k in decoded[0]}
-    err = max(float(np.max(np.abs(result_ours[k] - expected[k]))) for k in expected)
-    print(f"fusion: ours max abs error vs float64 reference {err:.2e}", flush=True)
+    err = max(float(np.max(np.abs(fused[k] - expected[k]))) for k in expected)
+    del fused, expected
+    print(f"fusion: ours max abs error vs a float64 reference {err:.2e}", flush=True)
 
-    figures: dict[str, float | None] = {}
-    figures["limit"] = total_bytes / _best(lambda: _streaming_read(decoded), reps) / GB
-    print(f"fusion: streaming read (limit)  {figures['limit']:.1f} GB/s", flush=True)
-    figures["ours"] = total_bytes / _best(ours, reps) / GB
-    print(f"fusion: ours (batch)            {figures['ours']:.1f} GB/s", flush=True)
-    figures["ours_streaming"] = total_bytes / _best(ours_streaming, reps) / GB
-    print(f"fusion: ours (one at a time)    {figures['ours_streaming']:.1f} GB/s", flush=True)
-    ours_peak = _peak_bytes(ours) / model_bytes
-    print(f"fusion: ours peak memory        {ours_peak:.2f} x model", flush=True)
-
-    flower_peak: float | None = None
-    inplace_peak: float | None = None
+    methods: dict[str, Callable[[], Any]] = {
+        "decode": lambda: [codec.decode(b) for b in bodies],
+        "limit": lambda: _streaming_read(decoded),
+        "ours": ours,
+        "ours_streaming": ours_streaming,
+    }
+    fit_res: list[tuple[Any, Any]] = []
     try:
         from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
         from flwr.server.strategy.aggregate import aggregate, aggregate_inplace
     except ImportError:
         print("fusion: flwr is not installed; Flower figures skipped", flush=True)
-        figures["flower"] = figures["flower_inplace"] = None
     else:
-        lists = [list(u.values()) for u in decoded]
-        results = list(zip(lists, weights, strict=True))
+        results = [(list(u.values()), w) for u, w in zip(decoded, weights, strict=True)]
         fit_res = [(None, FitRes(Status(Code.OK, ""), ndarrays_to_parameters(arrs), w, {}))
                    for arrs, w in results]
-        flower_reps = max(2, reps // 2)
-        figures["flower"] = total_bytes / _best(lambda: aggregate(results), flower_reps) / GB
-        print(f"fusion: flower aggregate        {figures['flower']:.2f} GB/s", flush=True)
-        figures["flower_inplace"] = total_bytes / _best(
-            lambda: aggregate_inplace(fit_res), flower_reps) / GB  # type: ignore[arg-type]
-        print(f"fusion: flower aggregate_inplace {figures['flower_inplace']:.2f} GB/s", flush=True)
-        flower_peak = _peak_bytes(lambda: aggregate(results)) / model_bytes
-        inplace_peak = _peak_bytes(
-            lambda: aggregate_inplace(fit_res)) / model_bytes  # type: ignore[arg-type]
-        print(f"fusion: flower peak memory      {flower_peak:.2f} x model (aggregate), "
-              f"{inplace_peak:.2f} x model (aggregate_inplace)", flush=True)
+        methods["flower"] = lambda: aggregate(results)
+        methods["flower_inplace"] = lambda: aggregate_inplace(fit_res)  # type: ignore[arg-type]
+    seconds = _best_of(methods, reps)
+    gbps = {k: total_bytes / v / GB for k, v in seconds.items() if k != "decode"}
+    for name, value in gbps.items():
+        print(f"fusion: {name:<16} {value:7.2f} GB/s", flush=True)
+    print(f"fusion: codec.decode of all updates {seconds['decode'] * 1e3:.1f} ms "
+          "(outside the figures: updates arrive decoded)", flush=True)
 
-    best_flower = max((v for k, v in figures.items() if k.startswith("flower") and v), default=None)
-    ours_gbps, limit_gbps = figures["ours"], figures["limit"]
-    assert ours_gbps is not None and limit_gbps is not None
+    peaks = {k: _peak_bytes(methods[k]) / model_bytes
+             for k in ("ours", "flower", "flower_inplace") if k in methods}
+    for name, value in peaks.items():
+        print(f"fusion: {name:<16} peak memory {value:5.2f} x model", flush=True)
+
+    best_flower = max((gbps[k] for k in ("flower", "flower_inplace") if k in gbps), default=None)
+
+    def rounded(value: float | None, digits: int = 3) -> float | None:
+        return None if value is None else round(value, digits)
+
     return {
         "bench": "fusion",
-        "ours_gbps": round(ours_gbps, 2),
-        "ours_streaming_gbps": round(figures["ours_streaming"] or 0.0, 2),
-        "limit_gbps": round(limit_gbps, 2),
-        "flower_gbps": None if figures["flower"] is None else round(figures["flower"], 3),
-        "flower_inplace_gbps": (None if figures["flower_inplace"] is None
-                                else round(figures["flower_inplace"], 3)),
-        "ours_peak_mem_x_model": round(ours_peak, 3),
-        "flower_peak_mem_x_model": None if flower_peak is None else round(flower_peak, 3),
-        "flower_inplace_peak_mem_x_model": (None if inplace_peak is None
-                                            else round(inplace_peak, 3)),
-        "ratio_vs_limit": round(ours_gbps / limit_gbps, 3),
-        "ratio_vs_flower": None if not best_flower else round(ours_gbps / best_flower, 1),
+        "ours_gbps": rounded(gbps["ours"], 2),
+        "limit_gbps": rounded(gbps["limit"], 2),
+        "flower_gbps": rounded(gbps.get("flower")),
+        "flower_inplace_gbps": rounded(gbps.get("flower_inplace")),
+        "ours_peak_mem_x_model": rounded(peaks["ours"]),
+        "flower_peak_mem_x_model": rounded(peaks.get("flower")),
+        "ratio_vs_limit": rounded(gbps["ours"] / gbps["limit"]),
+        "ratio_vs_flower": None if best_flower is None else rounded(gbps["ours"] / best_flower, 1),
         "updates": n,
         "params": params,
-        "threads": kernels.default_threads(),
+        "ours_streaming_gbps": rounded(gbps["ours_streaming"], 2),
+        "flower_inplace_peak_mem_x_model": rounded(peaks.get("flower_inplace")),
+        "decode_ms": rounded(seconds["decode"] * 1e3, 2),
         "max_abs_error": err,
+        "threads": kernels.default_threads(),
+        "freed_memory_reuse": tuned,
     }

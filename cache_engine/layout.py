@@ -78,6 +78,11 @@ class RedisCatalog:
         self.layout = layout
         self.pending = pending
         self._memo: dict[tuple[Any, ...], Any] = {}
+        # Read now: write() runs inside MULTI, where replies are not available.
+        self._pending_latest = (
+            self.latest_round(pending[0].tenant, pending[0].job, pending[0].kind)
+            if pending else None
+        )
 
     def _cached(self, key: tuple[Any, ...], read: Any) -> Any:
         if key not in self._memo:
@@ -137,8 +142,8 @@ class RedisCatalog:
         key, size = self.pending
         t, j, lay = key.tenant, key.job, self.layout
         pipe.hset(lay.job(t, j, "size"), key.to_str(), size)
-        latest = self.latest_round(t, j, key.kind)
-        pipe.hset(lay.job(t, j, "latest"), key.kind, latest if latest is not None else key.round)
+        latest = key.round if self._pending_latest is None else self._pending_latest
+        pipe.hset(lay.job(t, j, "latest"), key.kind, latest)
         pipe.sadd(lay.round_keys(t, j, key.round, key.kind), key.to_str())
         if key.client is not None:
             pipe.zadd(lay.client_rounds(t, j, key.client, key.kind), {str(key.round): key.round})

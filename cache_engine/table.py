@@ -50,6 +50,7 @@ class FunctionTable:
         self._dirty: dict[DataKey, None] = {}
         self._touched: dict[DataKey, None] = {}
         self._jobs: dict[tuple[str, str], dict[DataKey, None]] = {}
+        self.closed = False
         for fid in self.functions:
             self.load(fid)
 
@@ -70,6 +71,8 @@ class FunctionTable:
     def holders(self, key: DataKey) -> list[str]:
         """Functions holding ``key``, primary first."""
         if key not in self._holders:
+            if self.closed:
+                raise RuntimeError(f"{key} was not read before the transaction committed")
             raw = self.pipe.hget(self.layout.job(key.tenant, key.job, "loc"), key.to_str())
             self._holders[key] = [f for f in text(raw).split(",") if f] if raw else []
         return self._holders[key]
@@ -195,7 +198,8 @@ class FunctionTable:
         return placed, dropped
 
     def flush(self, pipe: Any, bump: Set[tuple[str, str]] = frozenset()) -> None:
-        """Queue the final state into ``pipe`` (after ``MULTI``)."""
+        """Queue the final state into ``pipe`` (after ``MULTI``); no reads after this."""
+        self.closed = True
         lay = self.layout
         for fid, now in self.contents.items():
             before = self._initial[fid]

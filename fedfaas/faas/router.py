@@ -31,6 +31,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from prometheus_client import disable_created_metrics
 from yarl import URL
 
 from fedfaas.errors import BadRequest, FedfaasError, PayloadTooLarge, Unauthorized
@@ -453,6 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     RouterOptions.add_arguments(parser)
     args = parser.parse_args(argv)
     configure_logging()
+    disable_created_metrics()  # the Go gateway exposes no *_created series
     state_dir = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     write_pid_file(state_dir / "router.pid", os.getpid())

@@ -12,9 +12,11 @@ holds exactly that, so an aggregation can
   (:meth:`PartialAggregate.merge`, :func:`merge_tree`).
 
 Overflow: weights are normalised before multiplying.  The accumulator holds
-``sum_i (w_i / w_ref) * x_i`` with ``w_ref`` the largest weight seen when it was
-created (rescaled if a weight ``2**20`` times larger arrives), so float16 updates
-weighted by 10**9 examples never overflow; the mean is ``acc * w_ref / sum_i w_i``.
+``sum_i (w_i / w_ref) * x_i`` with ``w_ref`` the total weight of the first batch
+added (rescaled if a weight ``2**20`` times larger arrives later), so float16
+updates weighted by 10**9 examples never overflow; the mean is
+``acc * w_ref / sum_i w_i``, and a partial filled in one batch already holds
+the mean, so finalising it in place costs nothing.
 """
 
 from __future__ import annotations
@@ -124,8 +126,8 @@ class PartialAggregate:
             # Normalising by the batch's total makes a one-batch partial the mean already.
             self._w_ref = math.fsum(ws)
         elif max(ws) > self._w_ref * MAX_RELATIVE_WEIGHT:
-            kernels.scale(self._flat_acc(), self._w_ref / max(ws), threads=self.threads)
-            self._w_ref = max(ws)
+            kernels.scale(self._flat_acc(), self._w_ref / math.fsum(ws), threads=self.threads)
+            self._w_ref = math.fsum(ws)
         inputs = [[_flat(u[t.name]) for t in spec] for u in updates]
         kernels.weighted_sum(self._flat_acc(), inputs, [w / self._w_ref for w in ws],
                              init=init, threads=self.threads)
@@ -168,12 +170,12 @@ class PartialAggregate:
         self._live()
         if self._acc is None or self._spec is None:
             raise FusionError("no updates have been added to this partial aggregate")
-        fresh = [t for t, dt in zip(self._spec, dtypes, strict=True)
-                 if not (consume and self._acc[t.name].dtype == dt)]
-        new = dict(zip([t.name for t in fresh], kernels.allocate(
-            [t.shape for t in fresh], [dt for t, dt in zip(self._spec, dtypes, strict=True)
-                                       if t in fresh]), strict=True))
-        outs = {t.name: new.get(t.name, self._acc[t.name]) for t in self._spec}
+        pairs = list(zip(self._spec, dtypes, strict=True))
+        reuse = {t.name for t, dt in pairs if consume and self._acc[t.name].dtype == dt}
+        fresh = [(t, dt) for t, dt in pairs if t.name not in reuse]
+        arrays = kernels.allocate([t.shape for t, _ in fresh], [dt for _, dt in fresh])
+        new = {t.name: a for (t, _), a in zip(fresh, arrays, strict=True)}
+        outs = {t.name: self._acc[t.name] if t.name in reuse else new[t.name] for t, _ in pairs}
         kernels.scale_into([_flat(outs[t.name]) for t in self._spec], self._flat_acc(),
                            self._w_ref / self.total_weight, threads=self.threads)
         if consume:

@@ -215,7 +215,7 @@ class ArrivalLearner:
     def from_dict(cls, data: dict[str, Any]) -> ArrivalLearner:
         """Rebuild from :meth:`to_dict` output (report summaries are kept as dicts)."""
         try:
-            out = cls(alpha=float(data["alpha"]), ratio_bounds=tuple(data["ratio_bounds"]),  # type: ignore[arg-type]
+            out = cls(alpha=float(data["alpha"]), ratio_bounds=tuple(data["ratio_bounds"]),
                       slack_z=float(data["slack_z"]), keep_reports=int(data["keep_reports"]))
             ids = [str(p) for p in data["party_ids"]]
             out._index = {p: i for i, p in enumerate(ids)}

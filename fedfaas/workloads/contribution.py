@@ -11,8 +11,8 @@ sampling where permutation ``k`` starts with client ``k mod n`` (guided
 sampling); within a permutation, once ``|v(N) - v(S)| < truncation`` for a
 non-empty ``S`` the later marginals count 0 (within-round truncation); the
 whole round is skipped if ``|v(N) - v({})| < between_round``; sampling stops
-when a full cycle of ``n`` permutations moves no value by more than
-``tolerance`` (relative to the largest).  ``method="exact"`` enumerates all
+when, after a full cycle of ``n`` permutations, every value's standard error
+is below ``tolerance`` times the largest value (Castro et al. 2009).  ``method="exact"`` enumerates all
 ``2^n`` subsets (n <= 8) and is the reference.  Utilities are cached per
 subset.  Leave-one-out values ``v(N) - v(N \\ {i})`` come along, and a budget
 is split in proportion to the non-negative Shapley values.
@@ -60,8 +60,8 @@ PARAMS = (
     Param("weighting", "str", "num_examples", "FedAvg weights within a subset",
           choices=("num_examples", "uniform")),
     Param("max_permutations", "int", 200, "GTG permutation budget", minimum=1, maximum=100_000),
-    Param("tolerance", "float", 0.02, "GTG convergence: relative change per cycle",
-          minimum=0.0),
+    Param("tolerance", "float", 0.05, "GTG convergence: standard error relative to the "
+          "largest value", minimum=0.0),
     Param("truncation", "float", 0.001, "GTG within-round truncation on the utility scale",
           minimum=0.0),
     Param("between_round", "float", 0.0, "skip the round if |v(N) - v({})| is below this",
@@ -118,17 +118,22 @@ def exact_shapley(n: int, v: Utility) -> np.ndarray:
     return phi
 
 
-def gtg_shapley(n: int, v: Utility, *, max_permutations: int = 200, tolerance: float = 0.02,
+def gtg_shapley(n: int, v: Utility, *, max_permutations: int = 200, tolerance: float = 0.05,
                 truncation: float = 0.001, between_round: float = 0.0, seed: int = 0
                 ) -> tuple[np.ndarray, int, bool]:
-    """GTG-Shapley estimate; returns ``(values, permutations used, converged)``."""
+    """GTG-Shapley estimate; returns ``(values, permutations used, converged)``.
+
+    Converged means: after a whole cycle of ``n`` permutations (at least two),
+    every value's standard error is below ``tolerance`` times the largest
+    absolute value.
+    """
     full = (1 << n) - 1
     v_empty, v_all = v(0), v(full)
     if abs(v_all - v_empty) < between_round:
         return np.zeros(n), 0, True
     rng = np.random.default_rng(seed)
     phi = np.zeros(n)
-    last_cycle = phi.copy()
+    m2 = np.zeros(n)  # Welford sums of squared deviations of the marginals
     for k in range(1, max_permutations + 1):
         first = (k - 1) % n
         rest = [i for i in rng.permutation(n) if i != first]
@@ -141,13 +146,13 @@ def gtg_shapley(n: int, v: Utility, *, max_permutations: int = 200, tolerance: f
             value = v(mask) if mask == 1 << first or abs(v_all - prev) >= truncation else prev
             marginal[i] = value - prev
             prev = value
-        phi += (marginal - phi) / k
+        delta = marginal - phi
+        phi += delta / k
+        m2 += delta * (marginal - phi)
         if k % n == 0 and k >= 2 * n:
-            scale = max(float(np.abs(phi).max()), 1e-12)
-            if float(np.abs(phi - last_cycle).max()) / scale < tolerance:
+            stderr = np.sqrt(m2 / (k - 1) / k)
+            if float(stderr.max()) <= tolerance * max(float(np.abs(phi).max()), 1e-12):
                 return phi, k, True
-        if k % n == 0:
-            last_cycle = phi.copy()
     return phi, max_permutations, False
 
 
@@ -167,7 +172,7 @@ def incentive_split(values: np.ndarray, budget: float) -> np.ndarray:
 def contributions(updates: Sequence[ClientUpdate], model: nn.Module, x_val: np.ndarray,
                   y_val: np.ndarray, *, base: Mapping[str, np.ndarray] | None = None,
                   method: str = "gtg", metric: str = "accuracy", weighting: str = "num_examples",
-                  max_permutations: int = 200, tolerance: float = 0.02, truncation: float = 0.001,
+                  max_permutations: int = 200, tolerance: float = 0.05, truncation: float = 0.001,
                   between_round: float = 0.0, budget: float = 0.0, with_loo: bool = True,
                   seed: int = 0) -> dict[str, Any]:
     """Shapley values (and leave-one-out, payouts) of a round's clients on a validation set."""

@@ -12,7 +12,7 @@ from fedfaas.faas import FaasClient, RouterOptions, RouterProcess, start_router
 
 AUTH = ("admin", "s3cret-pass")
 
-ECHO = '''
+ECHO = """
 import hashlib
 import os
 import time
@@ -25,7 +25,8 @@ def handle(event, context):
     if event.path == "/boom":
         raise RuntimeError("boom")
     if event.path == "/bytes":
-        return {"statusCode": 201, "body": b"\\x00\\x01\\xff", "headers": {"Content-Type": "application/octet-stream"}}
+        headers = {"Content-Type": "application/octet-stream"}
+        return {"statusCode": 201, "body": b"\\x00\\x01\\xff", "headers": headers}
     if event.path == "/text":
         return {"body": "plain"}
     if event.path == "/none":
@@ -56,9 +57,9 @@ def handle(event, context):
         },
         "headers": {"X-Echo": "1"},
     }
-'''
+"""
 
-COUNTER = '''
+COUNTER = """
 import time
 
 from .helper import step
@@ -72,7 +73,7 @@ def handle(event, context):
     if event.path == "/sleep":
         time.sleep(float(event.query["s"]))
     return {"statusCode": 200, "body": str(count)}
-'''
+"""
 
 HELPER = """
 def step():

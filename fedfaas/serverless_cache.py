@@ -1,0 +1,177 @@
+"""FLStore's Serverless Cache: one cache function's memory and co-located compute (FLStore 4.1-4.2).
+
+A cache function (OpenFaaS ``python3-http`` mode, so the process and its
+memory live between calls) holds decoded client updates, aggregated models
+and validation sets, keyed by the Cache Engine's data keys, within a memory
+budget.  Non-training workloads run here, on the data where it lies; data the
+request needs but the function does not hold is read from S3 (the persistent
+store) and counted as a miss.  A reclaimed instance comes back empty and is
+refilled by the Cache Engine.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fedfaas import codec, keys
+from fedfaas.errors import BadRequest, NotFound
+from fedfaas.spec import check_id
+from fedfaas.store import ObjectStore
+from fedfaas.workloads import TENSORS_KEY, ClientUpdate, WorkloadInputs, get_workload
+
+DEFAULT_BUDGET = 1024**3
+
+
+@dataclass
+class Entry:
+    """One held item: the raw body (decoded views point into it) and its decoding."""
+
+    body: bytes
+    update: codec.ModelUpdate
+    loaded_at: float
+
+    @property
+    def nbytes(self) -> int:
+        """Memory this entry pins."""
+        return len(self.body)
+
+
+def _check_s3_key(s3_key: Any) -> str:
+    if not isinstance(s3_key, str) or not s3_key.startswith("tenants/") or ".." in s3_key:
+        raise BadRequest(f"invalid object reference {s3_key!r}")
+    return s3_key
+
+
+class ServerlessCache:
+    """The memory of one cache function.
+
+    Parameters
+    ----------
+    store
+        The persistent store to load from.
+    function_id
+        This function's name (distinct per shard and replica).
+    budget_bytes
+        Memory budget; least recently used entries are dropped beyond it.
+    """
+
+    def __init__(self, store: ObjectStore, function_id: str, budget_bytes: int = DEFAULT_BUDGET) -> None:
+        self.store = store
+        self.function_id = function_id
+        self.budget_bytes = budget_bytes
+        self._held: OrderedDict[str, Entry] = OrderedDict()
+        self._lock = threading.Lock()
+        self.started_at = time.time()
+
+    @classmethod
+    def from_env(cls, store: ObjectStore) -> ServerlessCache:
+        """Configured by ``FEDFAAS_CACHE_ID`` and ``FEDFAAS_CACHE_BUDGET_BYTES``."""
+        return cls(store, os.environ.get("FEDFAAS_CACHE_ID", "cache"),
+                   int(os.environ.get("FEDFAAS_CACHE_BUDGET_BYTES", DEFAULT_BUDGET)))
+
+    # --- memory ----------------------------------------------------------------------
+    @property
+    def used_bytes(self) -> int:
+        """Bytes currently held."""
+        return sum(e.nbytes for e in self._held.values())
+
+    def _put(self, key: str, body: bytes) -> Entry:
+        entry = Entry(body, codec.decode(body), time.time())
+        with self._lock:
+            self._held[key] = entry
+            self._held.move_to_end(key)
+            while self.used_bytes > self.budget_bytes and len(self._held) > 1:
+                self._held.popitem(last=False)
+        return entry
+
+    def get(self, key: str, s3_key: str) -> tuple[Entry, bool]:
+        """The entry for ``key`` and whether it was a hit; loads it from S3 on a miss."""
+        with self._lock:
+            entry = self._held.get(key)
+            if entry is not None:
+                self._held.move_to_end(key)
+                return entry, True
+        return self._put(key, self.store.get(_check_s3_key(s3_key))), False
+
+    def load(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """Fetch ``[{"key", "s3"}]`` from S3 into memory (placement and prefetch)."""
+        loaded, missing = [], []
+        for item in items:
+            key, s3_key = str(item.get("key", "")), _check_s3_key(item.get("s3"))
+            try:
+                self._put(key, self.store.get(s3_key))
+                loaded.append(key)
+            except NotFound:
+                missing.append(key)
+        return {"function": self.function_id, "loaded": loaded, "missing": missing,
+                "used_bytes": self.used_bytes}
+
+    def evict(self, keys_: list[str]) -> dict[str, Any]:
+        """Drop entries (the Cache Engine decided they are cold)."""
+        with self._lock:
+            dropped = [k for k in keys_ if self._held.pop(k, None) is not None]
+        return {"function": self.function_id, "evicted": dropped, "used_bytes": self.used_bytes}
+
+    def ping(self) -> dict[str, Any]:
+        """Keep-alive answer: who I am, what I hold, since when."""
+        return {"function": self.function_id, "held": len(self._held), "used_bytes": self.used_bytes,
+                "budget_bytes": self.budget_bytes, "up_s": round(time.time() - self.started_at, 3)}
+
+    def held(self) -> list[str]:
+        """Keys held, least recently used first."""
+        return list(self._held)
+
+    # --- co-located compute ----------------------------------------------------------
+    def run(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Run one non-training workload on held data (see :func:`parse_run`)."""
+        spec = get_workload(str(request.get("workload", "")))
+        params = request.get("params") or {}
+        data = request.get("data") or {}
+        hits = misses = 0
+        updates = []
+        for item in data.get("updates", []):
+            entry, hit = self.get(str(item["key"]), item["s3"])
+            hits, misses = hits + hit, misses + (not hit)
+            updates.append(ClientUpdate(client=check_id(item["client"], "client"),
+                                        tensors=entry.update.tensors, meta=entry.update.meta,
+                                        round=int(item["round"])))
+        models: dict[int, Any] = {}
+        for item in data.get("global_models", []):
+            entry, hit = self.get(str(item["key"]), item["s3"])
+            hits, misses = hits + hit, misses + (not hit)
+            models[int(item["round"])] = entry.update.tensors
+        arrays: dict[str, np.ndarray] = {}
+        if data.get("validation"):
+            entry, hit = self.get(str(data["validation"]["key"]), data["validation"]["s3"])
+            hits, misses = hits + hit, misses + (not hit)
+            arrays.update(entry.update.tensors)
+        for name, value in (request.get("arrays") or {}).items():
+            arrays[name] = np.asarray(value, dtype=np.float32)
+        inputs = WorkloadInputs(
+            job=request.get("job") or {}, round=request.get("round"), client=request.get("client"),
+            updates=updates, global_models=models, metadata=data.get("metadata") or [], arrays=arrays,
+        )
+        started = time.perf_counter()
+        result = spec.run(inputs, params)
+        compute_s = time.perf_counter() - started
+        if TENSORS_KEY in result:
+            tensors = result.pop(TENSORS_KEY)
+            out_key = self._store_result(request, tensors)
+            result["tensors_ref"] = out_key
+        return {"result": result, "function": self.function_id, "hits": hits, "misses": misses,
+                "compute_s": round(compute_s, 6)}
+
+    def _store_result(self, request: dict[str, Any], tensors: dict[str, np.ndarray]) -> str:
+        tenant = check_id(str(request.get("tenant", "")), "tenant")
+        job = check_id(str(request.get("job_id", "")), "job id")
+        request_id = check_id(str(request.get("request_id", "")), "request id")
+        key = f"{keys.s3_job(tenant, job)}/results/{request_id}.ffu"
+        self.store.put(key, codec.encode(tensors, {"workload": request.get("workload")}))
+        return key

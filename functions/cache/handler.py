@@ -1,0 +1,38 @@
+"""OpenFaaS functions ``cache-N`` / ``cache-N-rK``: FLStore's serverless cache with co-located compute.
+
+One handler serves every cache shard and replica; ``FEDFAAS_CACHE_ID`` names
+the instance.  Paths: ``GET /ping`` (keep-alive), ``GET /keys``,
+``POST /load`` ``{"items": [{"key", "s3"}]}``, ``POST /evict`` ``{"keys": [...]}``,
+``POST /run`` (a workload request from the Request Tracker).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fedfaas.config import load_settings
+from fedfaas.handlers import guarded, json_response, parse_json
+from fedfaas.serverless_cache import ServerlessCache
+from fedfaas.store import ObjectStore
+
+_cache = ServerlessCache.from_env(ObjectStore(load_settings()))
+
+
+@guarded
+def handle(event: Any, context: Any) -> dict[str, Any]:
+    """Dispatch on the request path."""
+    path = (event.path or "/").rstrip("/") or "/"
+    if path in ("/ping", "/") and event.method == "GET":
+        return json_response(200, _cache.ping())
+    if path == "/keys" and event.method == "GET":
+        return json_response(200, {"function": _cache.function_id, "keys": _cache.held()})
+    if event.method != "POST":
+        return json_response(405, {"error": "method_not_allowed", "message": f"{event.method} {path}"})
+    body = parse_json(event)
+    if path == "/load":
+        return json_response(200, _cache.load(list(body.get("items", []))))
+    if path == "/evict":
+        return json_response(200, _cache.evict([str(k) for k in body.get("keys", [])]))
+    if path == "/run":
+        return json_response(200, _cache.run(body))
+    return json_response(404, {"error": "not_found", "message": f"no such path {path!r}"})
