@@ -26,7 +26,9 @@ traditional caches fill on demand, as a cache in front of the persistent store
 does; their write-allocate variants (``*-wa``: also cache everything ingested)
 and the static and random ablations are reported too.  A request hits when all
 the data it needs is resident when it arrives.  ``mixed`` replays all three
-classes together on one cache of the same capacity.
+classes together on one cache of the same capacity (``mixed_by_class`` splits
+its hit rate by class): the deployment case, where the policies of all of a
+job's workloads share the functions.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cache_engine.keys import DataKey
+from cache_engine.registry import policy_for
 from cache_engine.simulate import Ingest, Request, TraceEvent, simulate
 
 TENANT = "bench"
@@ -152,6 +155,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         [req for name in issuers for req in per_class[name][r]] for r in range(rounds)
     ]
     hit_rate: dict[str, dict[str, float]] = {}
+    mixed_by_class: dict[str, dict[str, float]] = {name: {} for name in issuers}
     requests: dict[str, int] = {}
     details: dict[str, dict[str, Any]] = {}
     started = time.perf_counter()
@@ -164,11 +168,17 @@ def run(quick: bool = False) -> dict[str, Any]:
             details[name][label] = {k: v for k, v in res.to_dict().items()
                                     if k in ("hits", "requests", "prefetched", "evictions")}
             requests[name] = res.requests
+            if name == "mixed":
+                for cls in issuers:
+                    counts = [c for w, c in res.per_workload.items() if policy_for(w) == cls]
+                    mixed_by_class[cls][label] = round(
+                        sum(h for h, _ in counts) / max(1, sum(n for _, n in counts)), 6)
         print(f"{name:6s} requests={requests[name]:6d} " + " ".join(
             f"{label}={rate:.4f}" for label, rate in hit_rate[name].items()), flush=True)
     return {
         "bench": "flstore-trace",
         "hit_rate": hit_rate,
+        "mixed_by_class": mixed_by_class,
         "capacity": CAPACITY,
         "capacity_unit": "entries (one client update, model or round metadata each)",
         "requests": requests,

@@ -146,7 +146,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         fit_res = [(None, FitRes(Status(Code.OK, ""), ndarrays_to_parameters(arrs), w, {}))
                    for arrs, w in results]
         methods["flower"] = lambda: aggregate(results)
-        methods["flower_inplace"] = lambda: aggregate_inplace(fit_res)  # type: ignore[arg-type]
+        methods["flower_inplace"] = lambda: aggregate_inplace(fit_res)
     seconds = _best_of(methods, reps)
     gbps = {k: total_bytes / v / GB for k, v in seconds.items() if k != "decode"}
     for name, value in gbps.items():

@@ -16,12 +16,12 @@ gateway replica changed the same data in between.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import redis
 
@@ -29,64 +29,27 @@ from cache_engine import core
 from cache_engine.keys import DataKey, check_id
 from cache_engine.layout import DEFAULT_PREFIX, Layout, RedisCatalog, text
 from cache_engine.registry import check_policy_name, make_policies, policy_for
+from cache_engine.results import Fetch, IngestResult, LostResult, RequestPlan
 from cache_engine.table import FunctionTable, Move
 from fedfaas.errors import BadRequest, Unavailable
 
 T = TypeVar("T")
+P = ParamSpec("P")
 Write = Callable[[Any], None]
 Body = Callable[[Any, FunctionTable, RedisCatalog], tuple[T, Write]]
 
 
-@dataclass(frozen=True)
-class Fetch:
-    """Load ``key`` from the persistent store into each of ``functions`` (primary first)."""
+def _redis_errors(method: Callable[P, T]) -> Callable[P, T]:
+    """Translate Redis failures into :class:`Unavailable` (503, safe to retry)."""
 
-    key: DataKey
-    functions: tuple[str, ...]
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return method(*args, **kwargs)
+        except redis.RedisError as exc:
+            raise Unavailable(f"Redis is unavailable to the Cache Engine: {exc}") from exc
 
-
-@dataclass(frozen=True)
-class IngestResult:
-    """Where newly arrived data is cached (``functions`` empty: cold, persistent store only)."""
-
-    key: DataKey
-    functions: tuple[str, ...]
-    evictions: tuple[Move, ...]
-
-    @property
-    def cached(self) -> bool:
-        """True if the data is hot (held by at least one function)."""
-        return bool(self.functions)
-
-
-@dataclass(frozen=True)
-class RequestPlan:
-    """How to serve one non-training request (FLStore, Figure 6, steps 2-5).
-
-    ``resident`` maps needed keys already in function memory to their holders;
-    ``misses`` are needed keys to fetch now from the persistent store into the
-    named functions, ``prefetch`` keys to fetch asynchronously for the next
-    request; ``unplaced`` needed keys have no room or unknown size and must be
-    read from the persistent store directly; ``evictions`` are copies to drop.
-    """
-
-    workload: str
-    policy: str
-    hit: bool
-    resident: dict[DataKey, tuple[str, ...]]
-    misses: tuple[Fetch, ...]
-    prefetch: tuple[Fetch, ...]
-    unplaced: tuple[DataKey, ...]
-    evictions: tuple[Move, ...]
-
-
-@dataclass(frozen=True)
-class LostResult:
-    """What a reclaimed cache function took with it."""
-
-    function_id: str
-    dropped: tuple[DataKey, ...]
-    degraded: tuple[DataKey, ...]
+    return wrapper
 
 
 class CacheEngine:
@@ -169,8 +132,6 @@ class CacheEngine:
                     return result, table
             except redis.WatchError:
                 time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))
-            except redis.RedisError as exc:
-                raise Unavailable(f"Redis is unavailable to the Cache Engine: {exc}") from exc
         raise Unavailable("the Cache Engine table is too contended; retry later")
 
     def _job(self, pipe: Any, tenant: str, job: str) -> tuple[core.JobPolicies, dict[str, str]]:
@@ -190,6 +151,7 @@ class CacheEngine:
 
     # --- public API -----------------------------------------------------------------
 
+    @_redis_errors
     def register_workloads(
         self, tenant: str, job: str, workloads: Iterable[str],
         overrides: Mapping[str, str] | None = None,
@@ -210,6 +172,7 @@ class CacheEngine:
                 pipe.execute()
         return mapping
 
+    @_redis_errors
     def ingest(self, key: DataKey, size_bytes: int) -> IngestResult:
         """Record newly stored data and cache it if a policy of its job calls it hot.
 
@@ -228,11 +191,13 @@ class CacheEngine:
         _, dropped = table.moves()
         return IngestResult(key, tuple(table.holders(key)), tuple(dropped))
 
+    @_redis_errors
     def lookup(self, key: DataKey) -> list[str]:
         """Cache functions holding ``key``, primary first; empty if it is only in the store."""
         raw = self.redis.hget(self.layout.job(key.tenant, key.job, "loc"), key.to_str())
         return [f for f in text(raw).split(",") if f] if raw else []
 
+    @_redis_errors
     def plan_request(self, workload: str, keys: Sequence[DataKey]) -> RequestPlan:
         """Plan a non-training request of ``workload`` for ``keys`` (one tenant and job).
 
@@ -278,6 +243,7 @@ class CacheEngine:
             unplaced=outcome.unplaced, evictions=tuple(dropped),
         )
 
+    @_redis_errors
     def release(self, key: DataKey, function_id: str) -> None:
         """Forget ``function_id``'s copy of ``key`` (its load failed or the function lost it)."""
         check_id(function_id, "function id")
@@ -288,6 +254,7 @@ class CacheEngine:
 
         self._transact([key.scope], body)
 
+    @_redis_errors
     def mark_function_lost(self, function_id: str) -> LostResult:
         """A reclaimed function came back empty: drop it from every table entry.
 
@@ -311,6 +278,7 @@ class CacheEngine:
         result, _ = self._transact(scopes, body)
         return result
 
+    @_redis_errors
     def restore(self, keys: Sequence[DataKey]) -> tuple[Fetch, ...]:
         """Re-place ``keys`` that an active policy still wants and top up missing replicas.
 
@@ -342,6 +310,7 @@ class CacheEngine:
                     fetches.append(Fetch(key, fids))
         return tuple(fetches)
 
+    @_redis_errors
     def stats(self, tenant: str) -> dict[str, dict[str, int]]:
         """Hit and miss counts per policy for ``tenant``."""
         out: dict[str, dict[str, int]] = {}
@@ -351,12 +320,36 @@ class CacheEngine:
             out.setdefault(policy, {"hits": 0, "misses": 0})[what] = int(text(count))
         return out
 
+    @_redis_errors
     def usage(self) -> dict[str, int]:
         """Bytes accounted to each cache function."""
         return {f: sum(int(text(v)) for v in self.redis.hvals(self.layout.fn(f)))
                 for f in self.functions}
 
+    @_redis_errors
     def resident(self, tenant: str, job: str) -> dict[DataKey, list[str]]:
         """The table entries of one job: data key -> holders."""
         raw = self.redis.hgetall(self.layout.job(tenant, job, "loc"))
         return {DataKey.from_str(text(k)): text(v).split(",") for k, v in raw.items()}
+
+    @_redis_errors
+    def drop_job(self, tenant: str, job: str) -> tuple[Move, ...]:
+        """Forget a finished or deleted job: table entries, catalog, policy state.
+
+        Returns the copies the caller must drop from the functions; the persistent
+        store is untouched.  Call once the job no longer ingests.
+        """
+        check_id(tenant, "tenant")
+        check_id(job, "job")
+
+        def body(pipe: Any, table: FunctionTable, catalog: RedisCatalog) -> tuple[None, Write]:
+            for key in table.resident_of_job(tenant, job):
+                table.evict(key)
+            return None, lambda p: None
+
+        _, table = self._transact([(tenant, job)], body)
+        # Ids cannot hold glob characters, so the pattern matches this job's keys only.
+        names = list(self.redis.scan_iter(match=self.layout.job(tenant, job, "*"), count=1000))
+        for start in range(0, len(names), 500):
+            self.redis.delete(*names[start : start + 500])
+        return tuple(table.moves()[1])

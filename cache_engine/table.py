@@ -16,10 +16,12 @@ from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
+from cache_engine.catalog import CatalogView
 from cache_engine.keys import DataKey
 from cache_engine.layout import Layout, text
 
 ORDERS = ("lru", "lfu", "fifo")
+TICKS_PER_TRANSACTION = 4096
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class FunctionTable:
 
     def __init__(
         self, pipe: Any, layout: Layout, functions: Sequence[str], budgets: Mapping[str, int],
-        replicas: int, sizes: Any, clock: int,
+        replicas: int, sizes: CatalogView, clock: int,
     ) -> None:
         self.pipe = pipe
         self.layout = layout
@@ -48,7 +50,9 @@ class FunctionTable:
         self.contents: dict[str, dict[DataKey, int]] = {}
         self._holders: dict[DataKey, list[str]] = {}
         self._dirty: dict[DataKey, None] = {}
-        self._touched: dict[DataKey, None] = {}
+        self._touched: dict[DataKey, float] = {}
+        self._placed: dict[DataKey, float] = {}
+        self._seq = 0
         self._jobs: dict[tuple[str, str], dict[DataKey, None]] = {}
         self.closed = False
         for fid in self.functions:
@@ -101,8 +105,13 @@ class FunctionTable:
     def is_resident(self, key: DataKey) -> bool:
         return bool(self.holders(key))
 
+    def _tick(self) -> float:
+        # Orders events within one transaction too, as the simulator's clock does.
+        self._seq += 1
+        return float(self.clock * TICKS_PER_TRANSACTION + min(self._seq, TICKS_PER_TRANSACTION - 1))
+
     def touch(self, key: DataKey) -> None:
-        self._touched[key] = None
+        self._touched[key] = self._tick()
 
     def evict(self, key: DataKey) -> None:
         for fid in list(self.holders(key)):
@@ -138,6 +147,7 @@ class FunctionTable:
             holders.append(fid)
             added.append(fid)
         if added:
+            self._placed.setdefault(key, self._tick())
             self._set_holders(key, holders)
         return added
 
@@ -216,15 +226,15 @@ class FunctionTable:
             holders = self._holders[key]
             if holders:
                 pipe.hset(loc, field, ",".join(holders))
+                tick = self._placed.get(key, float(self.clock * TICKS_PER_TRANSACTION))
                 for order in ORDERS:
-                    pipe.zadd(lay.rank(order), {field: 1 if order == "lfu" else self.clock},
-                              nx=True)
+                    pipe.zadd(lay.rank(order), {field: 1 if order == "lfu" else tick}, nx=True)
             else:
                 pipe.hdel(loc, field)
                 for order in ORDERS:
                     pipe.zrem(lay.rank(order), field)
-        for key in self._touched:
-            pipe.zadd(lay.rank("lru"), {key.to_str(): self.clock}, xx=True)
+        for key, tick in self._touched.items():
+            pipe.zadd(lay.rank("lru"), {key.to_str(): tick}, xx=True)
             pipe.zadd(lay.rank("lfu"), {key.to_str(): 1}, xx=True, incr=True)
         for tenant, job in jobs:
             pipe.incr(lay.job(tenant, job, "ver"))

@@ -136,6 +136,32 @@ def kill(data_dir: str | None, function: str, instance: int | None) -> None:
         sys.exit(1)
 
 
+@main.group()
+def stack() -> None:
+    """Generate and check stack.yml layouts."""
+
+
+@stack.command("generate")
+@click.option("--cache-functions", type=int, default=4, show_default=True,
+              help="Number of FLStore cache functions (cache-0 .. cache-N-1).")
+@click.option("--budget-bytes", type=int, default=1024**3, show_default=True,
+              help="Memory budget of each cache function.")
+@click.option("--out", type=click.Path(dir_okay=False), default="-", help="File to write (default stdout).")
+def stack_generate(cache_functions: int, budget_bytes: int, out: str) -> None:
+    """Write a stack.yml; the default layout fits OpenFaaS Community Edition (15 functions)."""
+    from fedfaas.layout import CE_MAX_FUNCTIONS, generate, render
+
+    layout = generate(cache_functions, budget_bytes)
+    text = render(layout)
+    if len(layout["functions"]) > CE_MAX_FUNCTIONS:
+        click.echo(f"note: {len(layout['functions'])} functions exceed Community Edition's "
+                   f"{CE_MAX_FUNCTIONS}; this layout needs OpenFaaS Pro", err=True)
+    if out == "-":
+        click.echo(text, nl=False)
+    else:
+        Path(out).write_text(text)
+
+
 @main.command()
 @click.argument("name", type=click.Choice(sorted(BENCHMARKS)))
 @click.option("--quick", is_flag=True, help="A short run (under a minute or so).")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from typing import Any
 
@@ -105,9 +106,18 @@ def create_app(settings: Settings | None = None, start_background: bool = True) 
         ok = all(checks.values())
         return jsonify({"status": "ok" if ok else "degraded", "checks": checks}), (200 if ok else 503)
 
+    from gateway.api_queries import blueprint as queries
     from gateway.api_v1 import blueprint
 
     app.register_blueprint(blueprint)
+    app.register_blueprint(queries)
+    if os.environ.get("FEDFAAS_FLSTORE", "1") != "0":
+        from gateway.flstore import FLStoreService
+
+        flstore = FLStoreService(services.redis, services.store, services.registry, settings)
+        app.extensions["fedfaas_flstore"] = flstore
+        if start_background:
+            flstore.start()
     if start_background:
         from gateway.driver import start_driver
 

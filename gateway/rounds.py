@@ -147,6 +147,9 @@ class RoundCoordinator:
         self.registry.set_round_state(job.job_id, rnd, "closed", closed_at=repr(closed_at),
                                       model_key=result["model_key"], extra=json.dumps(extra))
         self.redis.srem(ACTIVE, f"{job.job_id}:{rnd}")
+        self.redis.xadd(keys.arrivals_stream(), {"kind": "model", "job": job.job_id, "tenant": job.tenant,
+                                                 "round": rnd, "key": result["model_key"]},
+                        maxlen=1_000_000, approximate=True)
         if rnd >= job.spec.rounds:
             self.redis.hset(keys.job(job.job_id), "state", "finished")
         return self.registry.get_round(job.job_id, rnd)

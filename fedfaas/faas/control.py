@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -184,6 +185,8 @@ def stop_router(state_dir: str | os.PathLike[str], grace_s: float = 15.0) -> boo
     kill_leftovers(state)
     for name in ("router.pid", "router.json"):
         (state / name).unlink(missing_ok=True)
+    # Overlays of replicas that died with their router; the router removes its own otherwise.
+    shutil.rmtree(state / "apps", ignore_errors=True)
     return running
 
 

@@ -2,9 +2,9 @@
 
 This is the local stand-in for what OpenFaaS (faas-netes/faasd plus the Pro
 autoscaler) does with containers.  Container-seconds are what JIT aggregation
-(paper 000, Sec. 5) and FLStore (paper 002) compare strategies by, so every
-replica's alive time, from spawn (cold start included) to exit, is accounted
-(:mod:`fedfaas.faas.replica`).
+(paper 000, Sec. 6.2 "Metrics") and FLStore (paper 002) compare strategies
+by, so every replica's alive time, from spawn (cold start included) to exit,
+is accounted (:mod:`fedfaas.faas.replica`).
 
 Scaling rules, kept simple:
 
@@ -45,6 +45,12 @@ from fedfaas.faas.stackfile import FunctionSpec
 _HEALTH_POLL_S = (0.02, 0.2)
 _RESTART_BACKOFF_S = (0.5, 30.0)
 _KILL_WAIT_S = 10.0
+# Why a replica exited -> the Accounting counter it increments ("failed" starts count nowhere).
+_EXIT_COUNTERS = {
+    "stopped": "instances_stopped",
+    "killed": "instances_killed",
+    "crashed": "instances_crashed",
+}
 
 
 class FunctionPool:
@@ -367,10 +373,9 @@ class FunctionPool:
         inst.state = State.DEAD
         self.accounting.closed_container_s += self.accounting.alive_s(inst, now)
         self.lifetime_container_s += now - inst.started_mono
-        counter = {"stopped": "instances_stopped", "killed": "instances_killed"}
-        counter["crashed"] = "instances_crashed"
-        if reason in counter:
-            setattr(self.accounting, counter[reason], getattr(self.accounting, counter[reason]) + 1)
+        counter = _EXIT_COUNTERS.get(reason)
+        if counter is not None:
+            setattr(self.accounting, counter, getattr(self.accounting, counter) + 1)
         self.instances.pop(inst.idx, None)
         self._launcher.cleanup(self.name, inst.idx)
         inst.exited.set()
@@ -406,6 +411,7 @@ class FunctionPool:
             "instances_crashed": acct.instances_crashed,
             "live_instances": len(self.live),
             "ready_instances": len(self.ready),
+            "stopping_instances": len(self.instances) - len(self.live),
             "in_flight": sum(i.inflight for i in self.instances.values()),
             "waiting": self.waiting,
         }

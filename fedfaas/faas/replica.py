@@ -1,7 +1,7 @@
 """One function replica and the bookkeeping around it: state, scale policy, costs, demand.
 
 Container-seconds (alive time of every replica, cold start included) are the
-cost JIT aggregation (paper 000, Sec. 5) and FLStore (paper 002, Sec. 6)
+cost JIT aggregation (paper 000, Sec. 6.2 "Metrics") and FLStore (paper 002)
 compare strategies by; :class:`Accounting` keeps them per function.
 """
 
@@ -14,10 +14,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 
+from fedfaas.faas.logs import event
 from fedfaas.faas.options import RouterOptions
 from fedfaas.faas.stackfile import FunctionSpec
-
-log = logging.getLogger("fedfaas.faas")
 
 
 class State(Enum):
@@ -50,11 +49,12 @@ class ScalePolicy:
         """Resolve labels against the router defaults (``scale.min >= 1`` never goes to zero)."""
         max_replicas = min(spec.scale_max or options.replica_cap, options.replica_cap)
         if spec.scale_max is not None and spec.scale_max > options.replica_cap:
-            log.warning(
-                "function %s: com.openfaas.scale.max=%d capped at %d",
-                spec.name,
-                spec.scale_max,
-                options.replica_cap,
+            event(
+                "com.openfaas.scale.max capped",
+                logging.WARNING,
+                function=spec.name,
+                asked=spec.scale_max,
+                cap=options.replica_cap,
             )
         zero_flag = options.scale_zero if spec.scale_zero is None else spec.scale_zero
         return cls(

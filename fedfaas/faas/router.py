@@ -31,6 +31,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 from prometheus_client import disable_created_metrics
 from yarl import URL
 
@@ -41,46 +42,20 @@ from fedfaas.faas.logs import configure as configure_logging
 from fedfaas.faas.logs import event
 from fedfaas.faas.options import RouterOptions
 from fedfaas.faas.pool import FunctionPool
+from fedfaas.faas.proxy import (
+    CHUNK,
+    CONNECT_TIMEOUT_S,
+    HOP_BY_HOP,
+    SKIP_AUTO_HEADERS,
+    BadGateway,
+    FunctionTimeout,
+    call_headers,
+    forward_headers,
+    upstream_path,
+)
 from fedfaas.faas.replica import ScalePolicy
 from fedfaas.faas.stackfile import StackFile, load_stack
 from fedfaas.faas.system import GatewayMetrics, SystemApi, authorized, find_pool, json_error, read_credentials
-
-# Per-connection headers (RFC 9110 Sec. 7.6.1) and the gateway's own: never forwarded to a replica.
-_HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "expect",
-        "x-callback-url",
-    }
-)
-_SKIP_AUTO_HEADERS = frozenset({"Content-Type", "User-Agent", "Accept", "Accept-Encoding"})
-_CHUNK = 1 << 16
-_CONNECT_TIMEOUT_S = 5.0
-
-
-class FunctionTimeout(FedfaasError):
-    """The function did not answer within its exec timeout (504)."""
-
-    status = 504
-    code = "function_timeout"
-    retryable = True
-
-
-class BadGateway(FedfaasError):
-    """The replica went away during the call, e.g. it was killed (502); safe to retry."""
-
-    status = 502
-    code = "function_unreachable"
-    retryable = True
-
 
 Deliver = Callable[[aiohttp.ClientResponse], Awaitable[None]]
 
@@ -237,27 +212,27 @@ class Router:
         async def deliver(upstream: aiohttp.ClientResponse) -> None:
             stream.set_status(upstream.status, upstream.reason)
             for key, value in upstream.headers.items():
-                if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
+                if key.lower() not in HOP_BY_HOP and key.lower() != "content-length":
                     stream.headers.add(key, value)
-            _call_headers(stream.headers, call_id, start_ns, time.monotonic() - began)
+            call_headers(stream.headers, call_id, start_ns, time.monotonic() - began)
             if upstream.content_length is not None:
                 stream.content_length = upstream.content_length
             await stream.prepare(request)
-            async for chunk in upstream.content.iter_chunked(_CHUNK):
+            async for chunk in upstream.content.iter_chunked(CHUNK):
                 await stream.write(chunk)
             await stream.write_eof()
 
         data = request.content if request.body_exists else None
-        headers = _forward_headers(request, call_id, start_ns)
+        headers = forward_headers(request, call_id, start_ns)
         try:
             await self._invoke(
-                pool, request.method, _upstream_path(request), headers, data, call_id, deliver, is_async=False
+                pool, request.method, upstream_path(request), headers, data, call_id, deliver, is_async=False
             )
         except FedfaasError as exc:
             if stream.prepared:
                 raise  # headers are out: aborting the connection is the only honest signal
             response = json_error(exc)
-            _call_headers(response.headers, call_id, start_ns, time.monotonic() - began)
+            call_headers(response.headers, call_id, start_ns, time.monotonic() - began)
             return response
         return stream
 
@@ -274,13 +249,13 @@ class Router:
             if url.scheme not in ("http", "https") or not url.host:
                 raise BadRequest(f"X-Callback-Url must be an http(s) URL, got {callback!r}")
         body = await request.read()
-        headers = _forward_headers(request, call_id, start_ns)
+        headers = forward_headers(request, call_id, start_ns)
         assert self._queue is not None
         self._queue.submit(
             AsyncCall(
                 function=pool.name,
                 method="POST",
-                path_qs=_upstream_path(request),
+                path_qs=upstream_path(request),
                 headers=tuple(headers.items()),
                 body=body,
                 call_id=call_id,
@@ -296,7 +271,7 @@ class Router:
 
         async def collect(upstream: aiohttp.ClientResponse) -> None:
             result.status = upstream.status
-            result.headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP}
+            result.headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
             result.body = await upstream.read()
 
         try:
@@ -304,7 +279,7 @@ class Router:
                 self.pools[call.function],
                 call.method,
                 call.path_qs,
-                dict(call.headers),
+                CIMultiDict(call.headers),
                 call.body,
                 call.call_id,
                 collect,
@@ -336,7 +311,7 @@ class Router:
             inst, cold = await pool.acquire(self.options.queue_timeout_s)
             url = URL(f"http://127.0.0.1:{inst.port}{path_qs}", encoded=True)
             limit = pool.policy.exec_timeout_s
-            timeout = aiohttp.ClientTimeout(total=limit, sock_connect=_CONNECT_TIMEOUT_S)
+            timeout = aiohttp.ClientTimeout(total=limit, sock_connect=CONNECT_TIMEOUT_S)
             try:
                 async with self._http.request(
                     method,
@@ -345,7 +320,7 @@ class Router:
                     data=data,
                     timeout=timeout,
                     allow_redirects=False,
-                    skip_auto_headers=_SKIP_AUTO_HEADERS,
+                    skip_auto_headers=SKIP_AUTO_HEADERS,
                 ) as upstream:
                     status = upstream.status
                     await deliver(upstream)
@@ -377,37 +352,6 @@ class Router:
                 cold_start=cold,
                 is_async=is_async,
             )
-
-
-# ------------------------------------------------------------------ helpers
-
-
-def _upstream_path(request: web.Request) -> str:
-    """The path (and raw query) after ``/function/<name>``, as the replica should see it."""
-    raw = request.rel_url.raw_path
-    parts = raw.split("/", 3)  # "", "function", "<name>", "rest"
-    path = "/" + parts[3] if len(parts) > 3 else "/"
-    query = request.rel_url.raw_query_string
-    return f"{path}?{query}" if query else path
-
-
-def _forward_headers(request: web.Request, call_id: str, start_ns: int) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for key, value in request.headers.items():
-        if key.lower() not in _HOP_BY_HOP and key.lower() not in ("x-call-id", "x-start-time"):
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
-    headers["X-Call-Id"] = call_id
-    headers["X-Start-Time"] = str(start_ns)
-    headers["X-Forwarded-Host"] = request.host
-    if request.remote:
-        headers["X-Forwarded-For"] = request.remote
-    return headers
-
-
-def _call_headers(headers: Any, call_id: str, start_ns: int, seconds: float) -> None:
-    headers["X-Call-Id"] = call_id
-    headers["X-Start-Time"] = str(start_ns)
-    headers["X-Duration-Seconds"] = f"{seconds:.6f}"
 
 
 # --------------------------------------------------------------------- main

@@ -103,13 +103,15 @@ class JobEstimate:
     t_rnd: float
     t_agg: float
     t_agg_paper: float
+    t_rnd_early: float
     slack: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def deadline(self) -> float:
-        """Latest start of aggregation, ``t_rnd - t_agg - slack`` (paper 5.5, plus learned slack)."""
-        return max(0.0, self.t_rnd - self.t_agg - self.slack)
+        """Latest start of aggregation: ``t_rnd - t_agg`` (paper 5.5), with ``t_rnd`` the early
+        arrival bound and ``slack`` for aggregation-time error when a learner was given."""
+        return max(0.0, self.t_rnd_early - self.t_agg - self.slack)
 
     def party(self, party_id: str) -> dict[str, Any]:
         """One party's estimate as a dict."""
@@ -124,7 +126,8 @@ class JobEstimate:
     def to_dict(self, *, parties: bool = True) -> dict[str, Any]:
         """JSON-ready summary (and per-party rows when ``parties``)."""
         out: dict[str, Any] = {"job_id": self.job_id, "t_rnd": self.t_rnd, "t_agg": self.t_agg,
-                               "t_agg_paper": self.t_agg_paper, "slack": self.slack,
+                               "t_agg_paper": self.t_agg_paper, "t_rnd_early": self.t_rnd_early,
+                               "slack": self.slack,
                                "deadline": self.deadline, "n_parties": len(self.party_ids),
                                **self.meta}
         if parties:
@@ -253,12 +256,14 @@ class DeadlineEstimator:
         modes = tuple(p.mode for p in self.parties)
         upd = base["t_upd"]
         agg_paper = self.t_agg_paper
-        agg, slack, bias = agg_paper, 0.0, 0.0
+        agg, slack, bias, early = agg_paper, 0.0, 0.0, upd
         if learner is not None:
             active = np.array([m == "active" for m in modes])
             upd = np.where(active, upd * learner.ratios(ids), upd)
+            early = np.where(active, upd * learner.early_factors(ids), upd)
             if self.job.t_wait is not None:
                 upd = np.minimum(upd, self.job.t_wait)
+                early = np.minimum(early, self.job.t_wait)
             agg = max(agg_paper + learner.agg_residual, 0.0)
             slack = learner.slack()
             bias = learner.rnd_bias
@@ -268,6 +273,7 @@ class DeadlineEstimator:
         return JobEstimate(
             job_id=self.job.job_id, party_ids=ids, modes=modes, sources=base["sources"],
             t_train=base["t_train"], t_comm=base["t_comm"], t_upd_base=base["t_upd"],
-            t_upd=upd, t_rnd=max(t_rnd, 0.0), t_agg=agg, t_agg_paper=agg_paper, slack=slack,
+            t_upd=upd, t_rnd=max(t_rnd, 0.0), t_agg=agg, t_agg_paper=agg_paper,
+            t_rnd_early=float(np.max(early)), slack=slack,
             meta={"t_pair": self.t_pair, "n_agg": self.job.n_agg, "c_agg": self.job.c_agg},
         )

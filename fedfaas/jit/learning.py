@@ -6,13 +6,18 @@ so after each round the :class:`ArrivalLearner` updates, by exponentially
 weighted moving averages (EWMA, weight ``alpha`` on the newest round):
 
 - per active party, the ratio observed / predicted ``t_upd`` (bounded to
-  ``ratio_bounds``); intermittent parties arrive at random inside ``t_wait``,
-  so their ratio is recorded but not used;
+  ``ratio_bounds``) and its mean absolute deviation (``prior_dev`` until the
+  party is observed).  The JIT timer targets the *early* arrival
+  ``t_upd * (1 - z * dev)`` of every party, so the round rarely closes before
+  aggregation has started.  Intermittent parties arrive at random inside
+  ``t_wait`` (a hard bound), so they are not corrected;
 - per job, the bias of ``t_rnd`` left after the per-party correction (the
-  maximum of noisy arrivals is later than the maximum of their means) and its
-  mean absolute deviation, which becomes the JIT timer's ``slack``;
-- per job, the residual of the aggregation time over the paper's formula
-  (cold start, state load and checkpoint, which the formula leaves out).
+  maximum of noisy arrivals is later than the maximum of their means), for
+  the reported ``t_rnd``;
+- per job, the residual of the aggregation time, from launch to published
+  model, over the paper's formula (cold start, state load, checkpoint and
+  finalisation, which the formula leaves out) and its mean absolute
+  deviation; ``z`` deviations become the timer's ``slack``.
 
 Every round leaves a :class:`RoundReport` (predicted vs observed per party and
 per job) that the gateway can serve as JSON.
@@ -92,32 +97,35 @@ class ArrivalLearner:
     ratio_bounds
         Clamp on a party's observed / predicted ratio (one wild round must not
         move a deadline by orders of magnitude).
-    slack_z
-        The JIT timer is armed ``slack_z`` mean absolute deviations of the
-        ``t_rnd`` error early.
+    prior_dev
+        Relative deviation assumed for a party's reported time before it is observed.
+    z
+        Deviations by which the JIT timer is armed early.
     keep_reports
         How many recent :class:`RoundReport` to keep (older ones are dropped).
     """
 
     def __init__(self, alpha: float = 0.3, ratio_bounds: tuple[float, float] = (0.2, 5.0),
-                 slack_z: float = 2.0, keep_reports: int = 100) -> None:
+                 prior_dev: float = 0.1, z: float = 2.0, keep_reports: int = 100) -> None:
         if not 0 < alpha <= 1:
             raise BadRequest(f"alpha must be in (0, 1], got {alpha}")
         lo, hi = ratio_bounds
         if not 0 < lo <= 1 <= hi:
             raise BadRequest(f"ratio_bounds must satisfy 0 < lo <= 1 <= hi, got {ratio_bounds}")
-        if slack_z < 0 or keep_reports < 0:
-            raise BadRequest("slack_z and keep_reports must be >= 0")
+        if prior_dev < 0 or z < 0 or keep_reports < 0:
+            raise BadRequest("prior_dev, z and keep_reports must be >= 0")
         self.alpha = alpha
         self.ratio_bounds = (float(lo), float(hi))
-        self.slack_z = slack_z
+        self.prior_dev = prior_dev
+        self.z = z
         self.keep_reports = keep_reports
         self._index: dict[str, int] = {}
         self._ratio = np.ones(0)
+        self._dev = np.zeros(0)
         self._seen = np.zeros(0, dtype=bool)
         self.rnd_bias = 0.0
-        self.rnd_dev = 0.0
         self.agg_residual = 0.0
+        self.agg_dev = 0.0
         self._rnd_seen = False
         self._agg_seen = False
         self.reports: list[RoundReport] = []
@@ -128,22 +136,28 @@ class ArrivalLearner:
     def _indices(self, party_ids: Sequence[str]) -> np.ndarray:
         new = [p for p in party_ids if p not in self._index]
         if new:
-            start = len(self._index)
-            for i, p in enumerate(dict.fromkeys(new)):
-                self._index[p] = start + i
+            for p in dict.fromkeys(new):
+                self._index[p] = len(self._index)
             grow = len(self._index) - self._ratio.size
             self._ratio = np.concatenate([self._ratio, np.ones(grow)])
+            self._dev = np.concatenate([self._dev, np.full(grow, self.prior_dev)])
             self._seen = np.concatenate([self._seen, np.zeros(grow, dtype=bool)])
         return np.fromiter((self._index[p] for p in party_ids), dtype=np.int64,
                            count=len(party_ids))
 
     def ratios(self, party_ids: Sequence[str]) -> np.ndarray:
         """Learned observed/predicted ratio per party (1.0 for parties never observed)."""
-        return self._ratio[self._indices(party_ids)].copy()
+        idx = self._indices(party_ids)  # may grow the arrays, so index after
+        return self._ratio[idx]
+
+    def early_factors(self, party_ids: Sequence[str]) -> np.ndarray:
+        """``1 - z * dev`` per party: how early an update plausibly arrives, relative to t_upd."""
+        idx = self._indices(party_ids)
+        return np.clip(1.0 - self.z * self._dev[idx] / np.maximum(self._ratio[idx], 1e-9), 0, 1)
 
     def slack(self) -> float:
-        """Seconds by which the JIT timer is armed early."""
-        return self.slack_z * self.rnd_dev
+        """Seconds by which the JIT timer is armed early for aggregation-time uncertainty."""
+        return self.z * self.agg_dev
 
     def _ewma(self, old: float, new: float, seen: bool) -> float:
         return new if not seen else (1 - self.alpha) * old + self.alpha * new
@@ -151,10 +165,14 @@ class ArrivalLearner:
     # -- observations ------------------------------------------------------------------
 
     def observe_aggregation(self, predicted: float, observed: float) -> None:
-        """One aggregation pass took ``observed`` seconds where the formula said ``predicted``."""
+        """Aggregation took ``observed`` seconds from launch to published model where the
+        paper's formula said ``predicted``."""
         if not (math.isfinite(predicted) and math.isfinite(observed)) or observed < 0:
             raise BadRequest("aggregation times must be finite and observed >= 0")
-        self.agg_residual = self._ewma(self.agg_residual, observed - predicted, self._agg_seen)
+        resid = observed - predicted
+        dev = abs(resid - self.agg_residual) if self._agg_seen else 0.0
+        self.agg_dev = self._ewma(self.agg_dev, dev, self._agg_seen)
+        self.agg_residual = self._ewma(self.agg_residual, resid, self._agg_seen)
         self._agg_seen = True
 
     def observe_round(self, round_no: int, estimate: JobEstimate, observed_t_upd: np.ndarray,
@@ -177,14 +195,16 @@ class ArrivalLearner:
             r = np.clip(obs[got] / estimate.t_upd_base[got], lo, hi)
             j = idx[got]
             seen = self._seen[j]
-            self._ratio[j] = np.where(seen, (1 - self.alpha) * self._ratio[j] + self.alpha * r, r)
+            old = self._ratio[j]
+            a = self.alpha
+            self._dev[j] = np.where(seen, (1 - a) * self._dev[j] + a * np.abs(r - old),
+                                    np.maximum(self._dev[j], np.abs(r - old)))
+            self._ratio[j] = np.where(seen, (1 - a) * old + a * r, r)
             self._seen[j] = True
         t_rnd_obs = float(np.nanmax(obs)) if np.isfinite(obs).any() else None
         if t_rnd_obs is not None:
             # Bias relative to the per-party-corrected maximum, so nothing is counted twice.
             err = t_rnd_obs - (estimate.t_rnd - self.rnd_bias)
-            dev = abs(err - self.rnd_bias) if self._rnd_seen else abs(err) * 0.5
-            self.rnd_dev = self._ewma(self.rnd_dev, dev, self._rnd_seen)
             self.rnd_bias = self._ewma(self.rnd_bias, err, self._rnd_seen)
             self._rnd_seen = True
         report = RoundReport(
@@ -205,30 +225,34 @@ class ArrivalLearner:
         """JSON-ready state (reports as summaries)."""
         ids = sorted(self._index, key=self._index.__getitem__)
         return {"alpha": self.alpha, "ratio_bounds": list(self.ratio_bounds),
-                "slack_z": self.slack_z, "keep_reports": self.keep_reports,
-                "party_ids": ids, "ratio": self._ratio.tolist(), "seen": self._seen.tolist(),
-                "rnd_bias": self.rnd_bias, "rnd_dev": self.rnd_dev, "rnd_seen": self._rnd_seen,
-                "agg_residual": self.agg_residual, "agg_seen": self._agg_seen,
+                "prior_dev": self.prior_dev, "z": self.z, "keep_reports": self.keep_reports,
+                "party_ids": ids, "ratio": self._ratio.tolist(), "dev": self._dev.tolist(),
+                "seen": self._seen.tolist(), "rnd_bias": self.rnd_bias,
+                "rnd_seen": self._rnd_seen, "agg_residual": self.agg_residual,
+                "agg_dev": self.agg_dev, "agg_seen": self._agg_seen,
                 "reports": self.report_history()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ArrivalLearner:
         """Rebuild from :meth:`to_dict` output (report summaries are kept as dicts)."""
         try:
-            out = cls(alpha=float(data["alpha"]), ratio_bounds=tuple(data["ratio_bounds"]),
-                      slack_z=float(data["slack_z"]), keep_reports=int(data["keep_reports"]))
+            lo, hi = data["ratio_bounds"]
+            out = cls(alpha=float(data["alpha"]), ratio_bounds=(float(lo), float(hi)),
+                      prior_dev=float(data["prior_dev"]), z=float(data["z"]),
+                      keep_reports=int(data["keep_reports"]))
             ids = [str(p) for p in data["party_ids"]]
             out._index = {p: i for i, p in enumerate(ids)}
             out._ratio = np.asarray(data["ratio"], dtype=np.float64)
+            out._dev = np.asarray(data["dev"], dtype=np.float64)
             out._seen = np.asarray(data["seen"], dtype=bool)
-            if out._ratio.shape != (len(ids),) or out._seen.shape != (len(ids),):
-                raise ValueError("ratio/seen length differs from party_ids")
-            out.rnd_bias, out.rnd_dev = float(data["rnd_bias"]), float(data["rnd_dev"])
-            out._rnd_seen, out._agg_seen = bool(data["rnd_seen"]), bool(data["agg_seen"])
-            out.agg_residual = float(data["agg_residual"])
+            if not out._ratio.shape == out._dev.shape == out._seen.shape == (len(ids),):
+                raise ValueError("ratio/dev/seen length differs from party_ids")
+            out.rnd_bias, out._rnd_seen = float(data["rnd_bias"]), bool(data["rnd_seen"])
+            out.agg_residual, out.agg_dev = float(data["agg_residual"]), float(data["agg_dev"])
+            out._agg_seen = bool(data["agg_seen"])
+            out._saved = [dict(r) for r in data.get("reports", [])]
         except (KeyError, TypeError, ValueError) as exc:
             raise BadRequest(f"invalid learner state: {exc}") from None
-        out._saved = [dict(r) for r in data.get("reports", [])]
         return out
 
     def report_history(self) -> list[dict[str, Any]]:

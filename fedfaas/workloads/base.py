@@ -148,7 +148,7 @@ class WorkloadSpec:
 
     def validate(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
         """Parameters checked against the schema, defaults filled in; raises BadRequest."""
-        return validate_params(self.name, self.params, params or {})
+        return validate_params(self.name, self.params, {} if params is None else params)
 
     def data_needs(self, params: Mapping[str, Any] | None = None) -> frozenset[str]:
         """The data a call with these parameters needs (parameters are validated first)."""
@@ -188,6 +188,25 @@ def check_present(workload: str, needs: frozenset[str], inputs: WorkloadInputs) 
         raise NotFound(f"{workload}: no round metadata is available")
     if "validation_set" in needs and ("x_val" not in inputs.arrays or "y_val" not in inputs.arrays):
         raise NotFound(f"{workload}: the job provides no validation set (x_val, y_val)")
+
+
+def plain_json(value: Any) -> Any:
+    """``value`` with only JSON types: numpy scalars unwrapped, NaN/inf and bytes to None.
+
+    Metadata comes from msgpack bodies and stores, so it may hold binary or
+    numpy values that a JSON response cannot carry.
+    """
+    if isinstance(value, Mapping):
+        return {str(k): plain_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain_json(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    return None
 
 
 def model_spec(job: Mapping[str, Any], workload: str) -> tuple[str, dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Clustering the clients of a round by their updates (FLStore Table 1, policy P2; Ghosh et al. 2020).
+"""Clustering a round's clients by their updates (FLStore Table 1, policy P2; Ghosh et al. 2020).
 
 k-means with k-means++ seeding (scikit-learn, seeded) over the flattened
 updates (deltas to the base model when cached), optionally L2-normalised so

@@ -1,4 +1,4 @@
-"""Client contributions by Shapley value, and incentives (FLStore Table 1, policy P2; Sun et al. 2023).
+"""Client contributions by Shapley value and incentives (FLStore Table 1, P2; Sun et al. 2023).
 
 The game of one round: the utility ``v(S)`` of a subset ``S`` of clients is
 the accuracy (or negative cross-entropy) on the job's validation set of the
@@ -12,10 +12,11 @@ sampling); within a permutation, once ``|v(N) - v(S)| < truncation`` for a
 non-empty ``S`` the later marginals count 0 (within-round truncation); the
 whole round is skipped if ``|v(N) - v({})| < between_round``; sampling stops
 when, after a full cycle of ``n`` permutations, every value's standard error
-is below ``tolerance`` times the largest value (Castro et al. 2009).  ``method="exact"`` enumerates all
-``2^n`` subsets (n <= 8) and is the reference.  Utilities are cached per
-subset.  Leave-one-out values ``v(N) - v(N \\ {i})`` come along, and a budget
-is split in proportion to the non-negative Shapley values.
+is below ``tolerance`` times the largest value (Castro et al. 2009).
+``method="exact"`` enumerates all ``2^n`` subsets (n <= 8) and is the
+reference.  Utilities are cached per subset.  Leave-one-out values
+``v(N) - v(N \\ {i})`` come along, and a budget is split in proportion to
+the non-negative Shapley values.
 
 A client that duplicates another's data is symmetric to it and gets the same
 value; the pair shares roughly what the original alone would get.  FedAvg

@@ -1,4 +1,4 @@
-"""FL debugging: faulty-client localisation and round-to-round diffs (FLStore Table 1; Gill et al. 2023).
+"""FL debugging: faulty-client localisation and round diffs (FLStore Table 1; Gill et al. 2023).
 
 ``mode="localise"`` is FedDebug's differential testing.  Seeded random inputs
 (no test data, no labels) are fed to every client's model of the round; the
@@ -8,9 +8,10 @@ input, the client whose removal leaves the largest set of neurons active in
 *all* remaining clients is the one that deviates from the consensus: it gets
 that input's vote (tied clients share it).  With ``num_faulty > 1`` the step
 repeats on the remaining clients.  The named clients are those with the most
-votes; confidence is their share of the votes.  A mean Hamming distance of each
-profile to the majority profile of the other clients is reported as a second,
-graded signal.
+votes; confidence is their share of the votes.  FedDebug always names someone,
+so a graded signal comes along: each profile's mean Hamming distance to the
+majority profile of the other clients, and the named client's distance over
+the median of the others' (``deviation_ratio``, near 1 when no one stands out).
 
 The paper places debugging under P3 in Table 1 but under P2 in §4.4 and §5.4;
 localisation needs all clients of one round, so the policy here is P2.
@@ -128,6 +129,7 @@ def localise_round(updates: Sequence[ClientUpdate], model: nn.Module, *, num_inp
     clients = [u.client for u in updates]
     order = np.lexsort((deviation * -1, votes * -1))
     faulty = [clients[i] for i in order[:num_faulty]]
+    rest = np.median(deviation[order[num_faulty:]])
     return {
         "workload": NAME,
         "mode": "localise",
@@ -137,6 +139,7 @@ def localise_round(updates: Sequence[ClientUpdate], model: nn.Module, *, num_inp
                             (num_inputs * num_faulty)),
         "votes": dict(zip(clients, map(float, votes), strict=True)),
         "deviation": dict(zip(clients, map(float, deviation), strict=True)),
+        "deviation_ratio": float(deviation[order[0]] / rest) if rest > 0 else None,
         "num_inputs": num_inputs,
         "neurons": neurons,
     }

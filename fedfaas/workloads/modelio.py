@@ -1,4 +1,4 @@
-"""Running the job's model inside a workload (FLStore §4.4, P1 and P2 workloads that evaluate models).
+"""Running the job's model inside a workload (FLStore §4.4: P1/P2 workloads that evaluate models).
 
 Builds the model named by the job spec, loads decoded weights into it and
 validates input batches against the model's input shape, each with a

@@ -1,4 +1,4 @@
-"""Cluster-based personalised models (FLStore Table 1, policy P2; Ghosh et al. 2020, Sattler et al. 2020).
+"""Cluster-based personalised models (FLStore Table 1, P2; Ghosh et al. 2020, Sattler et al. 2020).
 
 The round's clients are clustered by their updates exactly as the
 ``clustering`` workload does (k-means, k by silhouette, direction-normalised

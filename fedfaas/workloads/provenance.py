@@ -20,7 +20,13 @@ from typing import Any
 import numpy as np
 
 from fedfaas.errors import BadRequest, NotFound
-from fedfaas.workloads.base import ClientUpdate, WorkloadInputs, WorkloadSpec, round_records
+from fedfaas.workloads.base import (
+    ClientUpdate,
+    WorkloadInputs,
+    WorkloadSpec,
+    plain_json,
+    round_records,
+)
 from fedfaas.workloads.params import Param
 from fedfaas.workloads.updates import is_float
 
@@ -96,7 +102,7 @@ def trace_client(client: str, updates: Sequence[ClientUpdate],
             "cosine_to_global": cos,
             "closest_global_round": int(min(dist, key=lambda g: dist[g])) if dist else None,
             "included": (client in included) if isinstance(included, list) else None,
-            "metadata": dict(info) if isinstance(info, Mapping) else dict(u.meta),
+            "metadata": plain_json(info if isinstance(info, Mapping) else u.meta),
         })
         prev = w
     return {
@@ -124,7 +130,7 @@ def track_hyperparameters(job: Mapping[str, Any], records: Sequence[Mapping[str,
         own = rec.get("hyperparameters", {})
         if not isinstance(own, Mapping):
             raise BadRequest(f"{NAME}: round {rec['round']}: 'hyperparameters' must be a map")
-        effective = {**base_hp, **own}
+        effective = plain_json({**base_hp, **own})
         infos = [i for i in rec.get("clients", {}).values() if isinstance(i, Mapping)]
         times = [float(t) for i in infos if isinstance(t := i.get("train_time_s"), int | float)
                  and not isinstance(t, bool)]
@@ -135,8 +141,8 @@ def track_hyperparameters(job: Mapping[str, Any], records: Sequence[Mapping[str,
             "clients": len(infos),
             "included": len(included) if isinstance(included, list) else None,
             "mean_train_time_s": float(np.mean(times)) if times else None,
-            "extra": {k: v for k, v in rec.items()
-                      if k not in ("round", "hyperparameters", "clients", "included")},
+            "extra": plain_json({k: v for k, v in rec.items()
+                                 if k not in ("round", "hyperparameters", "clients", "included")}),
         })
         if prev is not None:
             for key in sorted(set(prev) | set(effective)):
@@ -147,7 +153,7 @@ def track_hyperparameters(job: Mapping[str, Any], records: Sequence[Mapping[str,
     return {
         "workload": NAME,
         "mode": "hyperparameters",
-        "job_hyperparameters": dict(base_hp),
+        "job_hyperparameters": plain_json(base_hp),
         "rounds": rows,
         "changes": changes,
     }

@@ -7,6 +7,7 @@ import pytest
 from cache_engine.baselines import RandomPolicy
 from cache_engine.catalog import InMemoryCatalog
 from cache_engine.keys import DataKey
+from cache_engine.policies import PolicyState
 from cache_engine.simulate import Ingest, Request, Simulator
 
 T, J = "t", "j"
@@ -74,7 +75,7 @@ def test_random_choice_is_seeded_and_delegates_to_one_of_p1_to_p4() -> None:
         catalog.add(key)
 
     def draws(seed: int) -> list[str]:
-        policy, state = RandomPolicy(seed=seed), {}
+        policy, state = RandomPolicy(seed=seed), PolicyState()
         picks = []
         for _ in range(40):
             policy.on_request([A], catalog, state, "inference")
@@ -95,7 +96,7 @@ def test_random_choice_plans_like_the_policy_it_picked() -> None:
     catalog = InMemoryCatalog()
     for key in (A, B):
         catalog.add(key)
-    policy, state = RandomPolicy(seed=3), {}
+    policy, state = RandomPolicy(seed=3), PolicyState()
 
     # Execute
     plans = {}

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from cache_engine.engine import CacheEngine, Fetch
+from cache_engine.engine import CacheEngine
 from cache_engine.keys import DataKey
+from cache_engine.results import Fetch
 
 T, J = "acme", "job-1"
 KEY = DataKey.update(T, J, 0, "a")

@@ -14,7 +14,7 @@ from fedfaas.errors import BadRequest
 T, J = "acme", "job-1"
 
 
-def U(rnd: int, client: str) -> DataKey:
+def upd(rnd: int, client: str) -> DataKey:
     return DataKey.update(T, J, rnd, client)
 
 
@@ -26,14 +26,14 @@ def test_hot_update_gets_a_least_loaded_primary_and_a_replica_elsewhere(
     engine.register_workloads(T, J, ["malicious-filter"])
 
     # Execute
-    first = engine.ingest(U(0, "a"), 300)
-    second = engine.ingest(U(0, "b"), 100)
+    first = engine.ingest(upd(0, "a"), 300)
+    second = engine.ingest(upd(0, "b"), 100)
 
     # Assert: all empty, so names break the tie; then cache-2 is the least loaded and
     # cache-0 wins the tie with cache-1 for the replica.
     assert first.functions == ("cache-0", "cache-1")
     assert second.functions == ("cache-2", "cache-0")
-    assert engine.lookup(U(0, "a")) == ["cache-0", "cache-1"]
+    assert engine.lookup(upd(0, "a")) == ["cache-0", "cache-1"]
     assert engine.usage() == {"cache-0": 400, "cache-1": 300, "cache-2": 100}
     assert first.cached and not first.evictions
 
@@ -46,11 +46,11 @@ def test_data_no_active_policy_calls_hot_stays_cold(
     engine.register_workloads(T, J, ["hyperparameters"])
 
     # Execute
-    update = engine.ingest(U(0, "a"), 100)
+    update = engine.ingest(upd(0, "a"), 100)
     meta = engine.ingest(DataKey.meta(T, J, 0), 10)
 
     # Assert
-    assert not update.cached and engine.lookup(U(0, "a")) == []
+    assert not update.cached and engine.lookup(upd(0, "a")) == []
     assert meta.cached and len(meta.functions) == 2
 
 
@@ -73,7 +73,7 @@ def test_replicas_setting_and_decoding_clients_are_honoured(redis_url: str) -> N
 @pytest.mark.parametrize("size", [0, -5, 2.5, True])
 def test_bad_sizes_are_rejected(make_engine: Callable[..., CacheEngine], size: object) -> None:
     with pytest.raises(BadRequest):
-        make_engine().ingest(U(0, "a"), size)  # type: ignore[arg-type]
+        make_engine().ingest(upd(0, "a"), size)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("kwargs", [

@@ -6,21 +6,22 @@ from collections.abc import Callable
 
 import pytest
 
-from cache_engine.engine import CacheEngine, Fetch
+from cache_engine.engine import CacheEngine
 from cache_engine.keys import DataKey
+from cache_engine.results import Fetch
 from fedfaas.errors import BadRequest
 
 T, J = "acme", "job-1"
 
 
-def U(rnd: int, client: str) -> DataKey:
+def upd(rnd: int, client: str) -> DataKey:
     return DataKey.update(T, J, rnd, client)
 
 
 def ingest_rounds(engine: CacheEngine, rounds: range) -> None:
     for r in rounds:
         for c in ("a", "b"):
-            engine.ingest(U(r, c), 100)
+            engine.ingest(upd(r, c), 100)
 
 
 def test_latest_round_is_resident_for_a_p2_workload(
@@ -32,12 +33,12 @@ def test_latest_round_is_resident_for_a_p2_workload(
     ingest_rounds(engine, range(3))
 
     # Execute
-    plan = engine.plan_request("malicious-filter", [U(2, "a")])
+    plan = engine.plan_request("malicious-filter", [upd(2, "a")])
 
     # Assert
     assert plan.hit and plan.policy == "P2"
-    assert set(plan.resident) == {U(2, "a"), U(2, "b")}
-    assert plan.resident[U(2, "a")] == tuple(engine.lookup(U(2, "a")))
+    assert set(plan.resident) == {upd(2, "a"), upd(2, "b")}
+    assert plan.resident[upd(2, "a")] == tuple(engine.lookup(upd(2, "a")))
     assert plan.misses == () and plan.prefetch == ()
     assert engine.stats(T) == {"P2": {"hits": 1, "misses": 0}}
 
@@ -51,19 +52,24 @@ def test_debugging_an_old_round_fetches_it_and_prefetches_the_next(
     ingest_rounds(engine, range(6))
 
     # Execute
-    first = engine.plan_request("debugging", [U(1, "a"), U(1, "b")])
-    second = engine.plan_request("debugging", [U(2, "a"), U(2, "b")])
+    first = engine.plan_request("debugging", [upd(1, "a"), upd(1, "b")])
+    second = engine.plan_request("debugging", [upd(2, "a"), upd(2, "b")])
 
     # Assert
     assert not first.hit
-    assert [f.key for f in first.misses] == [U(1, "a"), U(1, "b")]
-    assert [f.key for f in first.prefetch] == [U(2, "a"), U(2, "b")]
+    assert [f.key for f in first.misses] == [upd(1, "a"), upd(1, "b")]
+    assert [f.key for f in first.prefetch] == [upd(2, "a"), upd(2, "b")]
     assert all(len(f.functions) == 1 for f in first.misses + first.prefetch)
     assert second.hit
-    assert [f.key for f in second.prefetch] == [U(3, "a"), U(3, "b")]
-    assert sorted(m.key for m in second.evictions) == [U(1, "a"), U(1, "b")]
-    assert engine.lookup(U(1, "a")) == []
+    assert [f.key for f in second.prefetch] == [upd(3, "a"), upd(3, "b")]
+    assert sorted(m.key for m in second.evictions) == [upd(1, "a"), upd(1, "b")]
+    assert engine.lookup(upd(1, "a")) == []
     assert engine.stats(T) == {"P2": {"hits": 1, "misses": 1}}
+    body = second.to_json()
+    assert body["hit"] and sorted(body["resident"]) == ["acme:job-1:update:2:a",
+                                                        "acme:job-1:update:2:b"]
+    assert [f["key"] for f in body["prefetch"]] == ["acme:job-1:update:3:a",
+                                                    "acme:job-1:update:3:b"]
 
 
 def test_first_request_registers_the_workload_and_later_ingests_follow_its_policy(
@@ -71,15 +77,15 @@ def test_first_request_registers_the_workload_and_later_ingests_follow_its_polic
 ) -> None:
     # Prepare
     engine = make_engine()
-    engine.ingest(U(0, "a"), 100)
+    engine.ingest(upd(0, "a"), 100)
 
     # Execute
-    plan = engine.plan_request("provenance", [U(0, "a")])
-    followed = engine.ingest(U(5, "a"), 100)
-    other = engine.ingest(U(5, "b"), 100)
+    plan = engine.plan_request("provenance", [upd(0, "a")])
+    followed = engine.ingest(upd(5, "a"), 100)
+    other = engine.ingest(upd(5, "b"), 100)
 
     # Assert
-    assert not plan.hit and plan.misses == (Fetch(U(0, "a"), ("cache-0", "cache-1")),)
+    assert not plan.hit and plan.misses == (Fetch(upd(0, "a"), ("cache-0", "cache-1")),)
     assert followed.cached and not other.cached
 
 
@@ -92,11 +98,11 @@ def test_job_overrides_change_the_policy_of_a_workload(
     ingest_rounds(engine, range(2))
 
     # Execute
-    plan = engine.plan_request("debugging", [U(0, "a")])
+    plan = engine.plan_request("debugging", [upd(0, "a")])
 
     # Assert
     assert mapping == {"debugging": "lru"}
-    assert plan.policy == "lru" and [f.key for f in plan.misses] == [U(0, "a")]
+    assert plan.policy == "lru" and [f.key for f in plan.misses] == [upd(0, "a")]
 
 
 def test_data_never_ingested_cannot_be_placed(make_engine: Callable[..., CacheEngine]) -> None:
@@ -110,8 +116,8 @@ def test_data_never_ingested_cannot_be_placed(make_engine: Callable[..., CacheEn
 def test_bad_requests_are_rejected(make_engine: Callable[..., CacheEngine]) -> None:
     engine = make_engine()
     with pytest.raises(BadRequest):
-        engine.plan_request("no-such-workload", [U(0, "a")])
+        engine.plan_request("no-such-workload", [upd(0, "a")])
     with pytest.raises(BadRequest):
         engine.plan_request("debugging", [])
     with pytest.raises(BadRequest):
-        engine.plan_request("debugging", [U(0, "a"), DataKey.update(T, "job-2", 0, "a")])
+        engine.plan_request("debugging", [upd(0, "a"), DataKey.update(T, "job-2", 0, "a")])

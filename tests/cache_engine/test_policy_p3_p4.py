@@ -13,11 +13,11 @@ T, J = "t", "j"
 PARTICIPATION = {r: ("c", "d") if r in (1, 4, 6, 9) else ("d",) for r in range(10)}
 
 
-def U(rnd: int, client: str) -> DataKey:
+def upd(rnd: int, client: str) -> DataKey:
     return DataKey.update(T, J, rnd, client)
 
 
-def Meta(rnd: int) -> DataKey:
+def meta(rnd: int) -> DataKey:
     return DataKey.meta(T, J, rnd)
 
 
@@ -28,8 +28,8 @@ def resident(sim: Simulator, client: str | None = None) -> set[DataKey]:
 def ingest(sim: Simulator, rounds: range) -> None:
     for r in rounds:
         for c in PARTICIPATION[r]:
-            sim.feed(Ingest(U(r, c)))
-        sim.feed(Ingest(Meta(r)))
+            sim.feed(Ingest(upd(r, c)))
+        sim.feed(Ingest(meta(r)))
 
 
 def test_p3_prefetches_the_clients_previous_and_next_participation() -> None:
@@ -37,15 +37,15 @@ def test_p3_prefetches_the_clients_previous_and_next_participation() -> None:
     catalog = InMemoryCatalog()
     for r, clients in PARTICIPATION.items():
         for c in clients:
-            catalog.add(U(r, c))
+            catalog.add(upd(r, c))
     state: dict = {}
 
     # Execute
-    plan = P3ClientAcrossRounds().on_request([U(4, "c")], catalog, state, "provenance")
+    plan = P3ClientAcrossRounds().on_request([upd(4, "c")], catalog, state, "provenance")
 
     # Assert
-    assert plan.needed == (U(4, "c"),)
-    assert plan.prefetch == (U(1, "c"), U(6, "c"))
+    assert plan.needed == (upd(4, "c"),)
+    assert plan.prefetch == (upd(1, "c"), upd(6, "c"))
     assert state["tracked"] == [["c", "update", 4]]
 
 
@@ -56,11 +56,11 @@ def test_p3_walk_backwards_hits_and_evicts_the_clients_data_outside_the_window()
     ingest(sim, range(10))
 
     # Execute
-    outcomes = [sim.feed(Request("lineage", (U(r, "c"),))) for r in (9, 6, 4, 1)]
+    outcomes = [sim.feed(Request("lineage", (upd(r, "c"),))) for r in (9, 6, 4, 1)]
 
     # Assert
     assert [o.hit for o in outcomes if o is not None] == [False, True, True, True]
-    assert resident(sim) == {U(1, "c"), U(4, "c")}
+    assert resident(sim) == {upd(1, "c"), upd(4, "c")}
 
 
 def test_p3_a_followed_clients_next_update_is_hot_on_ingest_and_others_are_not() -> None:
@@ -68,23 +68,23 @@ def test_p3_a_followed_clients_next_update_is_hot_on_ingest_and_others_are_not()
     sim = Simulator(100)
     sim.declare((T, J), ["provenance"])
     ingest(sim, range(2))
-    sim.feed(Request("provenance", (U(1, "c"),)))
+    sim.feed(Request("provenance", (upd(1, "c"),)))
 
     # Execute
     ingest(sim, range(2, 5))
-    followed = sim.feed(Request("provenance", (U(4, "c"),)))
+    followed = sim.feed(Request("provenance", (upd(4, "c"),)))
 
     # Assert
     assert followed is not None and followed.hit
     assert resident(sim, "d") == set()
-    assert resident(sim, "c") == {U(1, "c"), U(4, "c")}
+    assert resident(sim, "c") == {upd(1, "c"), upd(4, "c")}
 
 
 def test_p3_follows_at_most_max_tracked_clients() -> None:
     # Prepare
     policy = P3ClientAcrossRounds(max_tracked=2)
     catalog = InMemoryCatalog()
-    keys = [U(0, c) for c in ("a", "b", "e")]
+    keys = [upd(0, c) for c in ("a", "b", "e")]
     for key in keys:
         catalog.add(key)
     state: dict = {}
@@ -94,7 +94,7 @@ def test_p3_follows_at_most_max_tracked_clients() -> None:
         policy.on_request([key], catalog, state, "provenance")
 
     # Assert
-    assert policy.wanted(keys, catalog, state) == {U(0, "b"), U(0, "e")}
+    assert policy.wanted(keys, catalog, state) == {upd(0, "b"), upd(0, "e")}
 
 
 def test_p4_keeps_metadata_of_the_last_k_rounds() -> None:
@@ -106,7 +106,7 @@ def test_p4_keeps_metadata_of_the_last_k_rounds() -> None:
     ingest(sim, range(10))
 
     # Assert
-    assert resident(sim) == {Meta(7), Meta(8), Meta(9)}
+    assert resident(sim) == {meta(7), meta(8), meta(9)}
 
 
 def test_p4_request_refills_the_window_and_old_metadata_is_not_kept() -> None:
@@ -114,17 +114,17 @@ def test_p4_request_refills_the_window_and_old_metadata_is_not_kept() -> None:
     sim = Simulator(100, policy_params={"P4": {"k": 3}})
     sim.declare((T, J), ["hyperparameters"])
     ingest(sim, range(10))
-    sim.cache.evict(Meta(7))
-    sim.cache.evict(Meta(8))
+    sim.cache.evict(meta(7))
+    sim.cache.evict(meta(8))
 
     # Execute
-    recent = sim.feed(Request("hyperparameters", (Meta(9),)))
+    recent = sim.feed(Request("hyperparameters", (meta(9),)))
     refilled = resident(sim)
-    old = sim.feed(Request("hyperparameters", (Meta(2),)))
-    sim.feed(Ingest(Meta(10)))
+    old = sim.feed(Request("hyperparameters", (meta(2),)))
+    sim.feed(Ingest(meta(10)))
 
     # Assert
-    assert recent is not None and recent.hit and recent.prefetched == (Meta(7), Meta(8))
-    assert refilled == {Meta(7), Meta(8), Meta(9)}
+    assert recent is not None and recent.hit and recent.prefetched == (meta(7), meta(8))
+    assert refilled == {meta(7), meta(8), meta(9)}
     assert old is not None and not old.hit
-    assert resident(sim) == {Meta(8), Meta(9), Meta(10)}
+    assert resident(sim) == {meta(8), meta(9), meta(10)}

@@ -7,22 +7,22 @@ import random
 import pytest
 
 from cache_engine.keys import DataKey
-from cache_engine.simulate import Ingest, Request, Simulator, simulate
+from cache_engine.simulate import Ingest, Request, Simulator, TraceEvent, simulate
 from fedfaas.errors import BadRequest
 
 T, J = "t", "j"
 
 
-def U(rnd: int, client: str) -> DataKey:
+def upd(rnd: int, client: str) -> DataKey:
     return DataKey.update(T, J, rnd, client)
 
 
 def test_a_request_hits_only_when_all_it_needs_is_resident() -> None:
-    # Prepare: demand-filled LRU holds only U(0,a) when the two-key request arrives.
-    trace = [Ingest(U(0, "a")), Ingest(U(0, "b")),
-             Request("debugging", (U(0, "a"),)),
-             Request("debugging", (U(0, "a"), U(0, "b"))),
-             Request("debugging", (U(0, "a"), U(0, "b")))]
+    # Prepare: demand-filled LRU holds only upd(0,a) when the two-key request arrives.
+    trace: list[TraceEvent] = [Ingest(upd(0, "a")), Ingest(upd(0, "b")),
+             Request("debugging", (upd(0, "a"),)),
+             Request("debugging", (upd(0, "a"), upd(0, "b"))),
+             Request("debugging", (upd(0, "a"), upd(0, "b")))]
 
     # Execute
     result = simulate(trace, 10, policy="lru")
@@ -37,7 +37,7 @@ def test_usage_never_exceeds_capacity_and_sizes_are_counted() -> None:
     # Prepare
     rng = random.Random(1)
     sim = Simulator(5, policy="lfu")
-    keys = [U(r, c) for r in range(6) for c in "abc"]
+    keys = [upd(r, c) for r in range(6) for c in "abc"]
     peak = 0
 
     # Execute
@@ -54,7 +54,7 @@ def test_usage_never_exceeds_capacity_and_sizes_are_counted() -> None:
 
 def test_declared_workloads_are_active_before_their_first_request() -> None:
     # Prepare
-    trace = [Ingest(U(0, "a")), Request("malicious-filter", (U(0, "a"),))]
+    trace: list[TraceEvent] = [Ingest(upd(0, "a")), Request("malicious-filter", (upd(0, "a"),))]
 
     # Execute
     declared = simulate(trace, 4)

@@ -101,6 +101,8 @@ functions:
     image: counter:latest
     labels:
       com.openfaas.scale.min: "1"
+      com.openfaas.scale.zero: "true"
+      com.openfaas.scale.zero-duration: "1s"
   victim:
     lang: python3-http
     handler: ./counter

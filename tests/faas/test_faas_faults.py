@@ -115,6 +115,7 @@ def test_sigterm_stops_the_router_and_every_replica(tmp_path: Path) -> None:
     assert _wait_gone(pids) == []
     assert list((state / "instances").glob("*.pid")) == []
     assert not (state / "router.pid").exists()
+    assert list((state / "apps").iterdir()) == []
 
 
 def test_replicas_die_with_a_killed_router_and_down_cleans_up(tmp_path: Path) -> None:
@@ -134,3 +135,4 @@ def test_replicas_die_with_a_killed_router_and_down_cleans_up(tmp_path: Path) ->
     assert left == []
     assert was_running is False
     assert list((state / "instances").glob("*.pid")) == []
+    assert not (state / "apps").exists()

@@ -23,6 +23,7 @@ def _wait_until(check: Any, timeout: float = 20.0) -> None:
 
 def test_idle_function_scales_to_zero_and_cold_starts_on_the_next_call(faas: FaasClient) -> None:
     # Prepare
+    warm_pids = [i["pid"] for i in faas.instances()["counter"]]  # same idle time, but min 1
     cold_before = _functions(faas)["napper"]["cold_starts"]
     assert faas.invoke("napper").status_code == 200
     # Execute
@@ -34,6 +35,8 @@ def test_idle_function_scales_to_zero_and_cold_starts_on_the_next_call(faas: Faa
     assert resp.status_code == 200
     assert resp.text == "1"  # a fresh replica: module state starts again
     assert _functions(faas)["napper"]["cold_starts"] == cold_before + 2
+    assert len(warm_pids) == 1
+    assert [i["pid"] for i in faas.instances()["counter"]] == warm_pids
 
 
 def test_container_seconds_grow_while_alive_and_stop_at_zero(faas: FaasClient) -> None:
@@ -51,14 +54,6 @@ def test_container_seconds_grow_while_alive_and_stop_at_zero(faas: FaasClient) -
     assert at_zero["container_seconds"] > first
     assert later["container_seconds"] == at_zero["container_seconds"]
     assert at_zero["instances_stopped"] >= 1
-
-
-def test_warm_function_with_min_replicas_never_goes_to_zero(faas: FaasClient) -> None:
-    # Execute
-    status = faas.function("counter")
-    # Assert
-    assert status["availableReplicas"] == 1
-    assert _functions(faas)["counter"]["cold_starts"] == 0
 
 
 def test_max_inflight_one_scales_out_to_a_second_replica(faas: FaasClient, tmp_path: Path) -> None:

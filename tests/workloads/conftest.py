@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from fedfaas.models import Digits, build_model, iid_split, load_digits_dataset, load_state, \
-    state_arrays, train_local
+from fedfaas.models import (
+    Digits,
+    build_model,
+    iid_split,
+    load_digits_dataset,
+    load_state,
+    state_arrays,
+    train_local,
+)
 from fedfaas.workloads import ClientUpdate
 
 # The machine is shared: one intra-op thread keeps these tests friendly to it.

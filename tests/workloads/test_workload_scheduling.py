@@ -1,4 +1,4 @@
-"""scheduling: the documented performance score by hand, top-k, exploration and cluster round-robin."""
+"""scheduling: the documented score by hand, top-k, exploration and cluster round-robin."""
 
 from __future__ import annotations
 

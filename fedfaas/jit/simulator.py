@@ -1,0 +1,271 @@
+"""Discrete-event simulator of one FL job's aggregation on a virtual clock (JIT paper 6).
+
+The simulator drives the *same* :class:`~fedfaas.jit.estimator.DeadlineEstimator`,
+:class:`~fedfaas.jit.learning.ArrivalLearner`, strategies and
+:class:`~fedfaas.jit.scheduler.Scheduler` (on an
+:class:`~fedfaas.jit.state.InMemoryState`) as the live gateway; only the
+platform that runs the launches is modelled, by :mod:`fedfaas.jit.cost`.
+Events (round open, scheduler ticks, end of fusion, model published) sit in a
+heap ordered by virtual time; nothing sleeps.
+
+Per round the scheduler ticks at the JIT timer (if it precedes the round's
+close) and when the round closes; arrivals up to each tick are recorded in
+one batch and each launch carries the arrival time that made it ready, which
+is what a gateway ticking on every arrival would decide (the vectorised
+equivalent of per-update events).  Launch decisions never depend on platform
+state here because the job has the cluster's capacity to itself; the cluster
+is assumed busy with other jobs, so JIT gets no idle capacity for
+opportunistic runs (the conservative choice for JIT; see ``docs/jit.md``).
+
+Measured per round: aggregation latency, the time from the last needed
+update (or ``t_wait``, when intermittent parties expect the next round no
+earlier, paper 4.3) to the global model being published; and container-seconds.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fedfaas.errors import BadRequest
+from fedfaas.jit.clock import VirtualClock
+from fedfaas.jit.cost import CostModel, always_on_finish, run_pool
+from fedfaas.jit.estimator import DeadlineEstimator, JobEstimate, t_agg
+from fedfaas.jit.learning import ArrivalLearner
+from fedfaas.jit.scenarios import (
+    WorkloadParams,
+    batch_size_for,
+    make_population,
+    model_bytes,
+    round_offsets,
+)
+from fedfaas.jit.scheduler import Scheduler
+from fedfaas.jit.spec import STRATEGIES, JobSpec
+from fedfaas.jit.state import Decision, InMemoryState
+
+_SEEDS = {"active-homogeneous": 1, "active-heterogeneous": 2, "intermittent-heterogeneous": 3}
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """One simulated job: scenario, model, size, strategy, rounds and cost model."""
+
+    scenario: str
+    model: str
+    n_parties: int
+    strategy: str
+    rounds: int = 50
+    seed: int = 0
+    params: WorkloadParams = field(default_factory=WorkloadParams)
+    cost: CostModel = field(default_factory=CostModel)
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise BadRequest(f"unknown strategy {self.strategy!r}")
+        if self.rounds < 1 or self.n_parties < 1:
+            raise BadRequest("rounds and n_parties must be >= 1")
+
+    @property
+    def workload_seed(self) -> list[int]:
+        """Seed of the parties and arrivals: the same for every strategy (common random numbers)."""
+        return [self.seed, _SEEDS.get(self.scenario, 0), sorted(
+            ("efficientnet-b7", "inceptionv4", "vgg16")).index(self.model), self.n_parties]
+
+
+@dataclass
+class SimResult:
+    """Outcome of one simulated job."""
+
+    config: SimConfig
+    container_s: float
+    latencies: np.ndarray
+    invocations: int
+    cold_starts: int
+    job_s: float
+    reports: list[dict[str, Any]]
+
+    @property
+    def cost_usd(self) -> float:
+        """Projected cost."""
+        return self.config.cost.cost_usd(self.container_s)
+
+    @property
+    def mean_latency_s(self) -> float:
+        """Mean per-round aggregation latency."""
+        return float(np.mean(self.latencies))
+
+    def row(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        c = self.config
+        out: dict[str, Any] = {
+            "scenario": c.scenario, "model": c.model, "parties": c.n_parties,
+            "strategy": c.strategy, "rounds": c.rounds, "container_s": self.container_s,
+            "cost_usd": self.cost_usd, "mean_latency_s": self.mean_latency_s,
+            "invocations": self.invocations, "cold_starts": self.cold_starts, "job_s": self.job_s}
+        if self.reports:
+            err = [abs(r["t_rnd_error"]) for r in self.reports if r["t_rnd_error"] is not None]
+            out["t_rnd_mae_s"] = float(np.mean(err)) if err else None
+        return out
+
+
+@dataclass
+class _Round:
+    number: int
+    start: float
+    offsets: np.ndarray
+    order: np.ndarray
+    arrivals: np.ndarray
+    estimate: JobEstimate | None
+    fed: int = 0
+    decisions: list[Decision] = field(default_factory=list)
+    t_done: float = 0.0
+    chunk_obs: tuple[float, float] | None = None
+
+
+class Simulator:
+    """Runs one :class:`SimConfig` to completion (see the module docstring)."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.cfg = config
+        cost = config.cost
+        self.m = model_bytes(config.model)
+        rng = np.random.default_rng(config.workload_seed)
+        self.pop = make_population(config.scenario, config.n_parties, self.m, config.params, rng)
+        self.n_agg = cost.n_agg(config.n_parties)
+        self.job = JobSpec(
+            job_id="sim", model_bytes=self.m, t_wait=self.pop.t_wait, rounds=config.rounds,
+            strategy=config.strategy, batch_size=batch_size_for(config.n_parties),
+            n_agg=self.n_agg, c_agg=cost.c_agg, b_dc=cost.b_dc)
+        self.clock = VirtualClock()
+        self.scheduler = Scheduler(InMemoryState(), self.clock, owner="sim")
+        self.learner = ArrivalLearner()
+        self.estimator = DeadlineEstimator(self.job, self.pop.profiles, t_pair=cost.t_pair(self.m))
+        self._events: list[tuple[float, int, str, Any]] = []
+        self._seq = 0
+        self._container_s = 0.0
+        self._invocations = 0
+        self._colds = 0
+        self._latencies: list[float] = []
+        self._reports: list[dict[str, Any]] = []
+        self._end = 0.0
+
+    def _push(self, t: float, kind: str, data: Any = None) -> None:
+        self._seq += 1
+        heapq.heappush(self._events, (t, self._seq, kind, data))
+
+    def run(self) -> SimResult:
+        """Simulate every round; returns the totals."""
+        self._push(0.0, "open", 0)
+        while self._events:
+            t, _, kind, data = heapq.heappop(self._events)
+            self.clock.advance_to(t)
+            getattr(self, f"_on_{kind}")(t, data)
+        container_s = self._container_s
+        if self.cfg.strategy == "eager-always-on":
+            container_s += self.n_agg * self._end  # alive from job start to the last model
+        return SimResult(self.cfg, container_s, np.asarray(self._latencies), self._invocations,
+                         self._colds, self._end, self._reports)
+
+    # -- events ---------------------------------------------------------------------------
+
+    def _on_open(self, t: float, number: int) -> None:
+        cost = self.cfg.cost
+        estimate = self.estimator.estimate(self.learner) if self.cfg.strategy == "jit" else None
+        task = self.scheduler.open_round(self.job, number, n_expected=self.cfg.n_parties,
+                                         estimate=estimate, now=t,
+                                         min_chunk=cost.min_chunk(self.m))
+        rng = np.random.default_rng([*self.cfg.workload_seed, number])
+        offsets = round_offsets(self.pop, self.cfg.params, rng)
+        order = np.argsort(offsets, kind="stable")
+        self.round = _Round(number, t, offsets, order, t + offsets[order], estimate)
+        close = float(self.round.arrivals[-1])
+        if task.timer_at is not None and task.timer_at < close:
+            self._push(max(t, task.timer_at), "tick")
+        self._push(close, "tick")
+
+    def _on_tick(self, t: float, _: Any) -> None:
+        rnd = self.round
+        k = int(np.searchsorted(rnd.arrivals, t, side="right"))
+        if k > rnd.fed:
+            self.scheduler.record_arrivals(self.job.job_id, rnd.number, rnd.arrivals[rnd.fed:k])
+            rnd.fed = k
+        rnd.decisions += [d for d in self.scheduler.tick(t) if d.kind == "aggregate"]
+        if rnd.fed == self.cfg.n_parties:
+            self._push(self._execute(rnd), "done")
+
+    def _execute(self, rnd: _Round) -> float:
+        """Run the round's launches on the modelled platform; returns when fusion ends."""
+        cost, m = self.cfg.cost, self.m
+        ds = rnd.decisions
+        if not ds:
+            raise BadRequest(f"round {rnd.number}: the scheduler launched nothing")
+        first = np.concatenate([np.asarray(d.first, dtype=np.int64) for d in ds])
+        count = np.concatenate([np.asarray(d.count, dtype=np.int64) for d in ds])
+        ready = np.concatenate([np.asarray(d.ready_at) for d in ds])
+        mode = ds[0].mode
+        sort = np.argsort(ready, kind="stable")
+        first, count, ready = first[sort], count[sort], ready[sort]
+        u, io = cost.t_fuse(m), cost.t_io(m)
+        if mode == "always-on":
+            lanes = rnd.order[first] % self.n_agg
+            finish = always_on_finish(ready, lanes, self.n_agg, u)
+            self._partials = self.n_agg
+        else:
+            if mode == "stateless":
+                run = run_pool(ready, io + count * u + io, cap=self.n_agg, cold_s=cost.cold_start_s,
+                               idle_limit_s=cost.keep_alive_s)
+            else:
+                run = run_pool(ready, count * u, cap=self.n_agg, cold_s=cost.cold_start_s + io,
+                               idle_limit_s=cost.relaunch_s(m), release_s=io)
+                chunks = count > 1
+                if chunks.any():
+                    # Launch-to-fused of the initial split; finalisation is added when known.
+                    obs = float(np.max(run.finish[chunks] - ready[chunks]))
+                    pred = t_agg(int(count[chunks].sum()), cost.t_pair(m), cost.c_agg,
+                                 int(chunks.sum()), m, cost.b_dc)
+                    rnd.chunk_obs = (pred, obs)
+            finish = run.finish
+            self._container_s += run.container_s
+            self._colds += run.cold_starts
+            self._partials = run.partials
+        self._invocations += int(ready.size)
+        rnd.t_done = max(float(finish.max()), float(rnd.arrivals[-1]))
+        return rnd.t_done
+
+    def _on_done(self, t: float, _: Any) -> None:
+        rnd = self.round
+        for d in rnd.decisions:
+            self.scheduler.complete(d.decision_id)
+        final = [d for d in self.scheduler.tick(t) if d.kind == "finalise"]
+        if len(final) != 1:
+            raise BadRequest(f"round {rnd.number}: expected one finalise decision, got {final}")
+        duration, work = self.cfg.cost.finalise(self.m, self._partials)
+        self._container_s += work
+        self._invocations += 1
+        self._push(t + duration, "published", final[0])
+
+    def _on_published(self, t: float, final: Decision) -> None:
+        rnd = self.round
+        self.scheduler.complete(final.decision_id)
+        last = float(rnd.arrivals[-1])
+        due = rnd.start + self.pop.t_wait if self.pop.t_wait is not None else last
+        self._latencies.append(max(0.0, t - max(last, due)))
+        if rnd.estimate is not None:
+            t_agg_obs = None
+            if rnd.chunk_obs is not None:
+                t_agg_obs = rnd.chunk_obs[1] + (t - rnd.t_done)
+                self.learner.observe_aggregation(rnd.chunk_obs[0], t_agg_obs)
+            report = self.learner.observe_round(rnd.number, rnd.estimate, rnd.offsets,
+                                                t_agg_obs=t_agg_obs, detail=False)
+            self._reports.append(report.summary())
+        self._end = t
+        if rnd.number + 1 < self.cfg.rounds:
+            self._push(max(t, due), "open", rnd.number + 1)
+
+
+def simulate(config: SimConfig) -> SimResult:
+    """Run one simulated job."""
+    return Simulator(config).run()

@@ -1,0 +1,45 @@
+"""The handler behind each ``wl-<workload>`` OpenFaaS function.
+
+A workload function runs one non-training workload on data it reads from S3
+(keeping it in memory within a small budget).  The Request Tracker sends it a
+request when no cache function holding the data answers: FLStore's fallback
+to the persistent store (FLStore 4.5).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from fedfaas.config import load_settings
+from fedfaas.errors import BadRequest
+from fedfaas.handlers import guarded, json_response, parse_json
+from fedfaas.serverless_cache import ServerlessCache
+from fedfaas.store import ObjectStore
+from fedfaas.workloads import get_workload
+
+FALLBACK_BUDGET = 256 * 1024**2
+
+
+def make_handler(workload: str) -> Callable[[Any, Any], dict[str, Any]]:
+    """A python3-http ``handle`` running ``workload`` (``GET /`` describes it)."""
+    spec = get_workload(workload)
+    budget = int(os.environ.get("FEDFAAS_CACHE_BUDGET_BYTES", FALLBACK_BUDGET))
+    cache = ServerlessCache(ObjectStore(load_settings()), f"wl-{workload}", budget)
+
+    @guarded
+    def handle(event: Any, context: Any) -> dict[str, Any]:
+        if event.method == "GET":
+            return json_response(200, spec.describe())
+        if event.method != "POST":
+            return json_response(405, {"error": "method_not_allowed", "message": "POST a request"})
+        body = parse_json(event)
+        if not isinstance(body, dict):
+            raise BadRequest("request body must be a JSON object")
+        if body.get("workload", workload) != workload:
+            raise BadRequest(f"this function runs {workload!r}, not {body.get('workload')!r}")
+        body["workload"] = workload
+        return json_response(200, cache.run(body))
+
+    return handle

@@ -1,0 +1,5 @@
+"""OpenFaaS function ``wl-inference``: the inference workload (fedfaas.workloads), reading its data from S3."""
+
+from fedfaas.workload_function import make_handler
+
+handle = make_handler("inference")

@@ -1,0 +1,207 @@
+"""FLStore inside the gateway: Cache Engine placement, keep-alive pings, Request Tracker execution.
+
+Background loops (each stoppable, each safe with several gateway replicas):
+
+- the *placer* reads the arrivals stream with a Redis consumer group (each
+  arrival handled by exactly one replica), asks the Cache Engine whether the new
+  update or model is hot, and loads it into the chosen cache functions;
+- the *keep-alive* pings every cache function every ``keepalive_s`` (default
+  60 s, FLStore 4.5); a function that does not answer, or answers empty while
+  the engine thinks it holds data, was reclaimed: the engine drops it and the
+  data is re-placed and reloaded from S3.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
+
+import redis
+
+from cache_engine.engine import CacheEngine
+from cache_engine.keys import DataKey
+from fedfaas import keys
+from fedfaas.config import Settings
+from fedfaas.errors import FedfaasError
+from fedfaas.faas.client import FaasClient
+from fedfaas.store import ObjectStore
+from fedfaas.workloads import WORKLOADS
+from request_tracker.data import DataResolver
+from request_tracker.tracker import Query, RequestTracker
+
+log = logging.getLogger("fedfaas.flstore")
+
+GROUP = "cache-engine"
+DEFAULT_FUNCTIONS = "cache-0,cache-1,cache-2,cache-3"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class FLStoreService:
+    """The gateway's FLStore control plane."""
+
+    def __init__(self, client: redis.Redis, store: ObjectStore, registry: Any, settings: Settings) -> None:
+        self.redis = client
+        self.store = store
+        self.functions = [f for f in os.environ.get("FEDFAAS_CACHE_FUNCTIONS", DEFAULT_FUNCTIONS).split(",")
+                          if f]
+        self.engine = CacheEngine(
+            client, self.functions,
+            budget_bytes=int(os.environ.get("FEDFAAS_CACHE_BUDGET_BYTES", str(1024**3))),
+            replicas=min(int(os.environ.get("FEDFAAS_CACHE_REPLICAS", "1")), len(self.functions) - 1),
+            # Every workload is active from a job's first update on, so its policy
+            # (e.g. P2: keep the latest round hot) shapes placement at ingest.
+            default_workloads=list(WORKLOADS),
+        )
+        self.faas = FaasClient(settings.faas_gateway_url, settings.faas_basic_auth,
+                               timeout=float(os.environ.get("FEDFAAS_CACHE_TIMEOUT_S", "30")))
+        self.resolver = DataResolver(registry, store)
+        self.tracker = RequestTracker(client, self.engine, self.faas, self.resolver,
+                                      run_timeout_s=settings.function_timeout_s, on_lost=self.function_lost)
+        self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fedfaas-query")
+        self.keepalive_s = float(os.environ.get("FEDFAAS_KEEPALIVE_S", "60"))
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.consumer = uuid.uuid4().hex[:12]
+
+    # --- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the placer and keep-alive loops."""
+        for target, name in ((self._placer_loop, "placer"), (self._keepalive_loop, "keepalive")):
+            thread = threading.Thread(target=target, name=f"fedfaas-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Stop the loops and the query executor."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(5)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    # --- queries ---------------------------------------------------------------------
+    def submit(self, tenant: str, job: Any, body: dict[str, Any], wait: bool) -> dict[str, Any]:
+        """Validate and run (or queue) a non-training query."""
+        query = Query.parse(body)
+        request_id = self.tracker.create(tenant, job.job_id, query)
+        job_spec = {**job.spec.model_dump(), "model": {"name": job.spec.model.name,
+                                                         "kwargs": dict(job.spec.hyperparameters.get(
+                                                             "model_kwargs", {}) or {})}}
+        if wait:
+            return self.tracker.execute(request_id, tenant, job_spec, job.job_id, query)
+
+        def run() -> None:
+            try:
+                self.tracker.execute(request_id, tenant, job_spec, job.job_id, query)
+            except FedfaasError as exc:
+                log.warning("query %s failed: %s", request_id, exc.message)
+            except Exception:
+                log.exception("query %s crashed", request_id)
+
+        self.executor.submit(run)
+        return {"request_id": request_id, "status": "queued"}
+
+    # --- placement -------------------------------------------------------------------
+    def place(self, key: DataKey, size: int) -> None:
+        """Tell the engine about new durable data and load it where the policy wants it."""
+        result = self.engine.ingest(key, size)
+        s3 = self.resolver.s3_key(key)
+        if s3 is not None:
+            for fid in result.functions:
+                self._async(fid, "load", {"items": [{"key": key.to_str(), "s3": s3}]})
+        drops: dict[str, list[str]] = {}
+        for move in result.evictions:
+            drops.setdefault(move.function_id, []).append(move.key.to_str())
+        for fid, dkeys in drops.items():
+            self._async(fid, "evict", {"keys": dkeys})
+
+    def _async(self, function_id: str, path: str, body: dict[str, Any]) -> None:
+        try:
+            self.faas.invoke_async(function_id, json.dumps(body), path=path,
+                                   headers={"Content-Type": "application/json"})
+        except FedfaasError as exc:
+            log.warning("%s on %s failed: %s", path, function_id, exc.message)
+
+    def _placer_loop(self) -> None:
+        stream = keys.arrivals_stream()
+        try:
+            self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        except redis.ResponseError:
+            pass  # the group exists already
+        except redis.RedisError as exc:
+            log.warning("cannot create consumer group: %s", exc)
+        while not self._stop.is_set():
+            try:
+                batches = self.redis.xreadgroup(GROUP, self.consumer, {stream: ">"}, count=64, block=1000)
+            except redis.RedisError as exc:
+                log.warning("placer: redis unavailable: %s", exc)
+                self._stop.wait(1.0)
+                continue
+            for _, entries in cast(list[Any], batches or []):
+                for entry_id, fields in entries:
+                    self._handle_arrival({_text(k): _text(v) for k, v in fields.items()})
+                    self.redis.xack(stream, GROUP, entry_id)
+
+    def _handle_arrival(self, fields: dict[str, str]) -> None:
+        try:
+            rnd = int(fields["round"])
+            if fields.get("kind") == "model":
+                key = DataKey.model(fields["tenant"], fields["job"], rnd)
+            else:
+                key = DataKey.update(fields["tenant"], fields["job"], rnd, fields["party"])
+            size = int(fields.get("size", "0")) or self._size(key)
+            self.place(key, size)
+        except (KeyError, ValueError, FedfaasError) as exc:
+            log.warning("placer: cannot place arrival %s: %s", fields, exc)
+
+    def _size(self, key: DataKey) -> int:
+        s3 = self.resolver.s3_key(key)
+        stat = self.store.stat(s3) if s3 else None
+        return stat.size if stat else 1
+
+    # --- fault tolerance -------------------------------------------------------------
+    def function_lost(self, function_id: str) -> None:
+        """A cache function was reclaimed: drop it from the table and re-place its data."""
+        if function_id not in self.functions:
+            return
+        lost = self.engine.mark_function_lost(function_id)
+        fetches = self.engine.restore(list(lost.dropped) + list(lost.degraded))
+        by_fn: dict[str, list[dict[str, str]]] = {}
+        for fetch in fetches:
+            s3 = self.resolver.s3_key(fetch.key)
+            if s3 is not None:
+                for fid in fetch.functions:
+                    by_fn.setdefault(fid, []).append({"key": fetch.key.to_str(), "s3": s3})
+        for fid, items in by_fn.items():
+            self._async(fid, "load", {"items": items})
+        log.info("cache function %s lost: %d items dropped, %d re-placed", function_id,
+                 len(lost.dropped) + len(lost.degraded), len(fetches))
+
+    def ping_all(self) -> dict[str, Any]:
+        """Ping every cache function once; handle reclaimed ones; returns what each said."""
+        usage = self.engine.usage()
+        out: dict[str, Any] = {}
+        for fid in self.functions:
+            try:
+                resp = self.faas.invoke(fid, b"", path="ping", method="GET", timeout=10)
+                answer = resp.json() if resp.status_code == 200 else None
+            except (FedfaasError, ValueError):
+                answer = None
+            out[fid] = answer
+            if answer is None or (answer.get("held", 0) == 0 and usage.get(fid, 0) > 0):
+                self.function_lost(fid)
+        return out
+
+    def _keepalive_loop(self) -> None:
+        while not self._stop.wait(self.keepalive_s):
+            try:
+                self.ping_all()
+            except (FedfaasError, redis.RedisError) as exc:
+                log.warning("keep-alive round failed: %s", exc)

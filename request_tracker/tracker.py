@@ -1,0 +1,223 @@
+"""FLStore's Request Tracker (FLStore 4.3, Figure 6 steps 1-5), run by the gateway.
+
+It receives a non-training request, works out which data the workload needs,
+asks the Cache Engine where that data is, routes the request to the cache
+function holding most of it (co-located compute; the function reads any
+remaining item from S3 and keeps it), tracks progress per function in Redis,
+reroutes to a replica when the primary does not answer in time, and falls back
+to the workload's own function reading from S3 when every copy is gone.
+Requests are answered synchronously or given a request id to poll.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from cache_engine.engine import CacheEngine
+from cache_engine.keys import DataKey
+from fedfaas import keys
+from fedfaas.errors import BadRequest, FedfaasError, NotFound, Unavailable
+from fedfaas.faas.client import FaasClient
+from fedfaas.workloads import get_workload
+from request_tracker.data import DataResolver, ResolvedData
+
+log = logging.getLogger("fedfaas.tracker")
+
+REQUEST_TTL_S = 7 * 24 * 3600
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def request_key(request_id: str) -> str:
+    """Redis hash of one tracked request."""
+    return f"{keys.PREFIX}:req:{request_id}"
+
+
+def workload_function(workload: str) -> str:
+    """The workload's own OpenFaaS function (the S3 fallback executor)."""
+    return f"wl-{workload}"
+
+
+@dataclass(frozen=True)
+class Query:
+    """A non-training request as an analyst sends it."""
+
+    workload: str
+    round: int | None
+    client: str | None
+    params: dict[str, Any]
+    arrays: dict[str, Any]
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> Query:
+        """Validate the JSON body of ``POST /v1/jobs/{job}/queries``."""
+        workload = body.get("workload")
+        if not isinstance(workload, str):
+            raise BadRequest("query needs 'workload' (e.g. 'malicious-filter')")
+        spec = get_workload(workload)
+        rnd = body.get("round")
+        if rnd is not None and (isinstance(rnd, bool) or not isinstance(rnd, int) or rnd < 1):
+            raise BadRequest("query 'round' must be an integer >= 1")
+        client = body.get("client")
+        if client is not None and not isinstance(client, str):
+            raise BadRequest("query 'client' must be a party id")
+        params = body.get("params") or {}
+        if not isinstance(params, dict):
+            raise BadRequest("query 'params' must be an object")
+        spec.validate(params)
+        arrays = body.get("arrays") or {}
+        if not isinstance(arrays, dict):
+            raise BadRequest("query 'arrays' must be an object of numeric lists")
+        return cls(workload, rnd, client, params, arrays)
+
+
+class RequestTracker:
+    """Routes non-training requests to the functions holding their data."""
+
+    def __init__(self, client: redis.Redis, engine: CacheEngine, faas: FaasClient,
+                 resolver: DataResolver, run_timeout_s: float = 120.0,
+                 on_lost: Callable[[str], None] | None = None) -> None:
+        self.redis = client
+        self.engine = engine
+        self.faas = faas
+        self.resolver = resolver
+        self.run_timeout_s = run_timeout_s
+        self.on_lost = on_lost or (lambda function_id: None)
+
+    # --- bookkeeping -----------------------------------------------------------------
+    def create(self, tenant: str, job: str, query: Query) -> str:
+        """Record a new request; returns its id."""
+        request_id = uuid.uuid4().hex[:20]
+        self.redis.hset(request_key(request_id), mapping={
+            "tenant": tenant, "job": job, "workload": query.workload, "status": "queued",
+            "created_at": repr(time.time()), "functions": "[]"})
+        self.redis.expire(request_key(request_id), REQUEST_TTL_S)
+        return request_id
+
+    def _progress(self, request_id: str, **fields: Any) -> None:
+        self.redis.hset(request_key(request_id),
+                        mapping={k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()})
+
+    def status(self, request_id: str, tenant: str | None) -> dict[str, Any]:
+        """A request's status (and result when done); 404 for other tenants' requests."""
+        raw = {_text(k): _text(v) for k, v in self.redis.hgetall(request_key(request_id)).items()}
+        if not raw or (tenant is not None and raw.get("tenant") != tenant):
+            raise NotFound(f"request {request_id!r} does not exist")
+        out: dict[str, Any] = {"request_id": request_id}
+        for name, value in raw.items():
+            try:
+                out[name] = json.loads(value) if name in ("functions", "result", "error", "timings",
+                                                          "hits", "misses") else value
+            except ValueError:
+                out[name] = value
+        return out
+
+    # --- execution -------------------------------------------------------------------
+    def execute(self, request_id: str, tenant: str, job_spec: dict[str, Any], job: str,
+                query: Query) -> dict[str, Any]:
+        """Run a recorded request to completion; returns its status record."""
+        started = time.perf_counter()
+        self._progress(request_id, status="running")
+        try:
+            data = self.resolver.resolve(tenant, job, query)
+            outcome = self._route(request_id, tenant, job, job_spec, query, data)
+        except FedfaasError as exc:
+            self._progress(request_id, status="failed", error=exc.to_json(),
+                           finished_at=repr(time.time()))
+            raise
+        total = time.perf_counter() - started
+        self._progress(request_id, status="done", result=outcome["result"], function=outcome["function"],
+                       hits=outcome.get("hits", 0), misses=outcome.get("misses", 0),
+                       timings={"total_s": round(total, 6), "compute_s": outcome.get("compute_s")},
+                       finished_at=repr(time.time()))
+        return self.status(request_id, tenant)
+
+    def _route(self, request_id: str, tenant: str, job: str, job_spec: dict[str, Any], query: Query,
+               data: ResolvedData) -> dict[str, Any]:
+        body = {
+            "request_id": request_id, "tenant": tenant, "job_id": job, "workload": query.workload,
+            "params": query.params, "job": job_spec, "round": data.round, "client": query.client,
+            "data": data.payload, "arrays": query.arrays,
+        }
+        candidates: list[str] = []
+        if data.keys:
+            plan = self.engine.plan_request(query.workload, data.keys)
+            holders: Counter[str] = Counter()
+            for fids in plan.resident.values():
+                holders.update(fids[:1])
+            for fetch in plan.misses:
+                holders.update(fetch.functions[:1])
+            ranked = [f for f, _ in holders.most_common()]
+            replicas = {f for fids in plan.resident.values() for f in fids[1:]}
+            replicas |= {f for fetch in plan.misses for f in fetch.functions[1:]}
+            candidates = ranked + sorted(replicas - set(ranked))
+            self._dispatch_async(plan.prefetch, plan.evictions, data)
+        candidates.append(workload_function(query.workload))
+        tried: list[dict[str, Any]] = []
+        for function_id in candidates:
+            tried.append({"function": function_id, "status": "running"})
+            self._progress(request_id, functions=tried)
+            try:
+                outcome = self._call(function_id, body)
+            except Unavailable as exc:
+                tried[-1]["status"] = f"unavailable: {exc.message[:120]}"
+                if not function_id.startswith("wl-"):
+                    self.on_lost(function_id)
+                continue
+            tried[-1]["status"] = "done"
+            self._progress(request_id, functions=tried)
+            return outcome
+        raise Unavailable(f"no function could serve {query.workload!r}: tried {len(tried)}")
+
+    def _call(self, function_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        resp = self.faas.invoke(function_id, json.dumps(body), path="run",
+                                headers={"Content-Type": "application/json"}, timeout=self.run_timeout_s)
+        if resp.status_code >= 500 or resp.status_code == 429:
+            raise Unavailable(f"{function_id} answered {resp.status_code}")
+        try:
+            answer: dict[str, Any] = resp.json()
+        except ValueError:
+            raise Unavailable(f"{function_id} answered non-JSON") from None
+        if resp.status_code >= 400:
+            raise FedfaasError(str(answer.get("message", answer)), status=resp.status_code,
+                               code=str(answer.get("error", "workload_error")))
+        return answer
+
+    def _dispatch_async(self, prefetch: Any, evictions: Any, data: ResolvedData) -> None:
+        """Queue prefetches and evictions on the functions (asynchronous invocations)."""
+        by_fn: dict[str, list[dict[str, str]]] = {}
+        for fetch in prefetch:
+            s3_key = self.resolver.s3_key(fetch.key)
+            if s3_key is None:
+                continue
+            for fid in fetch.functions:
+                by_fn.setdefault(fid, []).append({"key": fetch.key.to_str(), "s3": s3_key})
+        for fid, items in by_fn.items():
+            try:
+                self.faas.invoke_async(fid, json.dumps({"items": items}), path="load",
+                                       headers={"Content-Type": "application/json"})
+            except FedfaasError as exc:
+                log.warning("prefetch on %s failed: %s", fid, exc.message)
+        drops: dict[str, list[str]] = {}
+        for move in evictions:
+            drops.setdefault(move.function_id, []).append(move.key.to_str())
+        for fid, dkeys in drops.items():
+            try:
+                self.faas.invoke_async(fid, json.dumps({"keys": dkeys}), path="evict",
+                                       headers={"Content-Type": "application/json"})
+            except FedfaasError as exc:
+                log.warning("eviction on %s failed: %s", fid, exc.message)
+
+
+__all__ = ["DataKey", "Query", "RequestTracker", "request_key", "workload_function"]
