@@ -21,7 +21,8 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/mypy fedfaas gateway cache_engine request_tracker functions bench
+	$(BIN)/mypy fedfaas gateway cache_engine request_tracker bench
+	for f in functions/*/handler.py; do $(BIN)/mypy $$f || exit 1; done
 
 demo: setup
 	$(BIN)/fedfaas demo

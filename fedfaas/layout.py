@@ -24,6 +24,8 @@ HEADER = """\
 # ${VAR:-default}); the defaults match deploy/k8s.  The local stack runs this same file.
 """
 ENV = {
+    # faas-cli's configuration.copy puts the shared packages next to the handler.
+    "PYTHONPATH": "/home/app/function",
     "FEDFAAS_REDIS_URL": "${FEDFAAS_REDIS_URL:-redis://redis.fedfaas:6379/0}",
     "FEDFAAS_S3_ENDPOINT": "${FEDFAAS_S3_ENDPOINT:-minio.fedfaas:9000}",
     "FEDFAAS_S3_BUCKET": "${FEDFAAS_S3_BUCKET:-fedfaas}",

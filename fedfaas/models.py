@@ -214,8 +214,8 @@ def as_float_array(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: (v.astype(np.float32) if v.dtype == bf16 else v) for k, v in tensors.items()}
 
 
-def train_local(model: nn.Module, X: np.ndarray, y: np.ndarray, *, epochs: int = 1,
-                lr: float = 0.05, seed: int = 0, batch_size: int = 32,
+def train_local(model: nn.Module, X: np.ndarray, y: np.ndarray, epochs: int = 1,
+                lr: float = 0.05, seed: int = 0, *, batch_size: int = 32,
                 momentum: float = 0.9) -> dict[str, float]:
     """Train ``model`` in place with mini-batch SGD; returns the last epoch's mean loss.
 

@@ -76,15 +76,15 @@ def wait_round_open(client: FedfaasClient, job_id: str, after: int, timeout_s: f
     def check() -> int | None:
         job = client.json("GET", f"/v1/jobs/{job_id}")
         current = int(job.get("current_round", 0))
-        if current <= after:
+        total = int((job.get("spec") or {}).get("rounds", 0))
+        if current < 1 or (current <= after and current < total):
             return None
         try:
             state = round_status(client, job_id, current).get("state")
         except NotFound:
             return None
-        if state == OPEN:
+        if state == OPEN and current > after:
             return current
-        total = int((job.get("spec") or {}).get("rounds", 0))
         if state in (CLOSED, FAILED) and total and current >= total:
             raise JobFinished(f"job {job_id!r} has run all its {total} rounds")
         return None

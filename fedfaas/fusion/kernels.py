@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 #: Elements per chunk: 1 MiB of float32 accumulator, which fits a 2 MiB L2 with its scratch.
 CHUNK = 1 << 18
@@ -75,7 +76,7 @@ def scratch(dtype: np.dtype[Any], n: int) -> np.ndarray:
     return buf[:n]
 
 
-def allocate(shapes: Sequence[tuple[int, ...]], dtypes: Sequence[np.dtype[Any]]
+def allocate(shapes: Sequence[tuple[int, ...]], dtypes: Sequence[npt.DTypeLike]
              ) -> list[np.ndarray]:
     """Uninitialised arrays carved from one buffer per dtype, each 64-byte aligned.
 
@@ -85,8 +86,8 @@ def allocate(shapes: Sequence[tuple[int, ...]], dtypes: Sequence[np.dtype[Any]]
     """
     offsets: list[int] = []
     totals: dict[np.dtype[Any], int] = {}
-    for shape, dt in zip(shapes, dtypes, strict=True):
-        dt = np.dtype(dt)
+    for shape, dtype in zip(shapes, dtypes, strict=True):
+        dt = np.dtype(dtype)
         per_line = max(1, 64 // dt.itemsize)
         start = -(-totals.get(dt, 0) // per_line) * per_line
         offsets.append(start)

@@ -24,10 +24,17 @@ from fedfaas.errors import BadRequest, FusionError
 from fedfaas.fusion.checks import ModelSpec, TensorInfo, model_spec
 
 
-class _SpecLike(Protocol):
-    name: str
-    shape: Any
-    dtype: Any
+class SpecLike(Protocol):
+    """Anything with a tensor's ``name``, ``shape`` and ``dtype`` (a wire name or numpy dtype)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def shape(self) -> Any: ...
+
+    @property
+    def dtype(self) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,7 @@ class Shard:
     nbytes: int
 
 
-def spec_of(specs: Mapping[str, np.ndarray] | Iterable[_SpecLike]) -> ModelSpec:
+def spec_of(specs: Mapping[str, np.ndarray] | Iterable[SpecLike]) -> ModelSpec:
     """A :data:`ModelSpec` from a tensor map, :class:`TensorInfo` s or codec ``TensorSpec`` s."""
     if isinstance(specs, Mapping):
         return model_spec(specs, "model")
@@ -67,7 +74,7 @@ def spec_of(specs: Mapping[str, np.ndarray] | Iterable[_SpecLike]) -> ModelSpec:
     return tuple(infos)
 
 
-def shard_ranges(specs: Mapping[str, np.ndarray] | Iterable[_SpecLike], n_shards: int, *,
+def shard_ranges(specs: Mapping[str, np.ndarray] | Iterable[SpecLike], n_shards: int, *,
                  tolerance: float = 0.125) -> list[Shard]:
     """Split a model into ``n_shards`` contiguous shards of about equal bytes.
 
@@ -128,7 +135,7 @@ def take_shard(tensors: Mapping[str, np.ndarray], shard: Shard) -> dict[str, np.
 
 
 def assemble_shards(parts: Sequence[Mapping[str, np.ndarray]], shards: Sequence[Shard],
-                    specs: Mapping[str, np.ndarray] | Iterable[_SpecLike]
+                    specs: Mapping[str, np.ndarray] | Iterable[SpecLike]
                     ) -> dict[str, np.ndarray]:
     """Reassemble fused shards (``parts[i]`` for ``shards[i]``) into whole tensors.
 

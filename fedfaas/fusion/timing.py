@@ -10,14 +10,14 @@ aggregation functions use, so ``t_agg = N_parties * t_pair / (C_agg * N_agg)``.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
 from fedfaas.errors import BadRequest
 from fedfaas.fusion.checks import ModelSpec, is_float
 from fedfaas.fusion.partial import PartialAggregate
-from fedfaas.fusion.shards import _SpecLike, spec_of
+from fedfaas.fusion.shards import SpecLike, spec_of
 
 
 def random_update(spec: ModelSpec, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -31,7 +31,7 @@ def random_update(spec: ModelSpec, rng: np.random.Generator) -> dict[str, np.nda
     return out
 
 
-def measure_t_pair(specs: Mapping[str, np.ndarray] | list[_SpecLike], *, threads: int = 1,
+def measure_t_pair(specs: Mapping[str, np.ndarray] | Iterable[SpecLike], *, threads: int = 1,
                    repeats: int = 3, seed: int = 0) -> float:
     """Seconds to fold one more update of this model into an aggregate (best of ``repeats``).
 

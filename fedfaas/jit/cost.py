@@ -23,10 +23,11 @@ Lifecycles:
 - ``drain`` runs (lazy and JIT) keep the partial aggregate in memory while
   they run; once idle for longer than a relaunch would cost
   (``cold + load + checkpoint``, rent-or-buy) they checkpoint and release.
-  JIT uses its arrival predictions here too: a container stays warm through
-  a gap when the next update is predicted within that break-even time, and
-  otherwise is released at once while one container is pre-warmed to be
-  ready at the next predicted arrival (just in time, paper 3 and 5.5);
+  JIT uses its arrival predictions here too: when the next update is
+  predicted (early bound) within that break-even time, one container stays
+  warm until its late bound; otherwise it is released at once and one
+  container is pre-warmed to be ready at the early bound (just in time,
+  paper 3 and 5.5); other idle containers are released at once;
 - ``always-on`` aggregators live for the whole job;
 - when a round's last fusion ends, the scheduler knows the round is over and
   releases every container (all strategies alike), and one finalisation
@@ -146,27 +147,31 @@ class PoolRun:
 
 @dataclass(frozen=True)
 class ArrivalForecast:
-    """JIT's view of arrivals still to come, for holding or pre-warming containers.
+    """JIT's view of the arrivals still to come, to hold or pre-warm containers.
 
-    ``arrived[k]`` is the k-th actual arrival time (sorted); ``next_expected[k]``
-    is the earliest *predicted* arrival among the parties that arrive after
-    ``arrived[k - 1]`` (``next_expected[0]`` over all parties).
+    ``arrived`` are the actual arrival times, sorted; ``early[k]`` and ``late[k]``
+    are the earliest early and late *predicted* bounds among the parties that
+    arrive after ``arrived[k - 1]`` (index 0: all parties; the last: none left).
     """
 
     arrived: np.ndarray
-    next_expected: np.ndarray
+    early: np.ndarray
+    late: np.ndarray
 
     @classmethod
-    def of(cls, actual: np.ndarray, predicted: np.ndarray) -> ArrivalForecast:
-        """From per-party actual and predicted arrival times (same party order)."""
+    def of(cls, actual: np.ndarray, early: np.ndarray, late: np.ndarray) -> ArrivalForecast:
+        """From per-party actual arrivals and predicted bounds (same party order)."""
         order = np.argsort(actual, kind="stable")
-        pred = predicted[order]
-        suffix = np.minimum.accumulate(pred[::-1])[::-1]
-        return cls(actual[order], np.append(suffix, math.inf))
 
-    def after(self, t: float) -> float:
-        """Earliest predicted arrival of a party not yet arrived at ``t`` (inf: none left)."""
-        return float(self.next_expected[int(np.searchsorted(self.arrived, t, side="right"))])
+        def suffix_min(a: np.ndarray) -> np.ndarray:
+            return np.append(np.minimum.accumulate(a[order][::-1])[::-1], math.inf)
+
+        return cls(actual[order], suffix_min(early), suffix_min(late))
+
+    def after(self, t: float) -> tuple[float, float]:
+        """Early and late predicted bounds of the next arrival after ``t`` (inf: none left)."""
+        k = int(np.searchsorted(self.arrived, t, side="right"))
+        return float(self.early[k]), float(self.late[k])
 
 
 _BUSY, _IDLE, _DEAD = 0, 1, 2
@@ -199,14 +204,17 @@ def run_pool(ready: np.ndarray, work: np.ndarray, *, cap: int, cold_s: float, id
     last_free: list[float] = []
     state: list[int] = []
     version: list[int] = []
+    dies_at: list[float] = []
     dead_s, alive, colds = 0.0, 0, 0
     prewarmed_for = -math.inf
+    holder = -1
 
     def new_container(t_born: float, free_at: float) -> int:
         born.append(t_born)
         last_free.append(free_at)
         state.append(_BUSY)
         version.append(0)
+        dies_at.append(math.inf)
         return len(born) - 1
 
     r_list, w_list = ready.tolist(), work.tolist()
@@ -217,9 +225,12 @@ def run_pool(ready: np.ndarray, work: np.ndarray, *, cap: int, cold_s: float, id
             state[c], version[c] = _IDLE, version[c] + 1
             limit = idle_limit_s
             if forecast is not None:
-                e = forecast.after(f)
-                if e - f <= idle_limit_s:
-                    limit = max(0.0, e - f) + idle_limit_s  # expected soon: stay warm
+                e, late = forecast.after(f)
+                if holder >= 0 and state[holder] == _IDLE and dies_at[holder] > f:
+                    limit = 0.0  # one warm container is enough for stragglers
+                elif e - f <= idle_limit_s:
+                    limit = max(late - f, idle_limit_s)  # expected soon: warm until the late bound
+                    holder = c
                 else:
                     limit = 0.0
                     if math.isfinite(e) and e > prewarmed_for:  # ready just in time for it
@@ -228,6 +239,7 @@ def run_pool(ready: np.ndarray, work: np.ndarray, *, cap: int, cold_s: float, id
                         alive += 1
                         colds += 1
                         push(busy, (e, pw))
+            dies_at[c] = f + limit
             push(expiry, (f + limit, version[c], c))
             stack.append(c)
         while expiry and expiry[0][0] < r:
@@ -259,12 +271,19 @@ def run_pool(ready: np.ndarray, work: np.ndarray, *, cap: int, cold_s: float, id
     t_end = float(finish.max())
     live_s = 0.0
     for c in range(len(born)):
-        if state[c] == _DEAD:
+        if state[c] == _DEAD or born[c] >= t_end:  # dead, or a pre-warm never started
             continue
-        if born[c] >= t_end:  # a pre-warm the round no longer needed: never started
-            continue
-        live_s += max(min(last_free[c] + (idle_limit_s if forecast is None else 0.0), t_end),
-                      last_free[c] if last_free[c] <= t_end else t_end) - born[c]
+        f = last_free[c]
+        if state[c] == _IDLE:
+            dies = dies_at[c]
+        elif f >= t_end:
+            dies = t_end
+        elif forecast is None:
+            dies = f + idle_limit_s
+        else:
+            dies = f  # nothing left to arrive: release at once
+        end = t_end if dies >= t_end else dies + release_s
+        live_s += min(end, t_end) - born[c]
     return PoolRun(finish, dead_s + live_s, colds, len(born))
 
 

@@ -104,6 +104,8 @@ class JobEstimate:
     t_agg: float
     t_agg_paper: float
     t_rnd_early: float
+    t_upd_early: np.ndarray
+    t_upd_late: np.ndarray
     slack: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -121,7 +123,9 @@ class JobEstimate:
             raise BadRequest(f"party {party_id!r} is not part of job {self.job_id!r}") from None
         return {"party_id": party_id, "mode": self.modes[i], "source": self.sources[i],
                 "t_train": float(self.t_train[i]), "t_comm": float(self.t_comm[i]),
-                "t_upd_paper": float(self.t_upd_base[i]), "t_upd": float(self.t_upd[i])}
+                "t_upd_paper": float(self.t_upd_base[i]), "t_upd": float(self.t_upd[i]),
+                "t_upd_early": float(self.t_upd_early[i]),
+                "t_upd_late": float(self.t_upd_late[i])}
 
     def to_dict(self, *, parties: bool = True) -> dict[str, Any]:
         """JSON-ready summary (and per-party rows when ``parties``)."""
@@ -256,14 +260,14 @@ class DeadlineEstimator:
         modes = tuple(p.mode for p in self.parties)
         upd = base["t_upd"]
         agg_paper = self.t_agg_paper
-        agg, slack, bias, early = agg_paper, 0.0, 0.0, upd
+        agg, slack, bias, early, late = agg_paper, 0.0, 0.0, upd, upd
         if learner is not None:
             active = np.array([m == "active" for m in modes])
             upd = np.where(active, upd * learner.ratios(ids), upd)
             early = np.where(active, upd * learner.early_factors(ids), upd)
+            late = np.where(active, upd * learner.late_factors(ids), upd)
             if self.job.t_wait is not None:
-                upd = np.minimum(upd, self.job.t_wait)
-                early = np.minimum(early, self.job.t_wait)
+                upd, early, late = (np.minimum(a, self.job.t_wait) for a in (upd, early, late))
             agg = max(agg_paper + learner.agg_residual, 0.0)
             slack = learner.slack()
             bias = learner.rnd_bias
@@ -274,6 +278,7 @@ class DeadlineEstimator:
             job_id=self.job.job_id, party_ids=ids, modes=modes, sources=base["sources"],
             t_train=base["t_train"], t_comm=base["t_comm"], t_upd_base=base["t_upd"],
             t_upd=upd, t_rnd=max(t_rnd, 0.0), t_agg=agg, t_agg_paper=agg_paper,
-            t_rnd_early=float(np.max(early)), slack=slack,
+            t_rnd_early=float(np.max(early)), t_upd_early=early,
+            t_upd_late=late, slack=slack,
             meta={"t_pair": self.t_pair, "n_agg": self.job.n_agg, "c_agg": self.job.c_agg},
         )

@@ -155,6 +155,11 @@ class ArrivalLearner:
         idx = self._indices(party_ids)
         return np.clip(1.0 - self.z * self._dev[idx] / np.maximum(self._ratio[idx], 1e-9), 0, 1)
 
+    def late_factors(self, party_ids: Sequence[str]) -> np.ndarray:
+        """``1 + z * dev`` per party: how late an update plausibly arrives, relative to t_upd."""
+        idx = self._indices(party_ids)
+        return 1.0 + self.z * self._dev[idx] / np.maximum(self._ratio[idx], 1e-9)
+
     def slack(self) -> float:
         """Seconds by which the JIT timer is armed early for aggregation-time uncertainty."""
         return self.z * self.agg_dev

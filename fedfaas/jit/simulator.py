@@ -32,7 +32,7 @@ import numpy as np
 
 from fedfaas.errors import BadRequest
 from fedfaas.jit.clock import VirtualClock
-from fedfaas.jit.cost import CostModel, always_on_finish, run_pool
+from fedfaas.jit.cost import ArrivalForecast, CostModel, always_on_finish, run_pool
 from fedfaas.jit.estimator import DeadlineEstimator, JobEstimate, t_agg
 from fedfaas.jit.learning import ArrivalLearner
 from fedfaas.jit.scenarios import (
@@ -218,8 +218,11 @@ class Simulator:
                 run = run_pool(ready, io + count * u + io, cap=self.n_agg, cold_s=cost.cold_start_s,
                                idle_limit_s=cost.keep_alive_s)
             else:
+                est = rnd.estimate
+                forecast = None if est is None else ArrivalForecast.of(
+                    rnd.start + rnd.offsets, rnd.start + est.t_upd_early, rnd.start + est.t_upd_late)
                 run = run_pool(ready, count * u, cap=self.n_agg, cold_s=cost.cold_start_s + io,
-                               idle_limit_s=cost.relaunch_s(m), release_s=io)
+                               idle_limit_s=cost.relaunch_s(m), release_s=io, forecast=forecast)
                 chunks = count > 1
                 if chunks.any():
                     # Launch-to-fused of the initial split; finalisation is added when known.

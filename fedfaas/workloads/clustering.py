@@ -109,8 +109,9 @@ def normalize_rows(X: np.ndarray) -> np.ndarray:
     return np.divide(X, norms, out=np.zeros_like(X), where=norms > 0)
 
 
-def cluster_updates(updates: Sequence[ClientUpdate], *, base: Mapping[str, np.ndarray] | None = None,
-                    k: int | None = None, k_min: int = 2, k_max: int = 8, normalize: bool = True,
+def cluster_updates(updates: Sequence[ClientUpdate], *,
+                    base: Mapping[str, np.ndarray] | None = None, k: int | None = None,
+                    k_min: int = 2, k_max: int = 8, normalize: bool = True,
                     projection_dim: int = 4096, seed: int = 0) -> dict[str, Any]:
     """Cluster a round's clients; returns assignments and each cluster's representative.
 

@@ -67,9 +67,10 @@ def _execute(inputs: WorkloadInputs, p: dict[str, Any]) -> dict[str, Any]:
                            f"{inputs.round} is available")
         weights, what, rnd = found[-1].tensors, f"client {inputs.client!r}", inputs.round
     else:
-        rnd = inputs.round if inputs.round is not None else max(inputs.global_models, default=-1)
-        if rnd not in inputs.global_models:
-            raise NotFound(f"{NAME}: no global model for round {rnd} is available")
+        rnd = inputs.round if inputs.round is not None else max(inputs.global_models, default=None)
+        if rnd is None or rnd not in inputs.global_models:
+            where = "" if rnd is None else f" for round {rnd}"
+            raise NotFound(f"{NAME}: no global model{where} is available")
         weights, what = inputs.global_models[rnd], f"the global model of round {rnd}"
     result = predict(job_model(inputs.job, NAME), weights, x, probabilities=p["probabilities"],
                      max_rows=p["max_rows"], what=what)

@@ -65,8 +65,9 @@ def check_batch(workload: str, model: nn.Module, x: Any, name: str = "x",
         if arr.ndim == 2 and arr.shape[1] == math.prod(shape):
             arr = arr.reshape(arr.shape[0], *shape)
         else:
+            dims = ", ".join(map(str, shape))
             raise BadRequest(f"{workload}: {name!r} has shape {tuple(arr.shape)}; the model "
-                             f"expects (N, {', '.join(map(str, shape))}) or (N, {math.prod(shape)})")
+                             f"expects (N, {dims}) or (N, {math.prod(shape)})")
     if not np.isfinite(arr).all():
         raise BadRequest(f"{workload}: {name!r} holds NaN or infinite values")
     return arr

@@ -1,4 +1,4 @@
-"""OpenFaaS function ``wl-cosine-similarity``: the cosine-similarity workload (fedfaas.workloads), reading its data from S3."""
+"""OpenFaaS function ``wl-cosine-similarity``: runs the cosine-similarity workload on data read from S3."""
 
 from fedfaas.workload_function import make_handler
 

@@ -1,4 +1,4 @@
-"""OpenFaaS function ``wl-inference``: the inference workload (fedfaas.workloads), reading its data from S3."""
+"""OpenFaaS function ``wl-inference``: runs the inference workload on data read from S3."""
 
 from fedfaas.workload_function import make_handler
 

@@ -1,4 +1,4 @@
-"""OpenFaaS function ``wl-malicious-filter``: the malicious-filter workload (fedfaas.workloads), reading its data from S3."""
+"""OpenFaaS function ``wl-malicious-filter``: runs the malicious-filter workload on data read from S3."""
 
 from fedfaas.workload_function import make_handler
 

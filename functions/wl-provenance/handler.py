@@ -1,4 +1,4 @@
-"""OpenFaaS function ``wl-provenance``: the provenance workload (fedfaas.workloads), reading its data from S3."""
+"""OpenFaaS function ``wl-provenance``: runs the provenance workload on data read from S3."""
 
 from fedfaas.workload_function import make_handler
 

@@ -52,6 +52,10 @@ def train_parties(n: int, dtype: torch.dtype = torch.float32) -> list[Tensors]:
 def reference_mean(updates: list[Tensors], weights: list[float]) -> dict[str, np.ndarray]:
     """Weighted mean in float64, computed the obvious way."""
     total = sum(weights)
-    return {k: sum(np.asarray(u[k], dtype=np.float64) * w for u, w in zip(updates, weights,
-                                                                           strict=True)) / total
-            for k in updates[0]}
+    out = {}
+    for k in updates[0]:
+        acc = np.zeros(np.shape(updates[0][k]))
+        for u, w in zip(updates, weights, strict=True):
+            acc += np.asarray(u[k], dtype=np.float64) * w
+        out[k] = acc / total
+    return out

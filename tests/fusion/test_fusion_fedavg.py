@@ -23,7 +23,7 @@ def test_fedavg_weights_by_examples() -> None:
 
 def test_fedavg_keeps_tensor_order_and_shapes() -> None:
     # Prepare
-    u = {"b": np.ones((2, 2), np.float32), "a": np.zeros(3, np.float64)}
+    u: dict[str, np.ndarray] = {"b": np.ones((2, 2), np.float32), "a": np.zeros(3, np.float64)}
     # Execute
     fused = FedAvg().fuse([u, u], [2, 5], ["p", "q"])
     # Assert
@@ -69,9 +69,11 @@ def test_fedsgd_steps_the_global_model_with_the_mean_gradient() -> None:
 
 def test_fedsgd_averages_integer_buffers_instead_of_stepping_them() -> None:
     # Prepare
-    grads = [{"w": np.zeros(4, np.float32), "n": np.array(10, np.int64)},
-             {"w": np.zeros(4, np.float32), "n": np.array(13, np.int64)}]
-    global_model = {"w": np.ones(4, np.float32), "n": np.array(9, np.int64)}
+    grads: list[dict[str, np.ndarray]] = [
+        {"w": np.zeros(4, np.float32), "n": np.array(10, np.int64)},
+        {"w": np.zeros(4, np.float32), "n": np.array(13, np.int64)}]
+    global_model: dict[str, np.ndarray] = {"w": np.ones(4, np.float32),
+                                           "n": np.array(9, np.int64)}
     # Execute: (10 + 13) / 2 = 11.5 rounds half up to 12
     result = get_strategy("fedsgd").fuse(grads, [1, 1], global_model=global_model)
     # Assert

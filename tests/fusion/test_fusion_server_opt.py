@@ -91,9 +91,11 @@ def test_state_stored_with_the_codec_resumes_exactly(name: str) -> None:
 
 def test_integer_buffers_take_their_average_and_floats_keep_their_dtype() -> None:
     # Prepare
-    updates = [{"w": np.array([1, 2, 3, 4], np.float16), "n": np.array([4], np.int64)},
-               {"w": np.array([3, 2, 1, 0], np.float16), "n": np.array([7], np.int64)}]
-    global_model = {"w": np.zeros(4, np.float16), "n": np.array([3], np.int64)}
+    updates: list[dict[str, np.ndarray]] = [
+        {"w": np.array([1, 2, 3, 4], np.float16), "n": np.array([4], np.int64)},
+        {"w": np.array([3, 2, 1, 0], np.float16), "n": np.array([7], np.int64)}]
+    global_model: dict[str, np.ndarray] = {"w": np.zeros(4, np.float16),
+                                           "n": np.array([3], np.int64)}
     # Execute
     result = get_strategy("fedadam").fuse(updates, [1, 1], global_model=global_model)
     # Assert

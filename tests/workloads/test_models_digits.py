@@ -88,7 +88,8 @@ def test_dirichlet_split_skews_labels_and_covers_every_row(digits):
 
     # Assert
     for parts in (skewed, mild):
-        np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(len(digits.y_train)))
+        rows = np.sort(np.concatenate(parts))
+        np.testing.assert_array_equal(rows, np.arange(len(digits.y_train)))
     def top_share(parts):
         return np.mean([np.bincount(digits.y_train[p], minlength=10).max() / len(p) for p in parts])
     assert top_share(skewed) > 0.4 > 0.15 > top_share(mild)
