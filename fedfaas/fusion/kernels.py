@@ -20,7 +20,7 @@ import math
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 import numpy as np
@@ -46,19 +46,20 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _executor(threads: int) -> ThreadPoolExecutor:
+def _executor(workers: int) -> ThreadPoolExecutor:
     global _pool, _pool_size
     with _lock:
-        if _pool is None or _pool_size < threads:
+        if _pool is None or _pool_size < workers:
+            # A smaller pool another call may still be using is left to finish on its own.
             if _pool is not None:
-                _pool.shutdown(wait=True)
-            _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fusion")
-            _pool_size = threads
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fusion")
+            _pool_size = workers
         return _pool
 
 
 def shutdown() -> None:
-    """Stop the worker threads (they are restarted on the next call)."""
+    """Stop the worker threads (restarted on the next call); for process exit and tests."""
     global _pool, _pool_size
     with _lock:
         if _pool is not None:
@@ -94,8 +95,8 @@ def allocate(shapes: Sequence[tuple[int, ...]], dtypes: Sequence[npt.DTypeLike]
         totals[dt] = start + math.prod(shape)
     buffers = {dt: np.empty(n + 64 // dt.itemsize, dt) for dt, n in totals.items()}
     out = []
-    for shape, dt, start in zip(shapes, dtypes, offsets, strict=True):
-        buf = buffers[np.dtype(dt)]
+    for shape, dtype, start in zip(shapes, dtypes, offsets, strict=True):
+        buf = buffers[np.dtype(dtype)]
         skew = (-buf.ctypes.data % 64) // buf.itemsize
         out.append(buf[skew + start: skew + start + math.prod(shape)].reshape(shape))
     return out
@@ -149,18 +150,27 @@ def run_chunked(sizes: Sequence[int], fn: Callable[[int, int, int], None], *, wo
     if work < INLINE_WORK or getattr(_local, "in_pool", False):
         n = 1
     groups = _plan(sizes, n)
-    if len(groups) == 1:
-        for k, a, b in groups[0]:
-            fn(k, a, b)
-        return
 
     def run(group: list[_Item]) -> None:
-        _local.in_pool = True
         for k, a, b in group:
             fn(k, a, b)
 
-    pool = _executor(len(groups))
-    for fut in [pool.submit(run, grp) for grp in groups]:
+    if len(groups) == 1:
+        run(groups[0])
+        return
+
+    def run_in_pool(group: list[_Item]) -> None:
+        _local.in_pool = True
+        run(group)
+
+    # The caller works on the first group instead of waiting idle.
+    pool = _executor(len(groups) - 1)
+    futures = [pool.submit(run_in_pool, g) for g in groups[1:]]
+    try:
+        run(groups[0])
+    finally:
+        wait(futures)
+    for fut in futures:
         fut.result()
 
 

@@ -25,9 +25,10 @@ Lifecycles:
   (``cold + load + checkpoint``, rent-or-buy) they checkpoint and release.
   JIT uses its arrival predictions here too: when the next update is
   predicted (early bound) within that break-even time, one container stays
-  warm until its late bound; otherwise it is released at once and one
-  container is pre-warmed to be ready at the early bound (just in time,
-  paper 3 and 5.5); other idle containers are released at once;
+  warm until the late bound of the last missing party; otherwise it is
+  released at once and one container is pre-warmed to be ready at that
+  early bound (just in time, paper 3 and 5.5); other idle containers are
+  released at once;
 - ``always-on`` aggregators live for the whole job;
 - when a round's last fusion ends, the scheduler knows the round is over and
   releases every container (all strategies alike), and one finalisation
@@ -143,35 +144,36 @@ class PoolRun:
     container_s: float
     cold_starts: int
     partials: int
+    """Partial aggregates to merge: the most containers alive at once (a relaunched
+    container resumes a released one's checkpoint)."""
 
 
 @dataclass(frozen=True)
 class ArrivalForecast:
     """JIT's view of the arrivals still to come, to hold or pre-warm containers.
 
-    ``arrived`` are the actual arrival times, sorted; ``early[k]`` and ``late[k]``
-    are the earliest early and late *predicted* bounds among the parties that
-    arrive after ``arrived[k - 1]`` (index 0: all parties; the last: none left).
+    ``arrived`` are the actual arrival times, sorted.  Among the parties that
+    arrive after ``arrived[k - 1]`` (index 0: all parties; the last: none left),
+    ``next_early[k]`` is the earliest predicted early bound and ``last_late[k]``
+    the latest predicted late bound.
     """
 
     arrived: np.ndarray
-    early: np.ndarray
-    late: np.ndarray
+    next_early: np.ndarray
+    last_late: np.ndarray
 
     @classmethod
     def of(cls, actual: np.ndarray, early: np.ndarray, late: np.ndarray) -> ArrivalForecast:
         """From per-party actual arrivals and predicted bounds (same party order)."""
         order = np.argsort(actual, kind="stable")
-
-        def suffix_min(a: np.ndarray) -> np.ndarray:
-            return np.append(np.minimum.accumulate(a[order][::-1])[::-1], math.inf)
-
-        return cls(actual[order], suffix_min(early), suffix_min(late))
+        e, lt = early[order][::-1], late[order][::-1]
+        return cls(actual[order], np.append(np.minimum.accumulate(e)[::-1], math.inf),
+                   np.append(np.maximum.accumulate(lt)[::-1], -math.inf))
 
     def after(self, t: float) -> tuple[float, float]:
-        """Early and late predicted bounds of the next arrival after ``t`` (inf: none left)."""
+        """(next early bound, last late bound) of the parties not arrived by ``t``."""
         k = int(np.searchsorted(self.arrived, t, side="right"))
-        return float(self.early[k]), float(self.late[k])
+        return float(self.next_early[k]), float(self.last_late[k])
 
 
 _BUSY, _IDLE, _DEAD = 0, 1, 2
@@ -205,7 +207,7 @@ def run_pool(ready: np.ndarray, work: np.ndarray, *, cap: int, cold_s: float, id
     state: list[int] = []
     version: list[int] = []
     dies_at: list[float] = []
-    dead_s, alive, colds = 0.0, 0, 0
+    dead_s, alive, colds, peak = 0.0, 0, 0, 0
     prewarmed_for = -math.inf
     holder = -1
 
@@ -226,10 +228,10 @@ def run_pool(ready: np.ndarray, work: np.ndarray, *, cap: int, cold_s: float, id
             limit = idle_limit_s
             if forecast is not None:
                 e, late = forecast.after(f)
-                if holder >= 0 and state[holder] == _IDLE and dies_at[holder] > f:
+                if holder not in (-1, c) and state[holder] == _IDLE and dies_at[holder] > f:
                     limit = 0.0  # one warm container is enough for stragglers
                 elif e - f <= idle_limit_s:
-                    limit = max(late - f, idle_limit_s)  # expected soon: warm until the late bound
+                    limit = max(late - f, idle_limit_s)  # warm until the stragglers' late bound
                     holder = c
                 else:
                     limit = 0.0
@@ -237,6 +239,7 @@ def run_pool(ready: np.ndarray, work: np.ndarray, *, cap: int, cold_s: float, id
                         prewarmed_for = e
                         pw = new_container(e - cold_s, e)
                         alive += 1
+                        peak = max(peak, alive)
                         colds += 1
                         push(busy, (e, pw))
             dies_at[c] = f + limit
@@ -263,6 +266,7 @@ def run_pool(ready: np.ndarray, work: np.ndarray, *, cap: int, cold_s: float, id
         else:
             c = new_container(r, r)
             alive += 1
+            peak = max(peak, alive)
             colds += 1
             end = r + cold_s + w_list[i]
         finish[i] = end
@@ -284,7 +288,7 @@ def run_pool(ready: np.ndarray, work: np.ndarray, *, cap: int, cold_s: float, id
             dies = f  # nothing left to arrive: release at once
         end = t_end if dies >= t_end else dies + release_s
         live_s += min(end, t_end) - born[c]
-    return PoolRun(finish, dead_s + live_s, colds, len(born))
+    return PoolRun(finish, dead_s + live_s, colds, max(1, peak))
 
 
 def always_on_finish(ready: np.ndarray, lanes: np.ndarray, n_lanes: int, t_fuse: float) -> np.ndarray:

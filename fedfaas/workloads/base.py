@@ -171,17 +171,26 @@ class WorkloadSpec:
             "summary": self.summary,
             "needs": sorted(self.needs),
             "optional": sorted(self.optional),
+            "needs_depend_on_params": self.needs_for is not None,
             "returns_tensors": self.returns_tensors,
             "params": describe_params(self.params),
         }
 
 
 def check_present(workload: str, needs: frozenset[str], inputs: WorkloadInputs) -> None:
-    """Raise :class:`NotFound` for the first needed data set the inputs lack."""
+    """Raise :class:`NotFound` for the first needed data set the inputs lack.
+
+    Also rejects (BadRequest) round updates from another round than the request's.
+    """
     where = f" for round {inputs.round}" if inputs.round is not None else ""
     if ("round_updates" in needs or "client_across_rounds" in needs) and not inputs.updates:
         what = "client updates" if "round_updates" in needs else "updates of the client"
         raise NotFound(f"{workload}: no {what}{where} are available")
+    if "round_updates" in needs and inputs.round is not None:
+        for u in inputs.updates:
+            if u.round is not None and u.round != inputs.round:
+                raise BadRequest(f"{workload}: the update of {u.client!r} is from round "
+                                 f"{u.round}, the request is about round {inputs.round}")
     if "global_model" in needs and not inputs.global_models and inputs.base_model is None:
         raise NotFound(f"{workload}: no global model{where} is available")
     if "metadata" in needs and not inputs.metadata:

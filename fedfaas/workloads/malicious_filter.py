@@ -30,6 +30,7 @@ from fedfaas.workloads.base import ClientUpdate, WorkloadInputs, WorkloadSpec
 from fedfaas.workloads.params import Param
 from fedfaas.workloads.updates import (
     check_round_updates,
+    coordinate_median,
     iter_blocks,
     nonfinite_clients,
     robust_z,
@@ -146,7 +147,7 @@ def _signals(updates: Sequence[ClientUpdate], names: Sequence[str],
     median_sq = 0.0
     for block in iter_blocks(updates, names, base):
         gram += block @ block.T
-        med = np.median(block, axis=0)
+        med = coordinate_median(block)
         dot_median += block @ med
         median_sq += float(med @ med)
     norms = np.sqrt(np.maximum(np.diag(gram), 0.0))

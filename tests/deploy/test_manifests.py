@@ -6,6 +6,7 @@ namespaces, ports, environment variables, secrets, timeouts, image pins).
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,13 @@ WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job"}
 SENSITIVE_ENV = re.compile(r"(PASSWORD|SECRET_KEY|TOKEN|ACCESS_KEY|ROOT_USER)$")
 
 
+@functools.cache
 def _docs(path: Path) -> list[Any]:
+    """The YAML documents of ``path`` (parsed once per session; callers must not mutate them)."""
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
 
 
+@functools.cache
 def _manifests() -> list[dict[str, Any]]:
     """Every Kubernetes object under deploy/k8s (Helm values excluded)."""
     return [doc for path in sorted(K8S.glob("*.yaml")) if path != HELM_VALUES for doc in _docs(path)]
@@ -90,7 +94,7 @@ def _stack_defaults() -> dict[str, Any]:
 
 
 def _helm_values() -> dict[str, Any]:
-    values: dict[str, Any] = yaml.safe_load(HELM_VALUES.read_text())
+    values: dict[str, Any] = _docs(HELM_VALUES)[0]
     return values
 
 
@@ -190,7 +194,7 @@ def test_gateway_env_names_are_read_by_the_code() -> None:
     # Prepare
     known = _env_names_read_by_code()
     compose_env = [item.partition("=")[0] for item in
-                   yaml.safe_load(FAASD_COMPOSE.read_text())["services"]["fedfaas-gateway"]["environment"]]
+                   _docs(FAASD_COMPOSE)[0]["services"]["fedfaas-gateway"]["environment"]]
 
     # Execute
     k8s_names = [e["name"] for e in _gateway_container()["env"]]
@@ -207,7 +211,7 @@ def test_gateway_mounts_exactly_the_secrets_the_code_reads() -> None:
     spec = _pod_spec(_named("Deployment", "fedfaas-gateway"))
     mounts = {m["name"]: m["mountPath"] for m in _gateway_container()["volumeMounts"]}
     volume = next(v for v in spec["volumes"] if mounts.get(v["name"]) == SECRETS_DIR)
-    compose = yaml.safe_load(FAASD_COMPOSE.read_text())["services"]["fedfaas-gateway"]
+    compose = _docs(FAASD_COMPOSE)[0]["services"]["fedfaas-gateway"]
 
     # Execute
     k8s_files = {item["path"] for src in volume["projected"]["sources"] for item in src["secret"]["items"]}
@@ -368,7 +372,7 @@ def _strings(node: Any) -> list[str]:
 
 def test_faasd_functions_reach_redis_and_minio_on_the_bridge() -> None:
     # Prepare
-    services = yaml.safe_load(FAASD_COMPOSE.read_text())["services"]
+    services = _docs(FAASD_COMPOSE)[0]["services"]
 
     # Execute
     published = {name: services[name]["ports"] for name in ("redis", "minio")}

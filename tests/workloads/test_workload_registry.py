@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from fedfaas.codec import decode, encode
 from fedfaas.errors import BadRequest, NotFound
 from fedfaas.workloads import (
     TENSORS_KEY,
@@ -106,3 +107,25 @@ def test_every_result_is_plain_json(honest_round, group_round, base_state, digit
         json.dumps(result, allow_nan=False)
         if tensors is not None:
             assert all(isinstance(t, np.ndarray) for t in tensors.values())
+
+
+def test_client_update_from_a_decoded_body():
+    # Prepare
+    body = encode({"w": np.arange(3, dtype=np.float32)}, {"party": "ann", "round": 4,
+                                                          "num_examples": 12})
+
+    # Execute
+    update = ClientUpdate.from_model_update(decode(body))
+
+    # Assert
+    assert (update.client, update.round, update.num_examples) == ("ann", 4, 12.0)
+    with pytest.raises(BadRequest, match="no 'party'"):
+        ClientUpdate.from_model_update(decode(encode({"w": np.zeros(1)}, {})))
+    with pytest.raises(BadRequest, match="non-integer round"):
+        ClientUpdate.from_model_update(decode(encode({"w": np.zeros(1)}, {"party": "a",
+                                                                          "round": "4"})))
+
+
+def test_updates_from_another_round_are_rejected(honest_round):
+    with pytest.raises(BadRequest, match="is from round 3, the request is about round 4"):
+        run_workload("cosine-similarity", WorkloadInputs(round=4, updates=honest_round), {})

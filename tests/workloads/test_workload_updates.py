@@ -11,6 +11,7 @@ from fedfaas.workloads import ClientUpdate
 from fedfaas.workloads.params import REQUIRED, Param, validate_params
 from fedfaas.workloads.updates import (
     check_round_updates,
+    coordinate_median,
     count_sketch,
     fedavg,
     gram_matrix,
@@ -111,3 +112,9 @@ def test_param_schema():
             validate_params("w", schema, bad)
     with pytest.raises(BadRequest, match="'k' is required"):
         validate_params("w", (Param("k", "int", REQUIRED, "k"),), {})
+
+
+@pytest.mark.parametrize("rows", [1, 4, 5, 70])
+def test_coordinate_median_matches_numpy(rows):
+    block = np.random.default_rng(rows).normal(size=(rows, 33))
+    np.testing.assert_allclose(coordinate_median(block), np.median(block, axis=0))
