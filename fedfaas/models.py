@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the torch convention
 from torch import nn
 
-from fedfaas.codec import DTYPES, from_state_dict, to_state_dict
+from fedfaas.codec import from_state_dict, to_state_dict
 from fedfaas.errors import BadRequest
 
 DIGITS_CLASSES = 10
@@ -206,12 +206,6 @@ def load_state(model: nn.Module, tensors: Mapping[str, np.ndarray]) -> nn.Module
 def state_arrays(model: nn.Module) -> dict[str, np.ndarray]:
     """The model's ``state_dict`` as writable numpy copies, in order."""
     return {k: np.array(v) for k, v in from_state_dict(model.state_dict()).items()}
-
-
-def as_float_array(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """bfloat16 tensors widened to float32 (numpy maths has no bfloat16 kernels)."""
-    bf16 = DTYPES["bfloat16"]
-    return {k: (v.astype(np.float32) if v.dtype == bf16 else v) for k, v in tensors.items()}
 
 
 def train_local(model: nn.Module, X: np.ndarray, y: np.ndarray, epochs: int = 1,

@@ -27,7 +27,7 @@ from cache_engine.engine import CacheEngine
 from cache_engine.keys import DataKey
 from fedfaas import keys
 from fedfaas.config import Settings
-from fedfaas.errors import FedfaasError
+from fedfaas.errors import BadRequest, FedfaasError
 from fedfaas.faas.client import FaasClient
 from fedfaas.store import ObjectStore
 from fedfaas.workloads import WORKLOADS
@@ -42,6 +42,26 @@ DEFAULT_FUNCTIONS = "cache-0,cache-1,cache-2,cache-3"
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def workload_job_spec(job: Any) -> dict[str, Any]:
+    """The job spec as workloads read it: ``model`` is ``{"name", "kwargs"}``.
+
+    Job hyperparameters hold only scalars, so the model's constructor arguments
+    come as a JSON object in the string hyperparameter ``model_kwargs``, e.g.
+    ``'{"num_classes": 10, "small_input": true}'``.
+    """
+    raw = job.spec.hyperparameters.get("model_kwargs")
+    kwargs: Any = {}
+    if raw not in (None, ""):
+        try:
+            kwargs = json.loads(raw) if isinstance(raw, str) else None
+        except ValueError:
+            kwargs = None
+        if not isinstance(kwargs, dict):
+            raise BadRequest("job hyperparameter 'model_kwargs' must be a JSON object in a string, "
+                             f"e.g. '{{\"num_classes\": 10}}'; got {raw!r}")
+    return {**job.spec.model_dump(), "model": {"name": job.spec.model.name, "kwargs": kwargs}}
 
 
 class FLStoreService:
@@ -90,10 +110,8 @@ class FLStoreService:
     def submit(self, tenant: str, job: Any, body: dict[str, Any], wait: bool) -> dict[str, Any]:
         """Validate and run (or queue) a non-training query."""
         query = Query.parse(body)
+        job_spec = workload_job_spec(job)
         request_id = self.tracker.create(tenant, job.job_id, query)
-        job_spec = {**job.spec.model_dump(), "model": {"name": job.spec.model.name,
-                                                         "kwargs": dict(job.spec.hyperparameters.get(
-                                                             "model_kwargs", {}) or {})}}
         if wait:
             return self.tracker.execute(request_id, tenant, job_spec, job.job_id, query)
 

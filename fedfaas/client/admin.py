@@ -6,6 +6,7 @@ wrapper to drive jobs without writing HTTP by hand.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -16,7 +17,7 @@ from fedfaas.client.payload import GlobalModel, Tensors, encode_update, round_he
 from fedfaas.client.retry import Retry
 from fedfaas.client.rounds import round_status, wait_round_closed
 from fedfaas.config import read_secret
-from fedfaas.errors import BadRequest
+from fedfaas.errors import BadRequest, Conflict
 from fedfaas.spec import JobSpec, PartyProfile, check_id, parse
 
 ADMIN_TOKEN_SECRET = "fedfaas-admin-token"
@@ -72,8 +73,8 @@ class AdminClient:
     # --- tenants and jobs ----------------------------------------------------------------
     def create_tenant(self, tenant: str) -> dict[str, Any]:
         """Create a tenant (operator only); the answer holds its ``admin_token``."""
-        return self.http.json("POST", "/v1/tenants", json_body={"tenant": check_id(tenant, "tenant")},
-                              idempotent=False)
+        body = {"tenant": check_id(tenant, "tenant")}
+        return self.http.json("POST", "/v1/tenants", json_body=body, idempotent=False)
 
     def create_job(self, spec: Mapping[str, Any] | JobSpec) -> dict[str, Any]:
         """Create a job from a job spec; the answer holds ``job_id`` and ``enrollment_token``.
@@ -106,7 +107,8 @@ class AdminClient:
 
     def list_parties(self, job_id: str) -> dict[str, dict[str, Any]]:
         """Every party's profile, by party id."""
-        return dict(self.http.json("GET", f"/v1/jobs/{check_id(job_id, 'job id')}/parties")["parties"])
+        answer = self.http.json("GET", f"/v1/jobs/{check_id(job_id, 'job id')}/parties")
+        return dict(answer["parties"])
 
     def get_party(self, job_id: str, party_id: str) -> dict[str, Any]:
         """One party's profile (including what it reported about itself)."""
@@ -137,14 +139,25 @@ class AdminClient:
     def fetch_model(self, job_id: str, rnd: int | None = None) -> GlobalModel:
         """The newest global model, or round ``rnd``'s."""
         params = None if rnd is None else {"round": str(rnd)}
-        resp = self.http.request("GET", f"/v1/jobs/{check_id(job_id, 'job id')}/model", params=params)
+        path = f"/v1/jobs/{check_id(job_id, 'job id')}/model"
+        resp = self.http.request("GET", path, params=params)
         return GlobalModel.from_body(resp.content, round_header(resp.headers.get("X-Fedfaas-Round"),
                                                                 rnd))
 
-    def fetch_update(self, job_id: str, rnd: int, party_id: str) -> codec.ModelUpdate:
-        """A party's stored update for round ``rnd`` (as uploaded)."""
+    def fetch_update(self, job_id: str, rnd: int, party_id: str,
+                     digest: str | None = None) -> codec.ModelUpdate:
+        """A party's stored update for round ``rnd``, as uploaded.
+
+        With ``digest`` (the sha256 the gateway recorded), the body is checked
+        against it and a mismatch raises :class:`Conflict`.
+        """
         if rnd < 1:
             raise BadRequest("round numbers start at 1")
-        resp = self.http.request("GET", f"/v1/jobs/{check_id(job_id, 'job id')}/rounds/{rnd}/updates/"
-                                        f"{check_id(party_id, 'party id')}")
-        return codec.decode(resp.content)
+        path = (f"/v1/jobs/{check_id(job_id, 'job id')}/rounds/{rnd}/updates/"
+                f"{check_id(party_id, 'party id')}")
+        resp = self.http.request("GET", path)
+        body = resp.content
+        if digest is not None and hashlib.sha256(body).hexdigest() != digest:
+            raise Conflict(f"the stored update of party {party_id!r} for round {rnd} does not "
+                           f"match digest {digest[:16]}...", code="digest_mismatch")
+        return codec.decode(body)

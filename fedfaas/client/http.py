@@ -197,11 +197,12 @@ class FedfaasClient:
         try:
             body = resp.json()
         except ValueError:
-            raise FedfaasError(f"{method} {path}: the gateway answered non-JSON "
-                               f"({resp.headers.get('Content-Type')!r})", code="bad_response") from None
+            kind = resp.headers.get("Content-Type")
+            raise FedfaasError(f"{method} {path}: the gateway answered non-JSON ({kind!r})",
+                               code="bad_response") from None
         if not isinstance(body, dict):
-            raise FedfaasError(f"{method} {path}: expected a JSON object, got {type(body).__name__}",
-                               code="bad_response")
+            raise FedfaasError(f"{method} {path}: expected a JSON object, "
+                               f"got {type(body).__name__}", code="bad_response")
         return body
 
     @staticmethod

@@ -76,7 +76,8 @@ class TrainingTimer:
 
 
 @contextmanager
-def measure_training(epochs: float = 1.0, minibatches: int | None = None) -> Iterator[TrainingTimer]:
+def measure_training(epochs: float = 1.0, minibatches: int | None = None
+                     ) -> Iterator[TrainingTimer]:
     """Time the enclosed training loop.
 
     ``epochs`` and ``minibatches`` say how much work the loop does, so the

@@ -65,9 +65,10 @@ class Party:
 
     @classmethod
     def register(cls, base_url: str, job_id: str, enrollment_token: str, *,
-                 party_id: str | None = None, profile: Mapping[str, Any] | PartyProfile | None = None,
-                 timeout: float | tuple[float, float] = DEFAULT_TIMEOUT_S, retry: Retry | None = None,
-                 auto_report: bool = True) -> Party:
+                 party_id: str | None = None,
+                 profile: Mapping[str, Any] | PartyProfile | None = None,
+                 timeout: float | tuple[float, float] = DEFAULT_TIMEOUT_S,
+                 retry: Retry | None = None, auto_report: bool = True) -> Party:
         """Register a new party with the job's enrollment token (``POST /v1/jobs/{job}/parties``).
 
         ``profile`` holds :class:`fedfaas.spec.PartyProfile` fields (mode,
@@ -116,7 +117,8 @@ class Party:
     def fetch_model(self, rnd: int | None = None) -> GlobalModel:
         """The newest global model, or the one produced by round ``rnd`` (0 = initial model)."""
         params = None if rnd is None else {"round": str(rnd)}
-        resp, seconds = self.http.timed_request("GET", f"/v1/jobs/{self.job_id}/model", params=params)
+        resp, seconds = self.http.timed_request("GET", f"/v1/jobs/{self.job_id}/model",
+                                                params=params)
         self.down.observe(len(resp.content), seconds)
         return GlobalModel.from_body(resp.content, round_header(resp.headers.get("X-Fedfaas-Round"),
                                                                 rnd))
@@ -125,7 +127,8 @@ class Party:
         """The global model as a list of writable numpy arrays."""
         return self.fetch_model(rnd).arrays()
 
-    def load_model(self, module: torch.nn.Module, rnd: int | None = None, strict: bool = True) -> int:
+    def load_model(self, module: torch.nn.Module, rnd: int | None = None,
+                   strict: bool = True) -> int:
         """Load the global model into ``module`` (``load_state_dict``); return its round."""
         model = self.fetch_model(rnd)
         module.load_state_dict(model.state_dict(), strict=strict)
@@ -205,7 +208,8 @@ class Party:
         return {k: float(v) for k, v in values.items() if v is not None and v > 0}
 
     def report(self, **fields: Any) -> dict[str, Any]:
-        """``PATCH /v1/jobs/{job}/parties/{party}`` with PartyProfile fields; returns the profile."""
+        """``PATCH /v1/jobs/{job}/parties/{party}`` with PartyProfile fields; returns the profile.
+        """
         parse(PartyProfile, fields, "party profile")
         return self.http.json("PATCH", f"/v1/jobs/{self.job_id}/parties/{self.party_id}",
                               json_body=fields)

@@ -16,11 +16,13 @@ reused, so the extra memory is ``threads * CHUNK`` elements.
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,12 +40,21 @@ _pool_size = 0
 _local = threading.local()
 
 
+@functools.lru_cache(maxsize=1)
 def default_threads() -> int:
-    """Cores this process may use (the paper's ``C_agg``)."""
+    """Cores this process may use (the paper's ``C_agg``): affinity, capped by a cgroup quota."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    try:
+        # A container's CPU limit (OpenFaaS "limits.cpu") shows up here, not in the affinity.
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
 
 
 def _executor(workers: int) -> ThreadPoolExecutor:

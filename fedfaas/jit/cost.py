@@ -28,11 +28,12 @@ Lifecycles:
   warm until the late bound of the last missing party; otherwise it is
   released at once and one container is pre-warmed to be ready at that
   early bound (just in time, paper 3 and 5.5); other idle containers are
-  released at once;
+  released at once, and the partials they checkpoint are merged by the
+  container that waits;
 - ``always-on`` aggregators live for the whole job;
 - when a round's last fusion ends, the scheduler knows the round is over and
   releases every container (all strategies alike), and one finalisation
-  merges the ``p`` partial aggregates by a tree and writes the global model.
+  merges the remaining partial aggregates by a tree and writes the global model.
 
 Dispatch is FIFO to the most recently used idle container, else to a busy
 one that frees up sooner than a cold start would take, else to a new
@@ -128,8 +129,8 @@ class CostModel:
         """(duration, container-seconds) of merging ``p`` partials by a tree and writing the model."""
         step = self.t_io(model_bytes) + self.t_fuse(model_bytes)
         p = max(1, p)
-        return math.ceil(math.log2(p)) * step + self.t_io(model_bytes), \
-            (p - 1) * step + self.t_io(model_bytes)
+        duration = math.ceil(math.log2(p)) * step + self.t_io(model_bytes)
+        return duration, (p - 1) * step + self.t_io(model_bytes)
 
     def cost_usd(self, container_s: float) -> float:
         """Projected cost of ``container_s`` container-seconds."""
@@ -144,8 +145,7 @@ class PoolRun:
     container_s: float
     cold_starts: int
     partials: int
-    """Partial aggregates to merge: the most containers alive at once (a relaunched
-    container resumes a released one's checkpoint)."""
+    """Partial aggregates left for finalisation to merge (see :func:`run_pool`)."""
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,8 @@ _BUSY, _IDLE, _DEAD = 0, 1, 2
 
 
 def run_pool(ready: np.ndarray, work: np.ndarray, *, cap: int, cold_s: float, idle_limit_s: float,
-             release_s: float = 0.0, forecast: ArrivalForecast | None = None) -> PoolRun:
+             release_s: float = 0.0, forecast: ArrivalForecast | None = None,
+             merge_s: float | None = None) -> PoolRun:
     """Simulate invocations (sorted by ``ready``) on up to ``cap`` containers.
 
     ``work[i]`` is invocation ``i``'s busy time on a warm container; a new one
@@ -189,7 +190,14 @@ def run_pool(ready: np.ndarray, work: np.ndarray, *, cap: int, cold_s: float, id
     finishes.  With a ``forecast`` (JIT), an idle container instead stays warm
     until the next predicted arrival when that comes sooner than
     ``idle_limit_s``, and otherwise is released at once while one container is
-    pre-warmed to be ready at that predicted arrival.  Plain Python by design:
+    pre-warmed to be ready at that predicted arrival.
+
+    ``partials`` is what finalisation must merge: by default the most
+    containers alive at once.  With ``merge_s`` (drain runs, which keep their
+    partial in memory), partials checkpointed by containers released
+    mid-round are merged one by one, ``merge_s`` each, by a container still
+    waiting for updates, and only those not merged by the end remain, plus
+    the partials of the containers still alive.  Plain Python by design:
     each dispatch depends on every earlier one; heaps keep a step O(log cap).
     """
     n = int(ready.size)
@@ -207,6 +215,7 @@ def run_pool(ready: np.ndarray, work: np.ndarray, *, cap: int, cold_s: float, id
     state: list[int] = []
     version: list[int] = []
     dies_at: list[float] = []
+    released: list[float] = []
     dead_s, alive, colds, peak = 0.0, 0, 0, 0
     prewarmed_for = -math.inf
     holder = -1
@@ -251,6 +260,7 @@ def run_pool(ready: np.ndarray, work: np.ndarray, *, cap: int, cold_s: float, id
                 state[c] = _DEAD
                 alive -= 1
                 dead_s += dies + release_s - born[c]
+                released.append(dies + release_s)
         c = -1
         while stack:
             cand = stack.pop()
@@ -274,6 +284,7 @@ def run_pool(ready: np.ndarray, work: np.ndarray, *, cap: int, cold_s: float, id
         push(busy, (end, c))
     t_end = float(finish.max())
     live_s = 0.0
+    alive_end = 0
     for c in range(len(born)):
         if state[c] == _DEAD or born[c] >= t_end:  # dead, or a pre-warm never started
             continue
@@ -286,9 +297,21 @@ def run_pool(ready: np.ndarray, work: np.ndarray, *, cap: int, cold_s: float, id
             dies = f + idle_limit_s
         else:
             dies = f  # nothing left to arrive: release at once
-        end = t_end if dies >= t_end else dies + release_s
+        if dies >= t_end:
+            alive_end += 1
+            end = t_end
+        else:
+            released.append(dies + release_s)
+            end = dies + release_s
         live_s += min(end, t_end) - born[c]
-    return PoolRun(finish, dead_s + live_s, colds, max(1, peak))
+    partials = max(1, peak)
+    if merge_s is not None:
+        merged, merger = 0, -math.inf
+        for t_rel in sorted(released):
+            merger = max(merger, t_rel) + merge_s
+            merged += merger <= t_end
+        partials = max(1, alive_end + len(released) - merged)
+    return PoolRun(finish, dead_s + live_s, colds, partials)
 
 
 def always_on_finish(ready: np.ndarray, lanes: np.ndarray, n_lanes: int, t_fuse: float) -> np.ndarray:

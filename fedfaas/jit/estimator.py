@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from scipy.special import log_ndtr
 
 from fedfaas.errors import BadRequest
 from fedfaas.jit.regression import TimeRegression, TrainingSample
@@ -88,6 +89,38 @@ def calibrate_t_pair(model_bytes: int, repeats: int = 3, *, seed: int = 0,
     return best * (model_bytes / (n * 4))
 
 
+def last_arrival_quantile(mean: np.ndarray, sigma: np.ndarray, q: float) -> float:
+    """Time by which, with probability ``q``, *every* update has arrived.
+
+    Arrivals are independent normals ``N(mean_i, sigma_i)`` (``sigma_i = 0``:
+    exactly at ``mean_i``), so ``P(max <= t) = prod_i Phi((t - mean_i) / sigma_i)``;
+    solved for ``t`` by bisection.
+    """
+    if not 0 < q < 1:
+        raise BadRequest(f"q must be in (0, 1), got {q}")
+    m = np.asarray(mean, dtype=np.float64)
+    s = np.asarray(sigma, dtype=np.float64)
+    if m.size == 0:
+        raise BadRequest("no arrivals to take a quantile of")
+    fixed = float(np.max(m[s <= 0])) if np.any(s <= 0) else -math.inf
+    lo = max(fixed, float(np.max(m - 6 * s)))
+    hi = max(lo, float(np.max(m + 6 * s)))
+    keep = (s > 0) & (m + 8 * s > lo)  # parties certainly in by ``lo`` do not matter
+    m, s = m[keep], s[keep]
+    if m.size == 0:
+        return lo
+    target = math.log(q)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if float(np.sum(log_ndtr((mid - m) / s))) < target:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-3:
+            break
+    return 0.5 * (lo + hi)
+
+
 @dataclass(frozen=True)
 class JobEstimate:
     """Every estimate for one round of a job; times are offsets from round start, seconds."""
@@ -111,8 +144,8 @@ class JobEstimate:
 
     @property
     def deadline(self) -> float:
-        """Latest start of aggregation: ``t_rnd - t_agg`` (paper 5.5), with ``t_rnd`` the early
-        arrival bound and ``slack`` for aggregation-time error when a learner was given."""
+        """Latest start of aggregation, ``t_rnd - t_agg`` (paper 5.5); with a learner ``t_rnd``
+        is a low quantile of the last arrival and ``slack`` covers aggregation-time error."""
         return max(0.0, self.t_rnd_early - self.t_agg - self.slack)
 
     def party(self, party_id: str) -> dict[str, Any]:
@@ -264,7 +297,7 @@ class DeadlineEstimator:
         if learner is not None:
             active = np.array([m == "active" for m in modes])
             upd = np.where(active, upd * learner.ratios(ids), upd)
-            early = np.where(active, upd * learner.early_factors(ids), upd)
+            early = np.where(active, upd * learner.early_factors(ids), 0.0)  # any time in t_wait
             late = np.where(active, upd * learner.late_factors(ids), upd)
             if self.job.t_wait is not None:
                 upd, early, late = (np.minimum(a, self.job.t_wait) for a in (upd, early, late))
@@ -272,13 +305,21 @@ class DeadlineEstimator:
             slack = learner.slack()
             bias = learner.rnd_bias
         t_rnd = float(np.max(upd)) + bias
+        t_rnd_early = t_rnd
+        if learner is not None:
+            # A party observed less than twice counts at its early bound: its spread is a guess.
+            known = active & (learner.observations(ids) >= 2)
+            sigma = np.where(known, upd * learner.sigma_factors(ids), 0.0)
+            t_rnd_early = last_arrival_quantile(np.where(active & ~known, early, upd), sigma,
+                                                learner.round_quantile)
         if self.job.t_wait is not None:
             t_rnd = min(t_rnd, float(self.job.t_wait))
+            t_rnd_early = min(t_rnd_early, float(self.job.t_wait))
         return JobEstimate(
             job_id=self.job.job_id, party_ids=ids, modes=modes, sources=base["sources"],
             t_train=base["t_train"], t_comm=base["t_comm"], t_upd_base=base["t_upd"],
             t_upd=upd, t_rnd=max(t_rnd, 0.0), t_agg=agg, t_agg_paper=agg_paper,
-            t_rnd_early=float(np.max(early)), t_upd_early=early,
+            t_rnd_early=max(t_rnd_early, 0.0), t_upd_early=early,
             t_upd_late=late, slack=slack,
             meta={"t_pair": self.t_pair, "n_agg": self.job.n_agg, "c_agg": self.job.c_agg},
         )

@@ -7,9 +7,12 @@ weighted moving averages (EWMA, weight ``alpha`` on the newest round):
 
 - per active party, the ratio observed / predicted ``t_upd`` (bounded to
   ``ratio_bounds``) and its mean absolute deviation (``prior_dev`` until the
-  party is observed).  The JIT timer targets the *early* arrival
-  ``t_upd * (1 - z * dev)`` of every party, so the round rarely closes before
-  aggregation has started.  Intermittent parties arrive at random inside
+  party has been observed twice).  Treating those parties' arrivals as
+  independent normals (and the others as arriving at their early bound), the JIT
+  timer targets a low quantile (``round_quantile``) of the round's *last*
+  arrival, so the round rarely closes before aggregation has started; the
+  per-party early and late bounds ``t_upd * (1 -/+ z * dev)`` tell JIT when
+  to keep a container warm.  Intermittent parties arrive at random inside
   ``t_wait`` (a hard bound), so they are not corrected;
 - per job, the bias of ``t_rnd`` left after the per-party correction (the
   maximum of noisy arrivals is later than the maximum of their means), for
@@ -100,20 +103,32 @@ class ArrivalLearner:
     prior_dev
         Relative deviation assumed for a party's reported time before it is observed.
     z
-        Deviations by which the JIT timer is armed early.
+        Deviations spanned by a party's early and late arrival bounds, and the
+        aggregation-time ``slack``.
+    round_quantile
+        The JIT timer targets this quantile of the round's *last* arrival (the
+        round closes before aggregation starts with about this probability).
     keep_reports
         How many recent :class:`RoundReport` to keep (older ones are dropped).
+    agg_overhead
+        Prior for the aggregation-time residual before any observation: the
+        platform's known start-up (cold start plus state load), which the
+        paper's formula leaves out.
     """
 
     def __init__(self, alpha: float = 0.3, ratio_bounds: tuple[float, float] = (0.2, 5.0),
-                 prior_dev: float = 0.1, z: float = 2.0, keep_reports: int = 100) -> None:
+                 prior_dev: float = 0.1, z: float = 2.0, round_quantile: float = 0.05,
+                 keep_reports: int = 100, agg_overhead: float = 0.0) -> None:
         if not 0 < alpha <= 1:
             raise BadRequest(f"alpha must be in (0, 1], got {alpha}")
         lo, hi = ratio_bounds
         if not 0 < lo <= 1 <= hi:
             raise BadRequest(f"ratio_bounds must satisfy 0 < lo <= 1 <= hi, got {ratio_bounds}")
-        if prior_dev < 0 or z < 0 or keep_reports < 0:
-            raise BadRequest("prior_dev, z and keep_reports must be >= 0")
+        if prior_dev < 0 or z < 0 or keep_reports < 0 or agg_overhead < 0:
+            raise BadRequest("prior_dev, z, keep_reports and agg_overhead must be >= 0")
+        if not 0 < round_quantile < 1:
+            raise BadRequest(f"round_quantile must be in (0, 1), got {round_quantile}")
+        self.round_quantile = round_quantile
         self.alpha = alpha
         self.ratio_bounds = (float(lo), float(hi))
         self.prior_dev = prior_dev
@@ -122,9 +137,9 @@ class ArrivalLearner:
         self._index: dict[str, int] = {}
         self._ratio = np.ones(0)
         self._dev = np.zeros(0)
-        self._seen = np.zeros(0, dtype=bool)
+        self._n_obs = np.zeros(0, dtype=np.int64)
         self.rnd_bias = 0.0
-        self.agg_residual = 0.0
+        self.agg_residual = float(agg_overhead)
         self.agg_dev = 0.0
         self._rnd_seen = False
         self._agg_seen = False
@@ -141,7 +156,7 @@ class ArrivalLearner:
             grow = len(self._index) - self._ratio.size
             self._ratio = np.concatenate([self._ratio, np.ones(grow)])
             self._dev = np.concatenate([self._dev, np.full(grow, self.prior_dev)])
-            self._seen = np.concatenate([self._seen, np.zeros(grow, dtype=bool)])
+            self._n_obs = np.concatenate([self._n_obs, np.zeros(grow, dtype=np.int64)])
         return np.fromiter((self._index[p] for p in party_ids), dtype=np.int64,
                            count=len(party_ids))
 
@@ -154,6 +169,17 @@ class ArrivalLearner:
         """``1 - z * dev`` per party: how early an update plausibly arrives, relative to t_upd."""
         idx = self._indices(party_ids)
         return np.clip(1.0 - self.z * self._dev[idx] / np.maximum(self._ratio[idx], 1e-9), 0, 1)
+
+    def observations(self, party_ids: Sequence[str]) -> np.ndarray:
+        """How many rounds each party's arrival has been observed in."""
+        idx = self._indices(party_ids)
+        return self._n_obs[idx]
+
+    def sigma_factors(self, party_ids: Sequence[str]) -> np.ndarray:
+        """Standard deviation of each party's arrival relative to its corrected t_upd
+        (mean absolute deviation times 1.25, the normal-distribution ratio)."""
+        idx = self._indices(party_ids)
+        return 1.25 * self._dev[idx] / np.maximum(self._ratio[idx], 1e-9)
 
     def late_factors(self, party_ids: Sequence[str]) -> np.ndarray:
         """``1 + z * dev`` per party: how late an update plausibly arrives, relative to t_upd."""
@@ -199,13 +225,15 @@ class ArrivalLearner:
             lo, hi = self.ratio_bounds
             r = np.clip(obs[got] / estimate.t_upd_base[got], lo, hi)
             j = idx[got]
-            seen = self._seen[j]
+            n_obs = self._n_obs[j]
             old = self._ratio[j]
             a = self.alpha
-            self._dev[j] = np.where(seen, (1 - a) * self._dev[j] + a * np.abs(r - old),
-                                    np.maximum(self._dev[j], np.abs(r - old)))
-            self._ratio[j] = np.where(seen, (1 - a) * old + a * r, r)
-            self._seen[j] = True
+            # The first observation fixes the bias; spread is measured from the second on.
+            surprise = np.abs(r - old)
+            self._dev[j] = np.where(n_obs >= 2, (1 - a) * self._dev[j] + a * surprise,
+                                    np.where(n_obs == 1, surprise, self._dev[j]))
+            self._ratio[j] = np.where(n_obs >= 1, (1 - a) * old + a * r, r)
+            self._n_obs[j] = n_obs + 1
         t_rnd_obs = float(np.nanmax(obs)) if np.isfinite(obs).any() else None
         if t_rnd_obs is not None:
             # Bias relative to the per-party-corrected maximum, so nothing is counted twice.
@@ -230,9 +258,10 @@ class ArrivalLearner:
         """JSON-ready state (reports as summaries)."""
         ids = sorted(self._index, key=self._index.__getitem__)
         return {"alpha": self.alpha, "ratio_bounds": list(self.ratio_bounds),
-                "prior_dev": self.prior_dev, "z": self.z, "keep_reports": self.keep_reports,
+                "prior_dev": self.prior_dev, "z": self.z, "round_quantile": self.round_quantile,
+                "keep_reports": self.keep_reports,
                 "party_ids": ids, "ratio": self._ratio.tolist(), "dev": self._dev.tolist(),
-                "seen": self._seen.tolist(), "rnd_bias": self.rnd_bias,
+                "n_obs": self._n_obs.tolist(), "rnd_bias": self.rnd_bias,
                 "rnd_seen": self._rnd_seen, "agg_residual": self.agg_residual,
                 "agg_dev": self.agg_dev, "agg_seen": self._agg_seen,
                 "reports": self.report_history()}
@@ -244,14 +273,15 @@ class ArrivalLearner:
             lo, hi = data["ratio_bounds"]
             out = cls(alpha=float(data["alpha"]), ratio_bounds=(float(lo), float(hi)),
                       prior_dev=float(data["prior_dev"]), z=float(data["z"]),
+                      round_quantile=float(data["round_quantile"]),
                       keep_reports=int(data["keep_reports"]))
             ids = [str(p) for p in data["party_ids"]]
             out._index = {p: i for i, p in enumerate(ids)}
             out._ratio = np.asarray(data["ratio"], dtype=np.float64)
             out._dev = np.asarray(data["dev"], dtype=np.float64)
-            out._seen = np.asarray(data["seen"], dtype=bool)
-            if not out._ratio.shape == out._dev.shape == out._seen.shape == (len(ids),):
-                raise ValueError("ratio/dev/seen length differs from party_ids")
+            out._n_obs = np.asarray(data["n_obs"], dtype=np.int64)
+            if not out._ratio.shape == out._dev.shape == out._n_obs.shape == (len(ids),):
+                raise ValueError("ratio/dev/n_obs length differs from party_ids")
             out.rnd_bias, out._rnd_seen = float(data["rnd_bias"]), bool(data["rnd_seen"])
             out.agg_residual, out.agg_dev = float(data["agg_residual"]), float(data["agg_dev"])
             out._agg_seen = bool(data["agg_seen"])

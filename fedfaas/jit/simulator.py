@@ -141,7 +141,7 @@ class Simulator:
             n_agg=self.n_agg, c_agg=cost.c_agg, b_dc=cost.b_dc)
         self.clock = VirtualClock()
         self.scheduler = Scheduler(InMemoryState(), self.clock, owner="sim")
-        self.learner = ArrivalLearner()
+        self.learner = ArrivalLearner(agg_overhead=cost.cold_start_s + cost.t_io(self.m))
         self.estimator = DeadlineEstimator(self.job, self.pop.profiles, t_pair=cost.t_pair(self.m))
         self._events: list[tuple[float, int, str, Any]] = []
         self._seq = 0
@@ -222,11 +222,14 @@ class Simulator:
                 forecast = None if est is None else ArrivalForecast.of(
                     rnd.start + rnd.offsets, rnd.start + est.t_upd_early, rnd.start + est.t_upd_late)
                 run = run_pool(ready, count * u, cap=self.n_agg, cold_s=cost.cold_start_s + io,
-                               idle_limit_s=cost.relaunch_s(m), release_s=io, forecast=forecast)
+                               idle_limit_s=cost.relaunch_s(m), release_s=io, forecast=forecast,
+                               merge_s=io + u)
                 chunks = count > 1
                 if chunks.any():
-                    # Launch-to-fused of the initial split; finalisation is added when known.
-                    obs = float(np.max(run.finish[chunks] - ready[chunks]))
+                    # Launch to published model had every update been in at launch: the
+                    # split's fusion, merging its partials one by one, writing the model.
+                    obs = float(np.max(run.finish[chunks] - ready[chunks])
+                                + (chunks.sum() - 1) * (io + u) + io)
                     pred = t_agg(int(count[chunks].sum()), cost.t_pair(m), cost.c_agg,
                                  int(chunks.sum()), m, cost.b_dc)
                     rnd.chunk_obs = (pred, obs)
@@ -259,8 +262,8 @@ class Simulator:
         if rnd.estimate is not None:
             t_agg_obs = None
             if rnd.chunk_obs is not None:
-                t_agg_obs = rnd.chunk_obs[1] + (t - rnd.t_done)
-                self.learner.observe_aggregation(rnd.chunk_obs[0], t_agg_obs)
+                t_agg_obs = rnd.chunk_obs[1]
+                self.learner.observe_aggregation(*rnd.chunk_obs)
             report = self.learner.observe_round(rnd.number, rnd.estimate, rnd.offsets,
                                                 t_agg_obs=t_agg_obs, detail=False)
             self._reports.append(report.summary())

@@ -275,8 +275,3 @@ def robust_z(values: np.ndarray, min_scale: float = 0.0) -> np.ndarray:
         return np.zeros_like(x)
     return (x - med) / scale
 
-
-def to_json_float(x: float) -> float | None:
-    """A plain float, or None for NaN/inf (JSON has no such numbers)."""
-    value = float(x)
-    return value if np.isfinite(value) else None

@@ -1,0 +1,438 @@
+"""Benchmark ``flstore-latency``: per-request latency of the ten non-training workloads (FLStore §5.2).
+
+One FL job on a fresh local stack (ResNet-18 updates of 11.2M float32
+parameters, 10 clients per round, two closed rounds; ``--quick``: a small MLP
+and 5 clients) answers the same requests, with the same workload cores and
+parameters, through three systems that differ only in where the data is:
+
+- **FLStore**: ``POST /v1/jobs/{job}/queries`` -> gateway -> Request Tracker ->
+  the cache function already holding the data (warm: one warm-up request,
+  then the median of several);
+- **ObjStore-Agg** (the paper's baseline, Fig. 7): a long-lived aggregator
+  process that, per request, reads what the workload needs from S3 (same
+  SeaweedFS, same keys), decodes and computes;
+- **Cache-Agg** (Fig. 9): the same aggregator process reading the same
+  encoded bodies from Redis instead.
+
+A fault phase follows: requests while cache functions are killed (seeded)
+between and during requests; every request must still be answered, by a
+replica or by the workload's own function reading S3 (FLStore 4.5).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import multiprocessing as mp
+import os
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import redis
+import requests
+
+from fedfaas import codec, keys
+from fedfaas.config import Settings
+from fedfaas.errors import FedfaasError, NotFound
+from fedfaas.localstack.stack import LocalStack, StackOptions
+from fedfaas.workloads import WORKLOADS
+
+CACHE_FUNCTIONS = ("cache-0", "cache-1", "cache-2", "cache-3")
+#: Redis prefix of the Cache-Agg copies of the job's S3 objects.
+REDIS_COPY = "bench:cache-agg:"
+HTTP_TIMEOUT_S = 600.0
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Model, round sizes and repetitions of one run."""
+
+    model: str
+    model_kwargs: dict[str, Any]
+    clients: int
+    rounds: int = 2
+    reps: int = 3
+    fault_reps: int = 3
+    val_rows: int = 16
+    infer_rows: int = 8
+    seed: int = 7
+
+
+FULL = Setup("resnet18", {"num_classes": 10, "image_size": 32, "small_input": True}, clients=10)
+QUICK = Setup("digits-mlp", {"hidden": [1024, 1024]}, clients=5, reps=3, fault_reps=2)
+
+
+def _queries(s: Setup, x: np.ndarray) -> dict[str, dict[str, Any]]:
+    """One request body per workload; parameters keep each workload's compute moderate."""
+    r = s.rounds
+    out: dict[str, dict[str, Any]] = {
+        "malicious-filter": {"round": r},
+        "cosine-similarity": {"round": r},
+        "clustering": {"round": r, "params": {"seed": 0}},
+        "scheduling": {"round": r, "params": {"mode": "clusters", "num_clients": s.clients // 2}},
+        "contribution": {"round": r, "params": {"max_permutations": 2, "leave_one_out": False}},
+        "reputation": {"round": r},
+        "debugging": {"round": r, "params": {"num_inputs": 4}},
+        "inference": {"round": r, "arrays": {"x": x.tolist()}},
+        "personalisation": {"round": r, "client": "c0", "params": {"seed": 0}},
+        "provenance": {"client": "c0", "params": {"mode": "client"}},
+    }
+    assert set(out) == set(WORKLOADS), "every workload is benchmarked"
+    return {name: {"workload": name, **body} for name, body in out.items()}
+
+
+# --- the baseline aggregator process ------------------------------------------------
+def _aggregator_main(conn: Connection, env: dict[str, str]) -> None:
+    """Serve requests ``{"source": "s3"|"redis", "job_id", "query"}`` until ``None`` arrives."""
+    os.environ.update(env)
+    from fedfaas import meta
+    from fedfaas.config import load_settings
+    from fedfaas.serverless_cache import ServerlessCache
+    from fedfaas.store import ObjectStore
+    from gateway.flstore import workload_job_spec
+    from gateway.registry import Registry
+    from request_tracker.data import DataResolver
+    from request_tracker.tracker import Query
+
+    class RedisBodies(ObjectStore):
+        """Reads encoded bodies from Redis (Cache-Agg); results still go to S3."""
+
+        def __init__(self, settings: Settings, client: redis.Redis) -> None:
+            super().__init__(settings)
+            self.redis = client
+
+        def get(self, key: str) -> bytes:
+            body = self.redis.get(REDIS_COPY + key)
+            if body is None:
+                raise NotFound(f"no Redis copy of {key!r}")
+            return bytes(body)  # type: ignore[arg-type]
+
+    settings = load_settings()
+    store = ObjectStore(settings)
+    client = meta.connect(settings)
+    sources = {"s3": store, "redis": RedisBodies(settings, client)}
+    registry = Registry(client, store)
+    resolver = DataResolver(registry, store)
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            return
+        started = time.perf_counter()
+        try:
+            job = registry.get_job(msg["job_id"])
+            query = Query.parse(msg["query"])
+            data = resolver.resolve(job.tenant, job.job_id, query)
+            request = {
+                "request_id": uuid.uuid4().hex[:20], "tenant": job.tenant, "job_id": job.job_id,
+                "workload": query.workload, "params": query.params, "job": workload_job_spec(job),
+                "round": data.round, "client": query.client, "data": data.payload,
+                "arrays": query.arrays,
+            }
+            # A fresh, empty memory per request: the aggregator keeps nothing between requests.
+            agg = ServerlessCache(sources[msg["source"]], f"{msg['source']}-agg", 1 << 40)
+            answer = agg.run(request)
+            conn.send({"ok": True, "answer": answer, "worker_s": time.perf_counter() - started})
+        except FedfaasError as exc:
+            conn.send({"ok": False, "error": exc.message})
+        except Exception as exc:  # the benchmark reports it and carries on
+            conn.send({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+
+
+class Aggregator:
+    """The ObjStore-Agg / Cache-Agg aggregator: a separate long-lived Python process."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_aggregator_main, args=(child, env), daemon=True)
+        self.proc.start()
+        self.lock = threading.Lock()
+
+    def request(self, source: str, job_id: str, query: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+        """Wall-clock latency and reply of one request."""
+        with self.lock:
+            started = time.perf_counter()
+            self.conn.send({"source": source, "job_id": job_id, "query": query})
+            if not self.conn.poll(HTTP_TIMEOUT_S):
+                raise TimeoutError(f"aggregator did not answer within {HTTP_TIMEOUT_S} s")
+            reply: dict[str, Any] = self.conn.recv()
+            return time.perf_counter() - started, reply
+
+    def close(self) -> None:
+        """Stop the process (SIGKILL if it does not exit)."""
+        with contextlib.suppress(OSError):
+            self.conn.send(None)
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(5)
+
+
+# --- the FL job ---------------------------------------------------------------------
+class Api:
+    """Minimal gateway client with per-call timeouts."""
+
+    def __init__(self, base: str, token: str) -> None:
+        self.base, self.token, self.session = base, token, requests.Session()
+
+    def call(self, method: str, path: str, token: str | None = None, ok: tuple[int, ...] = (200, 201),
+             **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {token or self.token}"}
+        resp = self.session.request(method, self.base + path, headers=headers,
+                                    timeout=kwargs.pop("timeout", 120), **kwargs)
+        if resp.status_code not in ok:
+            raise RuntimeError(f"{method} {path} answered {resp.status_code}: {resp.text[:300]}")
+        return resp.json()
+
+
+def _client_update(base: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+    """``base`` plus seeded noise on every trainable float tensor (BatchNorm statistics kept)."""
+    rng = np.random.default_rng(seed)
+    return {k: v + np.float32(0.01) * rng.standard_normal(v.shape, dtype=np.float32)
+            if v.dtype == np.float32 and "running_" not in k else v for k, v in base.items()}
+
+
+def _wait_closed(api: Api, jid: str, rnd: int, timeout: float = 600.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (state := api.call("GET", f"/v1/jobs/{jid}/rounds/{rnd}")["state"]) != "closed":
+        if state == "failed" or time.monotonic() > deadline:
+            raise RuntimeError(f"round {rnd} did not close (state {state!r})")
+        time.sleep(0.2)
+
+
+def _make_job(api: Api, s: Setup, base: dict[str, np.ndarray], x_val: np.ndarray,
+              y_val: np.ndarray) -> dict[str, Any]:
+    """Create the job, upload the initial model, ``rounds`` rounds of updates and a validation set."""
+    size = sum(int(v.nbytes) for v in base.values())
+    job = api.call("POST", "/v1/jobs", json={
+        "job_id": f"lat-{uuid.uuid4().hex[:8]}", "model": {"name": s.model, "size_bytes": size},
+        "t_wait_s": 3600, "quorum": s.clients, "rounds": s.rounds, "strategy": {"name": "lazy"},
+        "hyperparameters": {"lr": 0.01, "model_kwargs": json.dumps(s.model_kwargs)}})
+    jid = job["job_id"]
+    tokens = [api.call("POST", f"/v1/jobs/{jid}/parties", job["enrollment_token"],
+                       json={"party_id": f"c{i}"})["token"] for i in range(s.clients)]
+    api.call("PUT", f"/v1/jobs/{jid}/model", data=codec.encode(base, {"round": 0}))
+    api.call("PUT", f"/v1/jobs/{jid}/validation",
+             data=codec.encode({"x_val": x_val, "y_val": y_val}, {}))
+    for rnd in range(1, s.rounds + 1):
+        api.call("POST", f"/v1/jobs/{jid}/rounds")
+        for i, tok in enumerate(tokens):
+            body = codec.encode(_client_update(base, s.seed * 1000 + rnd * 100 + i),
+                                {"num_examples": 100 + 10 * i, "train_time_s": 5.0 + i})
+            api.call("POST", f"/v1/jobs/{jid}/rounds/{rnd}/updates", tok, data=body, timeout=300)
+        _wait_closed(api, jid, rnd)
+    return {"job_id": jid, "tenant": job["tenant"], "update_bytes": len(body)}
+
+
+def _copy_to_redis(store: Any, client: redis.Redis, tenant: str, jid: str) -> int:
+    """Put every S3 object of the job into Redis under the same key (Cache-Agg's data plane)."""
+    total = 0
+    for key in store.list(keys.s3_job(tenant, jid) + "/"):
+        body = store.get(key)
+        client.set(REDIS_COPY + key, body)
+        total += len(body)
+    return total
+
+
+def _wait_placed(faas: Any, tenant: str, jid: str, s: Setup, timeout: float = 300.0) -> int:
+    """Wait until the cache functions hold every update of the latest round; returns keys held."""
+    wanted = {f"{tenant}:{jid}:update:{s.rounds}:c{i}" for i in range(s.clients)}
+    deadline = time.monotonic() + timeout
+    while True:
+        held: set[str] = set()
+        for fid in CACHE_FUNCTIONS:
+            with contextlib.suppress(FedfaasError, ValueError, KeyError):
+                held |= set(faas.invoke(fid, b"", path="keys", method="GET", timeout=30).json()["keys"])
+        if wanted <= held or time.monotonic() > deadline:
+            return len(held)
+        time.sleep(1.0)
+
+
+# --- measuring ----------------------------------------------------------------------
+def _flstore(api: Api, jid: str, query: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    started = time.perf_counter()
+    resp = api.session.post(f"{api.base}/v1/jobs/{jid}/queries?wait=1", json=query,
+                            headers={"Authorization": f"Bearer {api.token}"}, timeout=HTTP_TIMEOUT_S)
+    elapsed = time.perf_counter() - started
+    try:
+        answer: dict[str, Any] = resp.json()
+    except ValueError:
+        answer = {"message": resp.text[:300]}
+    if resp.status_code != 200 or answer.get("status") != "done":
+        return elapsed, {"ok": False, "error": f"{resp.status_code}: {answer.get('message', answer)}"}
+    return elapsed, {"ok": True, "answer": answer}
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal JSON results (floats to 1e-6 relative; result object keys excluded)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        ka, kb = set(a) - {"tensors_ref"}, set(b) - {"tensors_ref"}
+        return ka == kb and all(_same(a[k], b[k]) for k in ka)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float | int):
+        return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+    return bool(a == b)
+
+
+def _measure(api: Api, agg: Aggregator, jid: str, query: dict[str, Any], reps: int
+             ) -> dict[str, Any]:
+    """Warm-up then ``reps`` interleaved rounds of FLStore, ObjStore-Agg and Cache-Agg."""
+    systems = {
+        "flstore": lambda: _flstore(api, jid, query),
+        "objstore": lambda: agg.request("s3", jid, query),
+        "cache": lambda: agg.request("redis", jid, query),
+    }
+    times: dict[str, list[float]] = {k: [] for k in systems}
+    last: dict[str, dict[str, Any]] = {}
+    errors: dict[str, str] = {}
+    misses = 0
+    for rep in range(reps + 1):
+        for name, call in systems.items():
+            elapsed, reply = call()
+            if not reply["ok"]:
+                errors[name] = str(reply["error"])[:300]
+                continue
+            last[name] = reply["answer"]
+            if rep > 0:  # rep 0 is the warm-up
+                times[name].append(elapsed)
+                if name == "flstore":
+                    misses += int(reply["answer"].get("misses", 0))
+    row: dict[str, Any] = {f"{k}_s": round(statistics.median(v), 4) if v else None
+                           for k, v in times.items()}
+    fl = last.get("flstore", {})
+    row.update(
+        flstore_compute_s=(fl.get("timings") or {}).get("compute_s"),
+        objstore_compute_s=last.get("objstore", {}).get("compute_s"),
+        cache_compute_s=last.get("cache", {}).get("compute_s"),
+        flstore_function=fl.get("function"), flstore_warm_misses=misses,
+        same_result=all(k in last for k in systems) and _same(fl.get("result"), last["objstore"]["result"])
+        and _same(fl.get("result"), last["cache"]["result"]),
+    )
+    if errors:
+        row["errors"] = errors
+    return row
+
+
+def _fault_phase(api: Api, faas: Any, jid: str, queries: dict[str, dict[str, Any]], reps: int,
+                 seed: int) -> dict[str, Any]:
+    """Requests while cache functions are killed between and during them (seeded)."""
+    rng = np.random.default_rng(seed)
+    injected = 0
+    lock = threading.Lock()
+
+    def kill(fid: str) -> None:
+        nonlocal injected
+        try:
+            faas.kill(fid)
+        except FedfaasError:
+            return  # the instance is being replaced already
+        with lock:
+            injected += 1
+
+    failed = 0
+    served: dict[str, int] = {}
+    latencies: list[float] = []
+    errors: list[str] = []
+    for name, query in queries.items():
+        for _ in range(reps):
+            victims = rng.choice(CACHE_FUNCTIONS, size=int(rng.choice([0, 1, 2, 4], p=[.2, .4, .3, .1])),
+                                 replace=False)
+            for fid in victims:
+                kill(str(fid))
+            timer = None
+            if rng.random() < 0.5:  # one more kill while the request is in flight
+                timer = threading.Timer(float(rng.uniform(0.02, 0.5)), kill,
+                                        args=(str(rng.choice(CACHE_FUNCTIONS)),))
+                timer.start()
+            elapsed, reply = _flstore(api, jid, query)
+            if timer is not None:
+                timer.join()
+            latencies.append(elapsed)
+            if not reply["ok"]:
+                failed += 1
+                errors.append(f"{name}: {reply['error']}"[:300])
+                continue
+            fn = str(reply["answer"].get("function"))
+            kind = "fallback" if fn.startswith("wl-") else "cache"
+            served[kind] = served.get(kind, 0) + 1
+        print(f"  faults  {name:18s} done (injected so far {injected})", flush=True)
+    return {"requests": len(latencies), "failed_requests": failed, "faults_injected": injected,
+            "served_by": served, "fault_median_s": round(statistics.median(latencies), 4),
+            "fault_errors": errors[:10]}
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """Run the benchmark on a fresh local stack and return its figures."""
+    from fedfaas import meta
+    from fedfaas.faas.client import FaasClient
+    from fedfaas.models import build_model, state_arrays
+    from fedfaas.store import ObjectStore
+
+    s = QUICK if quick else FULL
+    model = build_model(s.model, seed=0, **s.model_kwargs)
+    base = state_arrays(model)
+    shape = tuple(model.input_shape)  # type: ignore[arg-type]
+    rng = np.random.default_rng(s.seed)
+    x_val = rng.uniform(0, 1, (s.val_rows, *shape)).astype(np.float32)
+    y_val = rng.integers(0, 10, s.val_rows).astype(np.int64)
+    queries = _queries(s, rng.uniform(0, 1, (s.infer_rows, *shape)).astype(np.float32))
+    with tempfile.TemporaryDirectory(prefix="fedfaas-bench-flstore-") as tmp:
+        stack = LocalStack(Path(tmp))
+        print(f"starting local stack in {tmp} ...", flush=True)
+        stack.up(StackOptions(components=("redis", "s3", "router", "gateway")))
+        agg: Aggregator | None = None
+        try:
+            env = stack.env()
+            secrets = Path(env["FEDFAAS_SECRETS_DIR"])
+            api = Api(env["FEDFAAS_GATEWAY_URL"], (secrets / "fedfaas-admin-token").read_text().strip())
+            settings = stack.settings()
+            faas = FaasClient(env["FEDFAAS_FAAS_GATEWAY_URL"], settings.faas_basic_auth, timeout=30)
+            agg = Aggregator(env)
+            started = time.perf_counter()
+            job = _make_job(api, s, base, x_val, y_val)
+            jid = job["job_id"]
+            copied = _copy_to_redis(ObjectStore(settings), meta.connect(settings), job["tenant"], jid)
+            held = _wait_placed(faas, job["tenant"], jid, s)
+            print(f"job {jid}: {s.rounds} rounds x {s.clients} updates of "
+                  f"{job['update_bytes'] / 1e6:.1f} MB, {copied / 1e6:.0f} MB copied to Redis, "
+                  f"{held} items in cache functions ({time.perf_counter() - started:.0f} s)", flush=True)
+            rows: dict[str, dict[str, Any]] = {}
+            for name, query in queries.items():
+                row = _measure(api, agg, jid, query, s.reps)
+                rows[name] = row
+                print(f"{name:18s} flstore {row['flstore_s']}s  objstore {row['objstore_s']}s  "
+                      f"cache {row['cache_s']}s  compute {row['flstore_compute_s']}s  on "
+                      f"{row['flstore_function']}  misses {row['flstore_warm_misses']}  "
+                      f"same {row['same_result']}{'  ' + str(row['errors']) if 'errors' in row else ''}",
+                      flush=True)
+            faults = _fault_phase(api, faas, jid, queries, s.fault_reps, s.seed)
+        finally:
+            if agg is not None:
+                agg.close()
+            stack.down()
+
+    def reduction(baseline: str) -> float | None:
+        pairs = [(r["flstore_s"], r[f"{baseline}_s"]) for r in rows.values()
+                 if r["flstore_s"] is not None and r[f"{baseline}_s"]]
+        return round(float(np.mean([1 - f / b for f, b in pairs])), 4) if pairs else None
+
+    return {
+        "bench": "flstore-latency",
+        "model": s.model, "model_kwargs": s.model_kwargs, "clients": s.clients, "rounds": s.rounds,
+        "update_mb": round(job["update_bytes"] / 1e6, 2), "reps": s.reps,
+        "workloads": rows,
+        "mean_reduction_vs_objstore": reduction("objstore"),
+        "mean_reduction_vs_cache": reduction("cache"),
+        "same_results": sum(bool(r["same_result"]) for r in rows.values()),
+        **faults,
+    }
