@@ -64,6 +64,11 @@ def rejections(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:rejections"
 
 
+def rate_limit(subject: str, window: int) -> str:
+    """Redis counter: requests of one party or token in one rate-limit window."""
+    return f"{PREFIX}:ratelimit:{subject}:{window}"
+
+
 # --- S3 object keys -------------------------------------------------------------------
 
 

@@ -24,6 +24,7 @@ from fedfaas.meta import connect
 from fedfaas.store import ObjectStore
 from gateway.auth import Principal, authenticate
 from gateway.ingest import Ingest
+from gateway.ratelimit import install as install_rate_limit
 from gateway.registry import Registry
 
 log = logging.getLogger("fedfaas.gateway")
@@ -54,14 +55,14 @@ def error_response(exc: FedfaasError) -> Response:
     resp = jsonify(exc.to_json())
     resp.status_code = exc.status
     if exc.retryable:
-        resp.headers["Retry-After"] = "2"
+        resp.headers["Retry-After"] = str(getattr(exc, "retry_after_s", 2))
     return resp
 
 
 def create_app(settings: Settings | None = None, start_background: bool = True) -> Flask:
     """Build the gateway app."""
     settings = settings or load_settings()
-    app = Flask("fedfaas-gateway")
+    app = Flask("fedfaas-gateway", static_folder=None)  # an API: no static files
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     services = Services(settings)
@@ -94,6 +95,8 @@ def create_app(settings: Settings | None = None, start_background: bool = True) 
     def _start_timer() -> None:
         g.started = time.perf_counter()
 
+    install_rate_limit(app, services)
+
     @app.get("/healthz")
     def healthz() -> Any:
         return {"status": "ok"}
@@ -111,6 +114,10 @@ def create_app(settings: Settings | None = None, start_background: bool = True) 
 
     app.register_blueprint(blueprint)
     app.register_blueprint(queries)
+    from gateway import logs, metrics, openapi
+
+    for extra in (logs.blueprint, metrics.blueprint, openapi.blueprint):
+        app.register_blueprint(extra)
     if os.environ.get("FEDFAAS_FLSTORE", "1") != "0":
         from gateway.flstore import FLStoreService
 

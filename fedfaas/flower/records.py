@@ -69,7 +69,7 @@ def arrayrecord_to_tensors(record: ArrayRecord) -> dict[str, np.ndarray]:
 
 def tensors_to_arrayrecord(tensors: Mapping[str, np.ndarray]) -> ArrayRecord:
     """An ``ArrayRecord`` with the original Flower keys from fedfaas tensors."""
-    return ArrayRecord({from_tensor_name(name): Array(np.ascontiguousarray(value))
+    return ArrayRecord({from_tensor_name(name): Array(np.asarray(value))
                         for name, value in tensors.items()})
 
 

@@ -90,12 +90,13 @@ def scripted_server() -> Iterator[ScriptedServer]:
 
         do_GET = do_POST = do_PUT = do_PATCH = _answer  # noqa: N815 - http.server's naming
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server_ref.append(ScriptedServer(f"http://127.0.0.1:{httpd.server_address[1]}"))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
     thread.start()
     try:
         yield server_ref[0]

@@ -21,7 +21,8 @@ def _linear(weight: list[float], bias: float) -> dict[str, torch.Tensor]:
     return {"weight": torch.tensor([weight]), "bias": torch.tensor([bias])}
 
 
-def test_two_parties_push_and_fetch_the_fedavg_model(admin: AdminClient, new_job: JobFactory) -> None:
+def test_two_parties_push_and_fetch_the_fedavg_model(admin: AdminClient,
+                                                     new_job: JobFactory) -> None:
     # Prepare
     job = new_job(quorum=2, rounds=2)
     jid = job["job_id"]

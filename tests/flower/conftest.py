@@ -15,7 +15,7 @@ from tests.conftest import Api
 # Flower reads this when first imported; tests must not send usage telemetry.
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
-from fedfaas.client import AdminClient  # noqa: E402
+from fedfaas.client import AdminClient
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flower" / "digits_fedavg.py"
 
