@@ -8,7 +8,7 @@ from typing import Any, cast
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from fedfaas import keys
-from fedfaas.errors import BadRequest, Forbidden, NotFound
+from fedfaas.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
 from fedfaas.spec import JobSpec, PartyProfile, check_id, parse
 
 blueprint = Blueprint("v1", __name__, url_prefix="/v1")
@@ -29,6 +29,21 @@ def _json_body() -> dict[str, Any]:
         raise BadRequest("request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise BadRequest("request body must be a JSON object")
+    return data
+
+
+def _raw_body() -> bytes:
+    """The request body; 413 when it exceeds the gateway's limit.
+
+    Werkzeug refuses a too-long ``Content-Length`` itself but silently cuts a
+    chunked body at the limit, so a body that reached the limit is checked for
+    more bytes on the wire.
+    """
+    data = request.get_data(cache=False)
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if limit is not None and len(data) >= limit and request.content_length is None \
+            and request.environ["wsgi.input"].read(1):
+        raise PayloadTooLarge(f"request body exceeds the gateway's limit of {limit} bytes")
     return data
 
 
@@ -102,7 +117,7 @@ def put_initial_model(job_id: str) -> Response:
 
     svc = _svc()
     job = svc.registry.job_for(svc.principal(), job_id, admin=True)
-    body = request.get_data(cache=False)
+    body = _raw_body()
     codec.decode_header(body, codec.Limits(max_total_bytes=svc.settings.max_body_bytes))
     key = keys.s3_model(job.tenant, job_id, 0)
     svc.store.put(key, body)
@@ -221,7 +236,7 @@ def post_update(job_id: str, rnd: str) -> Response:
     if principal.role != "party" or principal.party is None:
         raise Forbidden("only a party of this job can upload updates (use the party's token)")
     number = _round_arg(rnd)
-    body = request.get_data(cache=False)
+    body = _raw_body()
     result = svc.ingest.accept(job, number, principal.party, body)
     return _created(result.record, 201 if result.created else 200)
 

@@ -22,6 +22,7 @@ from fedfaas.config import Settings, load_settings
 from fedfaas.errors import FedfaasError, Unavailable
 from fedfaas.meta import connect
 from fedfaas.store import ObjectStore
+from gateway import logs, metrics, openapi
 from gateway.auth import Principal, authenticate
 from gateway.ingest import Ingest
 from gateway.ratelimit import install as install_rate_limit
@@ -67,6 +68,8 @@ def create_app(settings: Settings | None = None, start_background: bool = True) 
     app.json.sort_keys = False  # type: ignore[attr-defined]
     services = Services(settings)
     app.extensions["fedfaas"] = services
+    # First, so that every later hook and handler logs under the request id.
+    app.register_blueprint(logs.blueprint)
 
     @app.errorhandler(FedfaasError)
     def _fedfaas_error(exc: FedfaasError) -> Response:
@@ -114,10 +117,8 @@ def create_app(settings: Settings | None = None, start_background: bool = True) 
 
     app.register_blueprint(blueprint)
     app.register_blueprint(queries)
-    from gateway import logs, metrics, openapi
-
-    for extra in (logs.blueprint, metrics.blueprint, openapi.blueprint):
-        app.register_blueprint(extra)
+    app.register_blueprint(metrics.blueprint)
+    app.register_blueprint(openapi.blueprint)
     if os.environ.get("FEDFAAS_FLSTORE", "1") != "0":
         from gateway.flstore import FLStoreService
 

@@ -162,10 +162,15 @@ class FLStoreService:
                 log.warning("placer: redis unavailable: %s", exc)
                 self._stop.wait(1.0)
                 continue
-            for _, entries in cast(list[Any], batches or []):
-                for entry_id, fields in entries:
-                    self._handle_arrival({_text(k): _text(v) for k, v in fields.items()})
-                    self.redis.xack(stream, GROUP, entry_id)
+            try:
+                for _, entries in cast(list[Any], batches or []):
+                    for entry_id, fields in entries:
+                        self._handle_arrival({_text(k): _text(v) for k, v in fields.items()})
+                        self.redis.xack(stream, GROUP, entry_id)
+            except redis.RedisError as exc:
+                # Redis went away mid-batch: the loop must outlive it (the data is in S3).
+                log.warning("placer: redis unavailable while placing: %s", exc)
+                self._stop.wait(1.0)
 
     def _handle_arrival(self, fields: dict[str, str]) -> None:
         try:

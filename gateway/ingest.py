@@ -27,6 +27,7 @@ import numpy as np
 from fedfaas import codec, keys
 from fedfaas.errors import BadRequest, Conflict, FedfaasError, Unavailable
 from fedfaas.store import ObjectStore, digest
+from gateway import metrics
 from gateway.registry import JobRecord, Registry
 
 CLAIM_TTL_MS = 120_000
@@ -82,6 +83,7 @@ class Ingest:
 
     def _reject(self, job_id: str, reason: str, error: FedfaasError) -> FedfaasError:
         self.registry.count_rejection(job_id, reason)
+        metrics.update_rejected(reason)
         return error
 
     def accept(self, job: JobRecord, rnd: int, party: str, body: bytes, now: float | None = None
@@ -158,6 +160,7 @@ class Ingest:
             )
         finally:
             self.registry.redis.delete(claim)
+        metrics.update_stored(len(body))
         return IngestResult(True, entry)
 
     @staticmethod

@@ -124,8 +124,8 @@ class StateCollector(Collector):
         gauge.add_metric([], float(self.redis.scard(keys.active_rounds())))
         return gauge
 
-    def _tenants_with_stats(self) -> list[str]:
-        prefix, suffix = f"{self.engine.layout.prefix}:t:", ":stats"
+    def _tenants_with_stats(self, engine_prefix: str) -> list[str]:
+        prefix, suffix = f"{engine_prefix}:t:", ":stats"
         found = set()
         for raw in self.redis.scan_iter(match=f"{prefix}*{suffix}", count=1000):
             name = raw.decode() if isinstance(raw, bytes) else str(raw)
@@ -142,7 +142,7 @@ class StateCollector(Collector):
                                      "FLStore requests that had to fetch data from the persistent store",
                                      labels=["tenant", "policy"])
         if self.engine is not None:
-            for tenant in self._tenants_with_stats():
+            for tenant in self._tenants_with_stats(self.engine.layout.prefix):
                 for policy, counts in sorted(self.engine.stats(tenant).items()):
                     hits.add_metric([tenant, policy], counts.get("hits", 0))
                     misses.add_metric([tenant, policy], counts.get("misses", 0))

@@ -34,7 +34,8 @@ _ERRORS = {
     404: ("NotFound", "No such resource, or not visible to this token (other tenants' jobs look absent)."),
     409: ("Conflict", "The resource's state forbids this (already exists, round closed, ...)."),
     413: ("PayloadTooLarge", "The body exceeds the gateway's `max_body_bytes`."),
-    503: ("Unavailable", "A backing service (Redis, S3, functions) is unavailable; retry after `Retry-After` s."),
+    429: ("TooManyRequests", "The token's request budget for this minute is spent; see `Retry-After`."),
+    503: ("Unavailable", "A backing service (Redis, S3, functions) is down; see `Retry-After`."),
 }
 ID = {"type": "string", "pattern": ID_RE.pattern, "minLength": 1, "maxLength": 63}
 
@@ -71,7 +72,7 @@ def _op(endpoint: str, summary: str, tag: str, responses: dict[int, dict[str, An
                         _ref("RequestIdHeader", "parameters")]
     if body is not None:
         op["requestBody"] = body
-    codes = set(errors) | ({401} if not public else set())
+    codes = set(errors) | ({401, 429} if not public else set())
     op["responses"] = {str(code): resp for code, resp in responses.items()}
     op["responses"].update({str(code): _ref(_ERRORS[code][0], "responses") for code in sorted(codes)})
     if public:
@@ -202,7 +203,7 @@ def _components() -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for code, (name, text) in _ERRORS.items():
         responses[name] = _ok(text, _ref("Error"))
-        if code == 503:
+        if code in (429, 503):
             responses[name]["headers"]["Retry-After"] = {
                 "description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
     return {

@@ -24,6 +24,7 @@ from fedfaas import keys
 from fedfaas.errors import FedfaasError, Unavailable
 from fedfaas.fusion import get_strategy
 from fedfaas.fusion.strategy import LinearStrategy
+from gateway import metrics
 from gateway.registry import JobRecord, Registry, RoundRecord
 
 log = logging.getLogger("fedfaas.rounds")
@@ -147,6 +148,7 @@ class RoundCoordinator:
         self.registry.set_round_state(job.job_id, rnd, "closed", closed_at=repr(closed_at),
                                       model_key=result["model_key"], extra=json.dumps(extra))
         self.redis.srem(ACTIVE, f"{job.job_id}:{rnd}")
+        metrics.round_closed(extra["aggregation_latency_s"])
         self.redis.xadd(keys.arrivals_stream(), {"kind": "model", "job": job.job_id, "tenant": job.tenant,
                                                  "round": rnd, "key": result["model_key"]},
                         maxlen=1_000_000, approximate=True)
@@ -158,6 +160,7 @@ class RoundCoordinator:
         """Mark the round failed, visibly, with ``reason``."""
         self.registry.set_round_state(job.job_id, rnd, "failed", reason=reason, closed_at=repr(time.time()))
         self.redis.srem(ACTIVE, f"{job.job_id}:{rnd}")
+        metrics.round_failed()
         log.warning("job %s round %d failed: %s", job.job_id, rnd, reason)
 
     # --- decisions -------------------------------------------------------------------

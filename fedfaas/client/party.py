@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("fedfaas.client")
 
 DEFAULT_WAIT_S = 600.0
-#: Profile fields a party reports from its own measurements.
-MEASURED_FIELDS = ("bandwidth_up_bps", "bandwidth_down_bps", "epoch_time_s", "minibatch_time_s")
 
 
 class Party:

@@ -5,12 +5,13 @@ The loops here walk the model in chunks of :data:`CHUNK` elements that stay in a
 core's L2 cache and, for each chunk, fold every update into the accumulator
 before moving on, so main memory sees each update byte read once and the
 accumulator written once per call, whatever the number of updates.  Chunks are
-split between threads (numpy releases the GIL), which is how ``C_agg`` cores of
-an aggregator are used in the paper's ``t_agg = N_parties * t_pair / (C_agg *
-N_agg)``.
+split between threads (numpy releases the GIL), which is how the ``C_agg``
+cores of an aggregator are used in the paper's
+``t_agg = N_parties * t_pair / (C_agg * N_agg)``.
 
-All arrays passed in are flat (1-D) views; scratch buffers are per thread and
-reused, so the extra memory is ``threads * CHUNK`` elements.
+All arrays passed in are flat (1-D) views.  Per-thread scratch buffers (for
+dtype conversions) are reused, so the extra memory is ``threads * CHUNK``
+elements per accumulator dtype.
 """
 
 from __future__ import annotations
@@ -190,35 +191,59 @@ def weighted_sum(acc: Sequence[np.ndarray], inputs: Sequence[Sequence[np.ndarray
     """``acc[k] (=|+=) sum_i weights[i] * inputs[i][k]`` for every tensor ``k``, in place.
 
     ``acc`` arrays are flat, writable, in the accumulator dtype; ``inputs[i][k]``
-    are flat arrays of any supported dtype with the same length.  A weight of
-    exactly 1.0 skips the multiply (one pass instead of two).
+    are flat arrays of any supported dtype with the same length.
+
+    Several inputs are folded Horner-style, ``acc = (acc * w_prev / w_i) + x_i``,
+    so each update costs one add that reads it from memory plus one multiply
+    that stays in cache (none when consecutive weights are equal), and no
+    scratch buffer.  Inputs go in ascending weight order, which keeps
+    ``w_prev / w_i <= 1`` and the running value bounded.
     """
     sizes = [a.size for a in acc]
+    order = sorted(range(len(inputs)), key=lambda i: weights[i])
+    # (input index, factor applied to acc before adding it, or None), then the final factor.
+    steps: list[tuple[int, float | None]] = []
+    current = None if init else 1.0
+    for i in order:
+        w = weights[i]
+        steps.append((i, None if current is None or current == w else current / w))
+        current = w
+    final = current if current not in (None, 1.0) else None
+    axpy = not init and len(inputs) == 1
 
     def chunk(k: int, a: int, b: int) -> None:
         av = acc[k][a:b]
         dt = av.dtype
-        for i, (xs, w) in enumerate(zip(inputs, weights, strict=True)):
-            x = xs[k][a:b]
-            wv = dt.type(w)
-            if i == 0 and init:
-                if x.dtype == dt and w != 1.0:
-                    np.multiply(x, wv, out=av)
-                else:
-                    np.copyto(av, x, casting="unsafe")
-                    if w != 1.0:
-                        np.multiply(av, wv, out=av)
-            elif x.dtype == dt and w == 1.0:
+        if axpy:
+            # One update into a live accumulator: acc += w * x without rescaling acc twice.
+            x, w = inputs[0][k][a:b], weights[0]
+            if x.dtype == dt and w == 1.0:
+                np.add(av, x, out=av)
+                return
+            s = scratch(dt, b - a)
+            if x.dtype == dt:
+                np.multiply(x, dt.type(w), out=s)
+            else:
+                np.copyto(s, x, casting="unsafe")
+                if w != 1.0:
+                    np.multiply(s, dt.type(w), out=s)
+            np.add(av, s, out=av)
+            return
+        for n, (i, factor) in enumerate(steps):
+            x = inputs[i][k][a:b]
+            if n == 0 and init:
+                np.copyto(av, x, casting="unsafe")
+                continue
+            if factor is not None:
+                np.multiply(av, dt.type(factor), out=av)
+            if x.dtype == dt:
                 np.add(av, x, out=av)
             else:
                 s = scratch(dt, b - a)
-                if x.dtype == dt:
-                    np.multiply(x, wv, out=s)
-                else:
-                    np.copyto(s, x, casting="unsafe")
-                    if w != 1.0:
-                        np.multiply(s, wv, out=s)
+                np.copyto(s, x, casting="unsafe")
                 np.add(av, s, out=av)
+        if final is not None:
+            np.multiply(av, dt.type(final), out=av)
 
     run_chunked(sizes, chunk, work=sum(sizes) * max(1, len(inputs)), threads=threads)
 

@@ -236,8 +236,10 @@ class ArrivalLearner:
             self._n_obs[j] = n_obs + 1
         t_rnd_obs = float(np.nanmax(obs)) if np.isfinite(obs).any() else None
         if t_rnd_obs is not None:
-            # Bias relative to the per-party-corrected maximum, so nothing is counted twice.
-            err = t_rnd_obs - (estimate.t_rnd - self.rnd_bias)
+            # Bias left after this round's per-party correction, so nothing is counted twice.
+            corrected = np.where(active, estimate.t_upd_base * self._ratio[idx],
+                                 estimate.t_upd_base)
+            err = t_rnd_obs - float(np.max(corrected))
             self.rnd_bias = self._ewma(self.rnd_bias, err, self._rnd_seen)
             self._rnd_seen = True
         report = RoundReport(

@@ -84,6 +84,7 @@ local t = load(KEYS[1])
 if not t or t.status ~= 'open' or not isnull(t.closed_at) then return 0 end
 t.closed_at = tonumber(ARGV[1])
 t.status = ARGV[2]
+t.epoch = t.epoch + 1
 if t.status ~= 'open' then
   redis.call('ZREM', KEYS[2], ARGV[3])
   redis.call('ZREM', KEYS[3], ARGV[3])
@@ -95,8 +96,7 @@ return 1
 _COMMIT = _LIB + """
 local t = load(KEYS[1])
 if not t then return 0 end
-if t.n_launched ~= tonumber(ARGV[1]) then return 0 end
-if t.status ~= 'open' and t.status ~= 'finalising' then return 0 end
+if t.epoch ~= tonumber(ARGV[1]) or t.status ~= 'open' then return 0 end
 local n_inv = tonumber(ARGV[3])
 local cap = tonumber(ARGV[4])
 local running = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -106,6 +106,7 @@ t.running = t.running + n_inv
 redis.call('INCRBY', KEYS[2], n_inv)
 if ARGV[5] ~= '' then t.resume = cjson.decode(ARGV[5]) end
 if ARGV[6] ~= '' then t.status = ARGV[6] end
+t.epoch = t.epoch + 1
 redis.call('SET', KEYS[1], cjson.encode(t))
 local n_dec = tonumber(ARGV[7])
 for i = 0, n_dec - 1 do
@@ -140,6 +141,7 @@ for p = 0, n_inv - 1 do
   end
 end
 t.running = t.running - todo
+t.epoch = t.epoch + 1
 redis.call('DECRBY', KEYS[3], todo)
 if #d.parts_done >= n_inv then
   redis.call('HDEL', KEYS[1], ARGV[1])
@@ -331,10 +333,10 @@ class RedisState:
             args=[repr(float(closed_at)), status, key]))
 
     @_redis_errors
-    def commit(self, key: str, expected_launched: int, advance_to: int,
+    def commit(self, key: str, expected_epoch: int, advance_to: int,
                decisions: Sequence[Decision], capacity: int | None,
                resume: list[list[int]] | None, status: str | None) -> bool:
-        args: list[Any] = [expected_launched, advance_to,
+        args: list[Any] = [expected_epoch, advance_to,
                            sum(d.n_invocations for d in decisions),
                            -1 if capacity is None else capacity,
                            "" if resume is None else json.dumps(resume), status or "",

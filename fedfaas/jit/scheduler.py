@@ -18,9 +18,11 @@ an arrival) :meth:`Scheduler.tick`
 6. issues ``finalise`` once a closed round's updates are all fused.
 
 All state goes through a :class:`~fedfaas.jit.state.SchedulerState`; each
-change is an atomic compare-and-set on the task's launch cursor, so any
-number of schedulers may tick the same state and each update is launched
-exactly once.
+launch is an atomic compare-and-set on the task's ``epoch`` (bumped by every
+launch, resume and close), so any number of schedulers may tick the same
+state and each update is launched exactly once while its claim's lease is
+renewed (after a lease expires the work is re-issued: aggregate functions
+must be idempotent).
 """
 
 from __future__ import annotations
@@ -68,12 +70,17 @@ class SchedulerConfig:
         How long a claim stays valid without renewal.
     max_tasks_per_tick
         Upper bound on tasks examined per tick (highest priority first).
+    opportunistic
+        Run waiting tasks early when capacity is idle (paper 5.5).  Needs a
+        ``capacity``: with an unbounded one, idleness is unknown and nothing
+        runs before its timer.
     """
 
     capacity: int | None = None
     delta: float = 1.0
     lease_s: float = 30.0
     max_tasks_per_tick: int = 10_000
+    opportunistic: bool = True
 
     def __post_init__(self) -> None:
         if self.capacity is not None and self.capacity < 1:
@@ -223,7 +230,7 @@ class Scheduler:
         launch = take_resumed.concat(take_plan) if take_resumed.size else take_plan
         leftover = task.resume[take_resumed.size:]
         d = self._decision(task, "aggregate", now, launch)
-        ok = self.state.commit(task.key, task.n_launched, task.n_launched + take_plan.n_updates,
+        ok = self.state.commit(task.key, task.epoch, task.n_launched + take_plan.n_updates,
                                [d], self.config.capacity, leftover if resumed.size else None, None)
         if not ok:
             return 0, True
@@ -240,7 +247,7 @@ class Scheduler:
             self._preempt_for(task, 1)
             return 0
         d = self._decision(task, "finalise", now)
-        if self.state.commit(task.key, task.n_launched, task.n_launched, [d],
+        if self.state.commit(task.key, task.epoch, task.n_launched, [d],
                              self.config.capacity, None, FINALISING):
             out.append(d)
             return 1
@@ -270,6 +277,8 @@ class Scheduler:
             free -= started
             if not planned and task.n_arrived > task.n_launched:
                 waiting.append(task)
+        if cap is None or not self.config.opportunistic:
+            waiting = []
         for task in waiting:  # idle capacity: opportunistic runs by priority (paper 5.5)
             if free < 1:
                 break

@@ -52,6 +52,8 @@ class TaskRecord:
     status: str = OPEN
     resume: list[list[int]] = field(default_factory=list)
     last_arrival: float | None = None
+    epoch: int = 0
+    """Bumped by every change to what may be launched (cursor, resume list, status)."""
 
     @property
     def key(self) -> str:
@@ -161,13 +163,14 @@ class SchedulerState(Protocol):
         """Close an open, unclosed task at ``closed_at`` with ``status``; True for one caller."""
         ...
 
-    def commit(self, key: str, expected_launched: int, advance_to: int,
+    def commit(self, key: str, expected_epoch: int, advance_to: int,
                decisions: Sequence[Decision], capacity: int | None,
                resume: list[list[int]] | None, status: str | None) -> bool:
-        """Atomically: check the task's launch cursor and the capacity, advance the cursor,
-        count the decisions' invocations as running, replace ``resume`` and ``status``
-        when given, and store the decisions as claimed.  False (nothing changed) if the
-        cursor moved or capacity is short."""
+        """Atomically: check the task's ``epoch`` (nothing launched, resumed or closed since
+        it was read) and the capacity, advance the launch cursor, count the decisions'
+        invocations as running, replace ``resume`` and ``status`` when given, bump the
+        epoch and store the decisions as claimed.  False (nothing changed) if the epoch
+        moved or capacity is short."""
         ...
 
     def running_total(self) -> int:
@@ -283,15 +286,16 @@ class InMemoryState:
             return False
         task.closed_at = closed_at
         task.status = status
+        task.epoch += 1
         if status != OPEN:
             self._timers.pop(key, None)
         return True
 
-    def commit(self, key: str, expected_launched: int, advance_to: int,
+    def commit(self, key: str, expected_epoch: int, advance_to: int,
                decisions: Sequence[Decision], capacity: int | None,
                resume: list[list[int]] | None, status: str | None) -> bool:
         task = self._task(key)
-        if task.n_launched != expected_launched or task.status not in (OPEN, FINALISING):
+        if task.epoch != expected_epoch or task.status != OPEN:
             return False
         n_inv = sum(d.n_invocations for d in decisions)
         if capacity is not None and self._running + n_inv > capacity:
@@ -303,6 +307,7 @@ class InMemoryState:
             task.resume = resume
         if status is not None:
             task.status = status
+        task.epoch += 1
         for d in decisions:
             self._inflight[d.decision_id] = d
         return True
@@ -346,6 +351,7 @@ class InMemoryState:
         for p in todo:
             if d.kind == "aggregate" and n_fused is not None and n_fused < d.count[p]:
                 task.resume.append([d.first[p] + max(0, n_fused), d.count[p] - max(0, n_fused)])
+        task.epoch += 1
         d.parts_done.extend(todo)
         task.running -= len(todo)
         self._running -= len(todo)

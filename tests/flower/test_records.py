@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg, FedMedian, FedProx, FedTrimmedAvg
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fedfaas import codec
 from fedfaas.client import NO_RETRY
@@ -32,6 +34,13 @@ def test_flower_keys_map_to_codec_names_and_back(key: str) -> None:
     # Assert
     assert codec._NAME_RE.match(name)
     assert from_tensor_name(name) == key
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=60))
+def test_any_short_key_round_trips(key: str) -> None:
+    name = to_tensor_name(key)
+    assert codec._NAME_RE.match(name) and from_tensor_name(name) == key
 
 
 def test_plain_keys_are_kept_as_they_are() -> None:

@@ -47,3 +47,25 @@ def test_t_pair_is_measured_on_a_model_spec() -> None:
     t_pair = measure_t_pair(model, repeats=2)
     # Assert
     assert 0.0 < t_pair < 1.0
+
+
+@pytest.mark.parametrize("weights", [[5.0, 1.0, 3.0, 2.0], [2.0, 2.0, 2.0, 2.0],
+                                     [1e-9, 1.0, 1e9, 3.0]])
+def test_batches_into_a_live_accumulator_match_numpy(weights: list[float]) -> None:
+    # Prepare: a first batch, then a second batch folded into the live accumulator
+    rng = np.random.default_rng(1)
+    updates = [{"f": rng.standard_normal(50).astype(np.float32),
+                "h": rng.standard_normal(50).astype(np.float16),
+                "d": rng.standard_normal(50),
+                "i": rng.integers(-50, 50, 50).astype(np.int32)} for _ in range(4)]
+    partial = PartialAggregate()
+    # Execute
+    partial.add_many(updates[:2], weights[:2], ["a", "b"])
+    partial.add_many(updates[2:], weights[2:], ["c", "d"])
+    fused = partial.mean()
+    # Assert
+    total = sum(weights)
+    for name in updates[0]:
+        expected = sum(u[name].astype(np.float64) * w for u, w in zip(updates, weights,
+                                                                       strict=True)) / total
+        np.testing.assert_allclose(fused[name], expected, rtol=1e-5, atol=1e-5)

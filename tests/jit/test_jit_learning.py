@@ -1,0 +1,97 @@
+"""Learning from observed arrivals round by round, and the per-round report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fedfaas.errors import BadRequest
+from fedfaas.jit.estimator import DeadlineEstimator
+from fedfaas.jit.learning import ArrivalLearner
+from fedfaas.jit.spec import JobSpec, PartyProfile
+
+MB = 10**6
+
+
+def _estimator() -> DeadlineEstimator:
+    job = JobSpec(job_id="j", model_bytes=100 * MB)
+    parties = [PartyProfile(party_id=p, t_epoch=60.0, b_down=10 * MB, b_up=10 * MB)
+               for p in ("late", "punctual")]
+    return DeadlineEstimator(job, parties, t_pair=0.0)
+
+
+def test_party_always_20_percent_late_is_predicted_20_percent_late() -> None:
+    # Prepare: both predicted at t_upd = 80 s; "late" always arrives at 96 s
+    est, learner = _estimator(), ArrivalLearner(alpha=0.5)
+    # Execute
+    for r in range(3):
+        learner.observe_round(r, est.estimate(learner), np.array([96.0, 80.0]))
+    e = est.estimate(learner)
+    # Assert
+    assert e.t_upd.tolist() == pytest.approx([96.0, 80.0])
+    assert e.t_upd_base.tolist() == pytest.approx([80.0, 80.0])
+    assert e.t_rnd == pytest.approx(96.0)
+
+
+def test_round_report_records_prediction_and_error() -> None:
+    # Prepare
+    est, learner = _estimator(), ArrivalLearner()
+    # Execute: the first round is scheduled with the paper's estimate
+    report = learner.observe_round(0, est.estimate(learner), np.array([96.0, np.nan]),
+                                   t_agg_obs=5.0)
+    out = json.loads(json.dumps(report.to_dict()))
+    # Assert
+    assert out["parties"][0] == {"party_id": "late", "predicted_t_upd": 80.0,
+                                 "observed_t_upd": 96.0, "error": 16.0}
+    assert out["parties"][1]["observed_t_upd"] is None
+    assert out["n_observed"] == 1 and out["t_rnd_obs"] == 96.0 and out["t_rnd_error"] == 16.0
+    assert out["t_agg_obs"] == 5.0
+
+
+def test_aggregation_overhead_is_learned_and_becomes_slack() -> None:
+    # Prepare: the formula says 2 s, the platform takes 3.5 s then 4.5 s (cold start etc.)
+    learner = ArrivalLearner(alpha=0.5, z=2.0)
+    # Execute
+    learner.observe_aggregation(2.0, 3.5)
+    learner.observe_aggregation(2.0, 4.5)
+    # Assert: residual 1.5 then EWMA -> 2.0; deviation |2.5 - 1.5| = 1 halved -> 0.5; slack 2 x 0.5
+    assert learner.agg_residual == pytest.approx(2.0)
+    assert learner.slack() == pytest.approx(1.0)
+
+
+def test_deadline_uses_spread_learned_from_second_observation_on() -> None:
+    # Prepare: one party arriving at 80, 84, 76, 80 s around its prediction of 80 s
+    est, learner = _estimator(), ArrivalLearner(alpha=0.5, prior_dev=0.1)
+    first = est.estimate(learner)
+    # Execute
+    for r, t in enumerate([80.0, 84.0, 76.0, 80.0]):
+        learner.observe_round(r, est.estimate(learner), np.array([t, 80.0]))
+    later = est.estimate(learner)
+    # Assert: before any observation the timer aims at the early bound, 80 x (1 - 2 x 0.1);
+    # afterwards at a low quantile of the last arrival: at least the punctual party's 80 s
+    assert first.t_rnd_early == pytest.approx(64.0)
+    assert later.t_rnd_early == pytest.approx(80.0, abs=0.01)
+
+
+def test_learner_state_round_trips_through_json() -> None:
+    # Prepare
+    est, learner = _estimator(), ArrivalLearner()
+    learner.observe_round(0, est.estimate(learner), np.array([90.0, 70.0]))
+    learner.observe_aggregation(1.0, 2.0)
+    # Execute
+    restored = ArrivalLearner.from_dict(json.loads(json.dumps(learner.to_dict())))
+    # Assert
+    assert restored.ratios(["late", "punctual"]).tolist() == learner.ratios(
+        ["late", "punctual"]).tolist()
+    assert restored.agg_residual == learner.agg_residual
+    assert restored.report_history() == learner.report_history()
+    with pytest.raises(BadRequest):
+        ArrivalLearner.from_dict({"alpha": 0.3})
+
+
+def test_observe_round_validates_shape() -> None:
+    learner = ArrivalLearner()
+    with pytest.raises(BadRequest):
+        learner.observe_round(0, _estimator().estimate(), np.array([1.0]))

@@ -1,0 +1,73 @@
+"""The reliability tests' own local stack: faults here never touch the shared session stacks.
+
+One full stack (Redis, S3, the function router, the gateway) for the whole
+package, because starting one takes ~15 s.  Each test leaves every component
+running again, whatever it killed.  Short S3 and Redis timeouts make a frozen
+server turn into a 503 within seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from fedfaas.faas.client import FaasClient
+from fedfaas.localstack.stack import LocalStack, StackOptions
+from tests.reliability.faults import admin_token, thaw
+
+FAULT_ENV = {
+    "FEDFAAS_S3_TIMEOUT_S": "3",
+    "FEDFAAS_REDIS_TIMEOUT_S": "2",
+    "FEDFAAS_DRIVER_DELTA_S": "0.2",
+}
+
+
+class FaultStack:
+    """The stack plus what tests need to reach it."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        env = stack.env()
+        self.stack = stack
+        self.base = env["FEDFAAS_GATEWAY_URL"]
+        self.admin = admin_token(stack)
+        secrets = Path(env["FEDFAAS_SECRETS_DIR"])
+        auth = ((secrets / "basic-auth-user").read_text().strip(),
+                (secrets / "basic-auth-password").read_text().strip())
+        self.faas = FaasClient(env["FEDFAAS_FAAS_GATEWAY_URL"], auth, timeout=30)
+        self.session = requests.Session()
+
+    def ensure_running(self) -> None:
+        """Wake any component a test left frozen and restart any it left dead."""
+        for name, pid in (self.stack.read_state() or {}).get("pids", {}).items():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if psutil.Process(pid).status() == psutil.STATUS_STOPPED:
+                    thaw(self.stack, name)
+        for name, alive in self.stack.running().items():
+            if not alive:
+                self.stack.restart(name)
+
+
+@pytest.fixture(scope="package")
+def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
+    """A full local stack owned by the reliability tests."""
+    stack = LocalStack(tmp_path_factory.mktemp("reliability"))
+    stack.up(StackOptions(extra_env=FAULT_ENV))
+    try:
+        yield FaultStack(stack)
+    finally:
+        stack.down()
+
+
+@pytest.fixture()
+def fs(fault_stack: FaultStack) -> Iterator[FaultStack]:
+    """The reliability stack, healthy at the start and the end of every test."""
+    fault_stack.ensure_running()
+    try:
+        yield fault_stack
+    finally:
+        fault_stack.ensure_running()
