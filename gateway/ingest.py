@@ -93,8 +93,8 @@ class Ingest:
         record = self.registry.get_round(job.job_id, rnd)
         if party not in record.expected:
             raise self._reject(job.job_id, "not_in_round",
-                               Conflict(f"party {party!r} joined after round {rnd} started; "
-                                        "it can send updates from the next round on"))
+                               Conflict(f"party {party!r} is not expected in round {rnd} "
+                                        "(not selected, or registered after the round started)"))
         if record.state != "open" or now > record.deadline_at:
             existing = self.registry.redis.hget(keys.round_updates(job.job_id, rnd), party)
             if existing is not None and json.loads(existing)["digest"] == digest(body):

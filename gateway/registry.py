@@ -202,12 +202,25 @@ class Registry:
         return {_s(k): json.loads(v) for k, v in raw.items()}
 
     # --- rounds ----------------------------------------------------------------------
-    def start_round(self, job: JobRecord, now: float | None = None) -> RoundRecord:
-        """Open the next round; 409 while the current one is still open."""
+    def start_round(self, job: JobRecord, now: float | None = None,
+                    selected: list[str] | None = None) -> RoundRecord:
+        """Open the next round; 409 while the current one is still open.
+
+        ``selected`` restricts the round to some registered parties (client
+        sampling); by default every registered party is expected.
+        """
         now = time.time() if now is None else now
-        parties = sorted(self.list_parties(job.job_id))
-        if not parties:
+        registered = sorted(self.list_parties(job.job_id))
+        if not registered:
             raise Conflict(f"job {job.job_id!r} has no registered parties yet")
+        parties = registered
+        if selected is not None:
+            unknown = sorted(set(selected) - set(registered))
+            if unknown:
+                raise BadRequest(f"parties {unknown} are not registered in job {job.job_id!r}")
+            if not selected or len(set(selected)) != len(selected):
+                raise BadRequest("'parties' must be a non-empty list of distinct party ids")
+            parties = sorted(selected)
         with self.redis.pipeline() as pipe:
             while True:
                 try:

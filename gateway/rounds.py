@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +32,17 @@ log = logging.getLogger("fedfaas.rounds")
 
 ACTIVE = keys.active_rounds()
 STEP_RETRIES = 6
-LOCK_MS = 600_000
+# A round's work lease lives LOCK_MS unless its holder renews it: a gateway
+# killed mid-step blocks its rounds for seconds, not for the length of a step.
+LOCK_MS = 15_000
+_RENEW_IF_OWNER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE_IF_OWNER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -42,6 +53,25 @@ def _text(value: Any) -> str:
 
 def _lock_key(job_id: str, rnd: int) -> str:
     return f"{keys.round_(job_id, rnd)}:lock"
+
+
+class _LeaseRenewal(threading.Thread):
+    """Keeps one held lease alive, renewing it every third of its lifetime, until stopped."""
+
+    def __init__(self, client: redis.Redis, key: str, owner: str) -> None:
+        super().__init__(name="fedfaas-lease", daemon=True)
+        self.client = client
+        self.key = key
+        self.owner = owner
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(LOCK_MS / 3000):
+            try:
+                if not self.client.eval(_RENEW_IF_OWNER, 1, self.key, self.owner, LOCK_MS):
+                    return  # lost the lease (expired while Redis was away); stop renewing
+            except redis.RedisError as exc:
+                log.warning("cannot renew lease %s: %s", self.key, exc)
 
 
 class RoundCoordinator:
@@ -61,6 +91,7 @@ class RoundCoordinator:
         self.redis = registry.redis
         self.invoke = invoke
         self.owner = owner
+        self._renewals: dict[str, _LeaseRenewal] = {}
 
     # --- helpers ---------------------------------------------------------------------
     def _step(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -98,12 +129,26 @@ class RoundCoordinator:
         return [p for p in order if p not in set(covered)]
 
     def acquire(self, job_id: str, rnd: int) -> bool:
-        """Take the round's work lease (one replica works on a round at a time)."""
-        return bool(self.redis.set(_lock_key(job_id, rnd), self.owner, nx=True, px=LOCK_MS))
+        """Take the round's work lease (one replica works on a round at a time).
+
+        The lease is renewed in the background until :meth:`release`, so a long
+        step keeps it while a dead holder loses it within ``LOCK_MS``.
+        """
+        key = _lock_key(job_id, rnd)
+        if not self.redis.set(key, self.owner, nx=True, px=LOCK_MS):
+            return False
+        renewal = _LeaseRenewal(self.redis, key, self.owner)
+        self._renewals[key] = renewal
+        renewal.start()
+        return True
 
     def release(self, job_id: str, rnd: int) -> None:
-        """Give the lease back."""
-        self.redis.delete(_lock_key(job_id, rnd))
+        """Give the lease back (only if this coordinator still holds it)."""
+        key = _lock_key(job_id, rnd)
+        renewal = self._renewals.pop(key, None)
+        if renewal is not None:
+            renewal.stopped.set()
+        self.redis.eval(_RELEASE_IF_OWNER, 1, key, self.owner)
 
     # --- steps -----------------------------------------------------------------------
     def fold(self, job: JobRecord, rnd: int, parties: list[str]) -> dict[str, Any]:

@@ -134,11 +134,10 @@ class Federation:
         """Id of the malicious party."""
         return self.with_role(MALICIOUS)[0].party_id
 
-    def arrival_window_s(self, plan: PartyPlan) -> float:
-        """Latest offline delay of an intermittent party that still lets it arrive by ``t_wait``."""
-        cfg = self.config
-        return max(0.0, self.t_wait_s - ARRIVAL_MARGIN_S
-                   - plan.train_time_s(cfg.local_epochs, cfg.examples_per_s))
+
+def arrival_window_s(t_wait_s: float, train_s: float) -> float:
+    """Latest offline delay of an intermittent party that still lets it arrive by ``t_wait``."""
+    return max(0.0, t_wait_s - ARRIVAL_MARGIN_S - train_s)
 
 
 def plan_federation(config: DemoConfig, labels: np.ndarray) -> Federation:

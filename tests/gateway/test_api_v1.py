@@ -157,3 +157,18 @@ def test_round_lifecycle_rules(api: Api) -> None:
     again = api.call("POST", f"/v1/jobs/{jid}/rounds", api.admin_token)
     assert again.status_code == 409 and "still open" in again.json()["message"]
     assert api.call("GET", "/v1/nope", api.admin_token).status_code == 404
+
+
+def test_round_can_select_a_subset_of_parties(api: Api) -> None:
+    job = _job(api, quorum=1)
+    jid = job["job_id"]
+    alice = _party(api, job, "alice")
+    bob = _party(api, job, "bob")
+    bad = api.call("POST", f"/v1/jobs/{jid}/rounds", api.admin_token, json={"parties": ["carol"]})
+    assert bad.status_code == 400 and "carol" in bad.json()["message"]
+    started = api.call("POST", f"/v1/jobs/{jid}/rounds", api.admin_token, json={"parties": ["alice"]})
+    assert started.status_code == 201 and started.json()["expected"] == 1
+    refused = api.call("POST", f"/v1/jobs/{jid}/rounds/1/updates", bob, data=_update(jid, 1, "bob"))
+    assert refused.status_code == 409
+    assert api.call("POST", f"/v1/jobs/{jid}/rounds/1/updates", alice,
+                    data=_update(jid, 1, "alice")).status_code == 201

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.stack
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 EXAMPLES_PER_RUN = 60
+QUERIES = "POST /v1/jobs/{job_id}/queries"
 STATUSES: dict[str, list[int]] = {}
 
 
@@ -122,6 +123,12 @@ def _fixture_job(api: Api) -> dict[str, str]:
     return {"job_id": jid, "party_token": tokens["alice"]}
 
 
+def _functions_absent(operation: Any, response: Any) -> bool:
+    """A query's designed answer when no function can run it: ``api_stack`` deploys none."""
+    return (operation.label == QUERIES and response.status_code == 503
+            and "Retry-After" in response.headers and response.json().get("error") == "unavailable")
+
+
 def _fuzz(operation: Any, base_url: str, token: str, pinned: dict[str, Any]) -> None:
     """Run positive and negative cases of one operation; fail on any 5xx."""
     params = {p.name for p in operation.path_parameters}
@@ -136,7 +143,8 @@ def _fuzz(operation: Any, base_url: str, token: str, pinned: dict[str, Any]) -> 
     def run(case: schemathesis.Case) -> None:
         response = case.call(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
         STATUSES.setdefault(operation.label, []).append(response.status_code)
-        case.validate_response(response, checks=[not_a_server_error])
+        if not _functions_absent(operation, response):
+            case.validate_response(response, checks=[not_a_server_error])
 
     run()
 
