@@ -32,7 +32,6 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,7 @@ import requests
 from fedfaas import codec, keys
 from fedfaas.config import Settings
 from fedfaas.errors import FedfaasError, NotFound
+from fedfaas.localstack.procs import free_port
 from fedfaas.localstack.stack import LocalStack, StackOptions
 from fedfaas.workloads import WORKLOADS
 
@@ -68,7 +68,7 @@ class Setup:
 
 
 FULL = Setup("resnet18", {"num_classes": 10, "image_size": 32, "small_input": True}, clients=10)
-QUICK = Setup("digits-mlp", {"hidden": [1024, 1024]}, clients=5, reps=3, fault_reps=2)
+QUICK = Setup("digits-mlp", {"hidden": [1024, 1024]}, clients=5, reps=3, fault_reps=1)
 
 
 def _queries(s: Setup, x: np.ndarray) -> dict[str, dict[str, Any]]:
@@ -91,9 +91,16 @@ def _queries(s: Setup, x: np.ndarray) -> dict[str, dict[str, Any]]:
 
 
 # --- the baseline aggregator process ------------------------------------------------
-def _aggregator_main(conn: Connection, env: dict[str, str]) -> None:
-    """Serve requests ``{"source": "s3"|"redis", "job_id", "query"}`` until ``None`` arrives."""
+def _aggregator_main(port: int, env: dict[str, str]) -> None:
+    """Serve ``POST /run/<s3|redis>`` with a query body ``{"job_id", "query"}`` on ``port``.
+
+    Like the function instances, the server answers on waitress worker threads,
+    so both sides run the workload cores with the same threading.
+    """
     os.environ.update(env)
+    from flask import Flask, jsonify, request
+    from waitress import serve  # type: ignore[import-untyped]
+
     from fedfaas import meta
     from fedfaas.config import load_settings
     from fedfaas.serverless_cache import ServerlessCache
@@ -122,55 +129,72 @@ def _aggregator_main(conn: Connection, env: dict[str, str]) -> None:
     sources = {"s3": store, "redis": RedisBodies(settings, client)}
     registry = Registry(client, store)
     resolver = DataResolver(registry, store)
-    while True:
-        msg = conn.recv()
-        if msg is None:
-            return
+    app = Flask("fedfaas-bench-aggregator")
+
+    @app.get("/health")
+    def health() -> Any:
+        return jsonify({"ok": True})
+
+    @app.post("/run/<source>")
+    def run_request(source: str) -> Any:
         started = time.perf_counter()
+        msg = request.get_json(force=True)
         try:
             job = registry.get_job(msg["job_id"])
             query = Query.parse(msg["query"])
             data = resolver.resolve(job.tenant, job.job_id, query)
-            request = {
+            body = {
                 "request_id": uuid.uuid4().hex[:20], "tenant": job.tenant, "job_id": job.job_id,
                 "workload": query.workload, "params": query.params, "job": workload_job_spec(job),
                 "round": data.round, "client": query.client, "data": data.payload,
                 "arrays": query.arrays,
             }
             # A fresh, empty memory per request: the aggregator keeps nothing between requests.
-            agg = ServerlessCache(sources[msg["source"]], f"{msg['source']}-agg", 1 << 40)
-            answer = agg.run(request)
-            conn.send({"ok": True, "answer": answer, "worker_s": time.perf_counter() - started})
+            agg = ServerlessCache(sources[source], f"{source}-agg", 1 << 40)
+            answer = agg.run(body)
         except FedfaasError as exc:
-            conn.send({"ok": False, "error": exc.message})
-        except Exception as exc:  # the benchmark reports it and carries on
-            conn.send({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+            return jsonify({"error": exc.code, "message": exc.message}), exc.status
+        answer["worker_s"] = round(time.perf_counter() - started, 6)
+        return jsonify(answer)
+
+    serve(app, host="127.0.0.1", port=port, threads=4)
 
 
 class Aggregator:
-    """The ObjStore-Agg / Cache-Agg aggregator: a separate long-lived Python process."""
+    """The ObjStore-Agg / Cache-Agg aggregator: a separate long-lived Python HTTP server."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], timeout: float = 60.0) -> None:
+        self.base = f"http://127.0.0.1:{free_port()}"
         ctx = mp.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_aggregator_main, args=(child, env), daemon=True)
+        self.proc = ctx.Process(target=_aggregator_main, args=(int(self.base.rsplit(":", 1)[1]), env),
+                                daemon=True)
         self.proc.start()
-        self.lock = threading.Lock()
+        self.session = requests.Session()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self.session.get(f"{self.base}/health", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline or not self.proc.is_alive():
+                self.close()
+                raise RuntimeError("the baseline aggregator did not start")
+            time.sleep(0.2)
 
     def request(self, source: str, job_id: str, query: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-        """Wall-clock latency and reply of one request."""
-        with self.lock:
-            started = time.perf_counter()
-            self.conn.send({"source": source, "job_id": job_id, "query": query})
-            if not self.conn.poll(HTTP_TIMEOUT_S):
-                raise TimeoutError(f"aggregator did not answer within {HTTP_TIMEOUT_S} s")
-            reply: dict[str, Any] = self.conn.recv()
-            return time.perf_counter() - started, reply
+        """Wall-clock latency and outcome of one request fetching from ``source`` (s3 or redis)."""
+        started = time.perf_counter()
+        resp = self.session.post(f"{self.base}/run/{source}", json={"job_id": job_id, "query": query},
+                                 timeout=HTTP_TIMEOUT_S)
+        elapsed = time.perf_counter() - started
+        if resp.status_code != 200:
+            return elapsed, {"ok": False, "error": f"{resp.status_code}: {resp.text[:300]}"}
+        return elapsed, {"ok": True, "answer": resp.json()}
 
     def close(self) -> None:
-        """Stop the process (SIGKILL if it does not exit)."""
-        with contextlib.suppress(OSError):
-            self.conn.send(None)
+        """Stop the process (SIGKILL if it does not exit on SIGTERM)."""
+        self.proc.terminate()
         self.proc.join(10)
         if self.proc.is_alive():
             self.proc.kill()
@@ -365,7 +389,8 @@ def _fault_phase(api: Api, faas: Any, jid: str, queries: dict[str, dict[str, Any
             fn = str(reply["answer"].get("function"))
             kind = "fallback" if fn.startswith("wl-") else "cache"
             served[kind] = served.get(kind, 0) + 1
-        print(f"  faults  {name:18s} done (injected so far {injected})", flush=True)
+            print(f"  faults {name:18s} killed {len(victims)}+{int(timer is not None)}  served by "
+                  f"{fn} in {elapsed:.2f} s", flush=True)
     return {"requests": len(latencies), "failed_requests": failed, "faults_injected": injected,
             "served_by": served, "fault_median_s": round(statistics.median(latencies), 4),
             "fault_errors": errors[:10]}
@@ -415,7 +440,10 @@ def run(quick: bool = False) -> dict[str, Any]:
                       f"{row['flstore_function']}  misses {row['flstore_warm_misses']}  "
                       f"same {row['same_result']}{'  ' + str(row['errors']) if 'errors' in row else ''}",
                       flush=True)
+            print(f"latency phase done ({time.perf_counter() - started:.0f} s); fault phase ...",
+                  flush=True)
             faults = _fault_phase(api, faas, jid, queries, s.fault_reps, s.seed)
+            runtime = time.perf_counter() - started
         finally:
             if agg is not None:
                 agg.close()
@@ -434,5 +462,6 @@ def run(quick: bool = False) -> dict[str, Any]:
         "mean_reduction_vs_objstore": reduction("objstore"),
         "mean_reduction_vs_cache": reduction("cache"),
         "same_results": sum(bool(r["same_result"]) for r in rows.values()),
+        "runtime_s": round(runtime, 1),
         **faults,
     }

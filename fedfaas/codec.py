@@ -253,7 +253,7 @@ def decode_header(buf: bytes | bytearray | memoryview, limits: Limits = DEFAULT_
         if name in seen:
             raise CodecError(f"tensor name {name!r} appears twice")
         seen.add(name)
-        if dtype not in DTYPES:
+        if not isinstance(dtype, str) or dtype not in DTYPES:
             raise CodecError(f"tensor {name!r} has unsupported dtype {dtype!r}")
         if not isinstance(shape, list) or len(shape) > limits.max_rank:
             raise CodecError(f"tensor {name!r} shape must be a list of rank <= {limits.max_rank}")
@@ -263,7 +263,8 @@ def decode_header(buf: bytes | bytearray | memoryview, limits: Limits = DEFAULT_
         expected = math.prod(shape) * DTYPES[dtype].itemsize
         if expected > limits.max_total_bytes:
             raise PayloadTooLarge(f"tensor {name!r} declares {expected} bytes, over the limit")
-        if nbytes != expected:
+        # 16.0 == 16 in Python: a float nbytes would pass and break np.frombuffer later.
+        if not isinstance(nbytes, int) or isinstance(nbytes, bool) or nbytes != expected:
             raise CodecError(f"tensor {name!r}: nbytes {nbytes!r} does not match shape and dtype")
         if not isinstance(offset, int) or offset < end or offset % ALIGN:
             raise CodecError(f"tensor {name!r} has an invalid offset {offset!r}")

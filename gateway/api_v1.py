@@ -209,7 +209,8 @@ def start_round(job_id: str) -> Response:
     svc = _svc()
     job = svc.registry.job_for(svc.principal(), job_id, admin=True)
     selected = _json_body().get("parties")
-    if selected is not None and not (isinstance(selected, list) and all(isinstance(p, str) for p in selected)):
+    if selected is not None and not (
+            isinstance(selected, list) and all(isinstance(p, str) for p in selected)):
         raise BadRequest("'parties' must be a list of party ids")
     record = svc.registry.start_round(job, selected=selected)
     return _created(record.public(arrived=0))

@@ -62,6 +62,14 @@ HTTP_DURATION = Histogram(
     ["route", "method"], buckets=HTTP_BUCKETS, registry=REGISTRY)
 
 
+# Known label values start at 0, so that rates and alerts work before the first event.
+REJECTION_REASONS = ("not_in_round", "round_closed", "bad_body", "bad_metadata", "nonfinite")
+for _reason in REJECTION_REASONS:
+    UPDATE_REJECTIONS.labels(_reason)
+for _outcome in ("closed", "failed"):
+    ROUNDS.labels(_outcome)
+
+
 # --- call sites ------------------------------------------------------------------------
 
 

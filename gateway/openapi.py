@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from flask import Blueprint, Response
+from pydantic import BaseModel
 
 from fedfaas.spec import ID_RE, JobSpec, PartyProfile
 from fedfaas.workloads import WORKLOADS
@@ -89,11 +90,22 @@ def _json_body(schema: dict[str, Any], description: str, required: bool = True) 
     return {"required": required, "description": description, "content": _json(schema)}
 
 
+def _dns_label_fields(model: type[BaseModel]) -> set[str]:
+    """Fields a model checks with its ``_dns_label`` validator (invisible to its JSON schema)."""
+    validators = model.__pydantic_decorators__.field_validators
+    return set(validators["_dns_label"].info.fields) if "_dns_label" in validators else set()
+
+
 def _pydantic_schemas() -> dict[str, Any]:
     """JSON schemas of the request models, their nested models hoisted to components."""
     out: dict[str, Any] = {}
     for model in (JobSpec, PartyProfile):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name in _dns_label_fields(model):
+            prop = schema["properties"][name]
+            for branch in prop.get("anyOf", [prop]):
+                if branch.get("type") == "string":
+                    branch.update(pattern=ID_RE.pattern, maxLength=63)
         out.update(schema.pop("$defs", {}))
         out[model.__name__] = schema
     return out

@@ -14,6 +14,7 @@ pickles.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -69,10 +70,9 @@ class PartyFleet:
         body = json.dumps(command).encode()
         for party_id, conn in self.conns.items():
             if self.processes[party_id].is_alive():
-                try:
+                # A party that died just now shows up in dead().
+                with contextlib.suppress(OSError):
                     conn.send_bytes(body)
-                except OSError:
-                    pass  # it died just now; its exit shows up in dead()
 
     def events(self, timeout_s: float) -> list[dict[str, Any]]:
         """Events that arrived within ``timeout_s`` (empty when none did)."""

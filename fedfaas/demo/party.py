@@ -15,6 +15,7 @@ commands ``join``/``stop`` in, events (``pushed``, ``skipped``, ...) out.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -174,10 +175,8 @@ def party_main(spec: str, conn: Connection) -> None:
     except (KeyboardInterrupt, EOFError, BrokenPipeError):
         pass  # the coordinator stopped or went away: nothing left to report
     except Exception as exc:  # report, then die: the coordinator shows it
-        try:
+        with contextlib.suppress(OSError):
             emit("error", message=f"{type(exc).__name__}: {exc}")
-        except OSError:
-            pass
         raise
     finally:
         conn.close()

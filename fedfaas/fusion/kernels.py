@@ -265,7 +265,8 @@ def scale_into(out: Sequence[np.ndarray], acc: Sequence[np.ndarray], factor: flo
     ``out[k]`` may be ``acc[k]`` itself (same dtype) to finalise in place.
     """
 
-    if factor == 1.0 and all(o is a for o, a in zip(out, acc, strict=True)):
+    if factor == 1.0 and all(o.dtype == a.dtype and o.ctypes.data == a.ctypes.data
+                             for o, a in zip(out, acc, strict=True)):
         return
 
     def chunk(k: int, a: int, b: int) -> None:

@@ -204,6 +204,8 @@ class DeadlineEstimator:
         self._regression = TimeRegression(
             [TrainingSample.of(p) for p in parties if p.t_epoch is not None or p.t_mb is not None]
             + list(history))
+        self._ids = tuple(p.party_id for p in self.parties)
+        self._modes = tuple(p.mode for p in self.parties)
         self._base = self._compute_base()
 
     # -- per party (Fig. 6 lines 7-10) -------------------------------------------------
@@ -289,11 +291,11 @@ class DeadlineEstimator:
     def estimate(self, learner: ArrivalLearner | None = None) -> JobEstimate:
         """The estimate for the next round, corrected by ``learner`` when given."""
         base = self._base
-        ids = tuple(p.party_id for p in self.parties)
-        modes = tuple(p.mode for p in self.parties)
+        ids, modes = self._ids, self._modes
         upd = base["t_upd"]
         agg_paper = self.t_agg_paper
-        agg, slack, bias, early, late = agg_paper, 0.0, 0.0, upd, upd
+        agg, slack, early, late = agg_paper, 0.0, upd, upd
+        t_rnd = t_rnd_early = float(np.max(upd))
         if learner is not None:
             active = np.array([m == "active" for m in modes])
             upd = np.where(active, upd * learner.ratios(ids), upd)
@@ -303,10 +305,7 @@ class DeadlineEstimator:
                 upd, early, late = (np.minimum(a, self.job.t_wait) for a in (upd, early, late))
             agg = max(agg_paper + learner.agg_residual, 0.0)
             slack = learner.slack()
-            bias = learner.rnd_bias
-        t_rnd = float(np.max(upd)) + bias
-        t_rnd_early = t_rnd
-        if learner is not None:
+            t_rnd = float(np.max(upd)) + learner.rnd_bias
             # A party observed less than twice counts at its early bound: its spread is a guess.
             known = active & (learner.observations(ids) >= 2)
             sigma = np.where(known, upd * learner.sigma_factors(ids), 0.0)

@@ -55,22 +55,32 @@ class RoundReport:
     t_rnd_obs: float | None
     t_agg_pred: float
     t_agg_obs: float | None
+    error_stats: dict[str, Any]
+    """Per-party error figures, kept even when the per-party arrays are not."""
 
     @property
     def error(self) -> np.ndarray:
         """Observed minus predicted ``t_upd`` per party (NaN where no update arrived)."""
         return self.observed_t_upd - self.predicted_t_upd
 
-    def summary(self) -> dict[str, Any]:
-        """Aggregate error figures of the round."""
-        err = self.error[np.isfinite(self.error)]
-        def opt(v: float | None) -> float | None:
-            return None if v is None else float(v)
+    @staticmethod
+    def stats(predicted: np.ndarray, observed: np.ndarray) -> dict[str, Any]:
+        """Error figures of observed against predicted ``t_upd``."""
+        err = observed - predicted
+        err = err[np.isfinite(err)]
         return {
-            "round": self.round, "n_parties": len(self.party_ids), "n_observed": int(err.size),
+            "n_parties": int(predicted.size), "n_observed": int(err.size),
             "mae_t_upd": float(np.mean(np.abs(err))) if err.size else None,
             "max_abs_error_t_upd": float(np.max(np.abs(err))) if err.size else None,
             "late_fraction": float(np.mean(err > 0)) if err.size else None,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """Aggregate error figures of the round."""
+        def opt(v: float | None) -> float | None:
+            return None if v is None else float(v)
+        return {
+            "round": self.round, **self.error_stats,
             "t_rnd_pred": self.t_rnd_pred, "t_rnd_obs": opt(self.t_rnd_obs),
             "t_rnd_error": None if self.t_rnd_obs is None else self.t_rnd_obs - self.t_rnd_pred,
             "t_agg_pred": self.t_agg_pred, "t_agg_obs": opt(self.t_agg_obs),
@@ -117,7 +127,7 @@ class ArrivalLearner:
     """
 
     def __init__(self, alpha: float = 0.3, ratio_bounds: tuple[float, float] = (0.2, 5.0),
-                 prior_dev: float = 0.1, z: float = 2.0, round_quantile: float = 0.05,
+                 prior_dev: float = 0.1, z: float = 3.0, round_quantile: float = 0.05,
                  keep_reports: int = 100, agg_overhead: float = 0.0) -> None:
         if not 0 < alpha <= 1:
             raise BadRequest(f"alpha must be in (0, 1], got {alpha}")
@@ -145,10 +155,15 @@ class ArrivalLearner:
         self._agg_seen = False
         self.reports: list[RoundReport] = []
         self._saved: list[dict[str, Any]] = []
+        self._last_ids: tuple[str, ...] = ()
+        self._last_idx = np.zeros(0, dtype=np.int64)
 
     # -- corrections -------------------------------------------------------------------
 
     def _indices(self, party_ids: Sequence[str]) -> np.ndarray:
+        key = tuple(party_ids)
+        if key == self._last_ids:  # the same job asks every round: skip the lookups
+            return self._last_idx
         new = [p for p in party_ids if p not in self._index]
         if new:
             for p in dict.fromkeys(new):
@@ -157,8 +172,10 @@ class ArrivalLearner:
             self._ratio = np.concatenate([self._ratio, np.ones(grow)])
             self._dev = np.concatenate([self._dev, np.full(grow, self.prior_dev)])
             self._n_obs = np.concatenate([self._n_obs, np.zeros(grow, dtype=np.int64)])
-        return np.fromiter((self._index[p] for p in party_ids), dtype=np.int64,
-                           count=len(party_ids))
+        idx = np.fromiter((self._index[p] for p in party_ids), dtype=np.int64,
+                          count=len(party_ids))
+        self._last_ids, self._last_idx = key, idx
+        return idx
 
     def ratios(self, party_ids: Sequence[str]) -> np.ndarray:
         """Learned observed/predicted ratio per party (1.0 for parties never observed)."""
@@ -247,7 +264,7 @@ class ArrivalLearner:
             predicted_t_upd=estimate.t_upd if detail else np.zeros(0),
             observed_t_upd=obs if detail else np.zeros(0),
             t_rnd_pred=estimate.t_rnd, t_rnd_obs=t_rnd_obs, t_agg_pred=estimate.t_agg,
-            t_agg_obs=t_agg_obs,
+            t_agg_obs=t_agg_obs, error_stats=RoundReport.stats(estimate.t_upd, obs),
         )
         if self.keep_reports:
             self.reports.append(report)

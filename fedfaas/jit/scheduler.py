@@ -285,8 +285,8 @@ class Scheduler:
             fresh = self.state.get_task(task.key)
             if fresh is not None:
                 free -= self._admit(fresh, t, free, True, out)[0]
-        out.extend(Decision(d.decision_id, "preempt", d.job_id, d.round, d.priority, self.owner,
-                            d.lease_until, target=d.decision_id)
+        out.extend(Decision(f"{d.decision_id}/preempt", "preempt", d.job_id, d.round, d.priority,
+                            self.owner, d.lease_until, target=d.decision_id)
                    for d in self.state.inflight() if d.preempt and d.owner == self.owner)
         return out
 

@@ -36,6 +36,7 @@ from fedfaas.jit.cost import ArrivalForecast, CostModel, always_on_finish, run_p
 from fedfaas.jit.estimator import DeadlineEstimator, JobEstimate, t_agg
 from fedfaas.jit.learning import ArrivalLearner
 from fedfaas.jit.scenarios import (
+    MODEL_PARAMS,
     WorkloadParams,
     batch_size_for,
     make_population,
@@ -65,14 +66,15 @@ class SimConfig:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise BadRequest(f"unknown strategy {self.strategy!r}")
+        model_bytes(self.model)  # raises BadRequest for an unknown model
         if self.rounds < 1 or self.n_parties < 1:
             raise BadRequest("rounds and n_parties must be >= 1")
 
     @property
     def workload_seed(self) -> list[int]:
         """Seed of the parties and arrivals: the same for every strategy (common random numbers)."""
-        return [self.seed, _SEEDS.get(self.scenario, 0), sorted(
-            ("efficientnet-b7", "inceptionv4", "vgg16")).index(self.model), self.n_parties]
+        return [self.seed, _SEEDS.get(self.scenario, 0), sorted(MODEL_PARAMS).index(self.model),
+                self.n_parties]
 
 
 @dataclass
@@ -151,6 +153,8 @@ class Simulator:
         self._latencies: list[float] = []
         self._reports: list[dict[str, Any]] = []
         self._end = 0.0
+        self._partials = 1
+        self.round: _Round | None = None
 
     def _push(self, t: float, kind: str, data: Any = None) -> None:
         self._seq += 1
@@ -186,8 +190,13 @@ class Simulator:
             self._push(max(t, task.timer_at), "tick")
         self._push(close, "tick")
 
+    def _current(self) -> _Round:
+        if self.round is None:
+            raise BadRequest("no round is open")
+        return self.round
+
     def _on_tick(self, t: float, _: Any) -> None:
-        rnd = self.round
+        rnd = self._current()
         k = int(np.searchsorted(rnd.arrivals, t, side="right"))
         if k > rnd.fed:
             self.scheduler.record_arrivals(self.job.job_id, rnd.number, rnd.arrivals[rnd.fed:k])
@@ -242,7 +251,7 @@ class Simulator:
         return rnd.t_done
 
     def _on_done(self, t: float, _: Any) -> None:
-        rnd = self.round
+        rnd = self._current()
         for d in rnd.decisions:
             self.scheduler.complete(d.decision_id)
         final = [d for d in self.scheduler.tick(t) if d.kind == "finalise"]
@@ -254,7 +263,7 @@ class Simulator:
         self._push(t + duration, "published", final[0])
 
     def _on_published(self, t: float, final: Decision) -> None:
-        rnd = self.round
+        rnd = self._current()
         self.scheduler.complete(final.decision_id)
         last = float(rnd.arrivals[-1])
         due = rnd.start + self.pop.t_wait if self.pop.t_wait is not None else last

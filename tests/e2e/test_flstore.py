@@ -40,12 +40,13 @@ def _closed_round(api: Api, parties: int = 5, tenant_token: str | None = None) -
 
 
 def _reclaim(faas: Any, function: str) -> None:
+    import contextlib
+
     from fedfaas.errors import NotFound
 
-    try:
+    # NotFound: the instance is being replaced already.
+    with contextlib.suppress(NotFound):
         faas.kill(function)
-    except NotFound:
-        pass  # the instance is being replaced already
 
 
 def _query(api: Api, jid: str, token: str, **body: Any) -> Any:

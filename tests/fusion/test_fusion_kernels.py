@@ -54,10 +54,11 @@ def test_t_pair_is_measured_on_a_model_spec() -> None:
 def test_batches_into_a_live_accumulator_match_numpy(weights: list[float]) -> None:
     # Prepare: a first batch, then a second batch folded into the live accumulator
     rng = np.random.default_rng(1)
-    updates = [{"f": rng.standard_normal(50).astype(np.float32),
-                "h": rng.standard_normal(50).astype(np.float16),
-                "d": rng.standard_normal(50),
-                "i": rng.integers(-50, 50, 50).astype(np.int32)} for _ in range(4)]
+    updates: list[dict[str, np.ndarray]] = [
+        {"f": rng.standard_normal(50).astype(np.float32),
+         "h": rng.standard_normal(50).astype(np.float16),
+         "d": rng.standard_normal(50),
+         "i": rng.integers(-50, 50, 50).astype(np.int32)} for _ in range(4)]
     partial = PartialAggregate()
     # Execute
     partial.add_many(updates[:2], weights[:2], ["a", "b"])

@@ -63,7 +63,7 @@ def test_aggregation_overhead_is_learned_and_becomes_slack() -> None:
 
 def test_deadline_uses_spread_learned_from_second_observation_on() -> None:
     # Prepare: one party arriving at 80, 84, 76, 80 s around its prediction of 80 s
-    est, learner = _estimator(), ArrivalLearner(alpha=0.5, prior_dev=0.1)
+    est, learner = _estimator(), ArrivalLearner(alpha=0.5, prior_dev=0.1, z=2.0)
     first = est.estimate(learner)
     # Execute
     for r, t in enumerate([80.0, 84.0, 76.0, 80.0]):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from fedfaas.errors import Conflict
@@ -21,9 +23,8 @@ def _jit_job(job_id: str, deadline: float, n: int,
     return job, DeadlineEstimator(job, parties, t_pair=0.0).estimate()
 
 
-def _setup(capacity: int | None) -> tuple[VirtualClock, Scheduler]:
-    clock = VirtualClock()
-    return clock, Scheduler(InMemoryState(), clock, config=SchedulerConfig(capacity=capacity))
+def _setup(capacity: int | None) -> Scheduler:
+    return Scheduler(InMemoryState(), VirtualClock(), config=SchedulerConfig(capacity=capacity))
 
 
 def _aggregates(ds: list[Decision]) -> list[Decision]:
@@ -32,7 +33,7 @@ def _aggregates(ds: list[Decision]) -> list[Decision]:
 
 def test_timer_forces_the_task_and_nothing_runs_before_it() -> None:
     # Prepare: unbounded capacity (idleness unknown), timer at 10 s
-    clock, sched = _setup(None)
+    sched = _setup(None)
     job, est = _jit_job("a", 10.0, 3)
     sched.open_round(job, 0, n_expected=3, estimate=est, now=0.0)
     sched.record_arrivals("a", 0, [1.0, 2.0])
@@ -44,7 +45,7 @@ def test_timer_forces_the_task_and_nothing_runs_before_it() -> None:
 
 def test_deferred_task_keeps_priority_and_runs_on_next_arrival() -> None:
     # Prepare: no update when the timer fires
-    clock, sched = _setup(None)
+    sched = _setup(None)
     job, est = _jit_job("a", 10.0, 2)
     sched.open_round(job, 0, n_expected=2, estimate=est, now=0.0)
     # Execute
@@ -60,7 +61,7 @@ def test_deferred_task_keeps_priority_and_runs_on_next_arrival() -> None:
 
 def test_higher_priority_runs_first_when_capacity_is_short() -> None:
     # Prepare: one slot; both timers passed; b's deadline (5 s) is earlier than a's (10 s)
-    clock, sched = _setup(1)
+    sched = _setup(1)
     for jid, deadline in (("a", 10.0), ("b", 5.0)):
         job, est = _jit_job(jid, deadline, 2)
         sched.open_round(job, 0, n_expected=2, estimate=est, now=0.0)
@@ -75,8 +76,8 @@ def test_higher_priority_runs_first_when_capacity_is_short() -> None:
 
 
 def test_opportunistic_run_only_with_idle_capacity() -> None:
-    # Prepare: two slots; job "busy" occupies one, then the other
-    clock, sched = _setup(1)
+    # Prepare: one slot, idle; the timer is far away
+    sched = _setup(1)
     job, est = _jit_job("a", 100.0, 3)
     sched.open_round(job, 0, n_expected=3, estimate=est, now=0.0)
     sched.record_arrivals("a", 0, [1.0, 2.0])
@@ -90,7 +91,7 @@ def test_opportunistic_run_only_with_idle_capacity() -> None:
 
 def test_preemption_checkpoints_and_resumes_the_remainder() -> None:
     # Prepare: one slot; low-priority job "low" (timer 100 s) runs opportunistically on 4 updates
-    clock, sched = _setup(1)
+    sched = _setup(1)
     low, low_est = _jit_job("low", 100.0, 5)
     high, high_est = _jit_job("high", 10.0, 2)
     sched.open_round(low, 0, n_expected=5, estimate=low_est, now=0.0)
@@ -117,7 +118,7 @@ def test_preemption_checkpoints_and_resumes_the_remainder() -> None:
 
 def test_finalise_once_then_done() -> None:
     # Prepare: eager job, two updates
-    clock, sched = _setup(None)
+    sched = _setup(None)
     job = JobSpec(job_id="e", model_bytes=1, strategy="eager-serverless")
     sched.open_round(job, 0, n_expected=2, now=0.0)
     sched.record_arrivals("e", 0, [1.0, 2.0], ["u1", "u2"])
@@ -141,7 +142,7 @@ def test_finalise_once_then_done() -> None:
 
 def test_t_wait_closes_with_quorum_or_fails_and_late_updates_are_refused() -> None:
     # Prepare: two lazy jobs with t_wait 60 s, quorum 2 of 3
-    clock, sched = _setup(None)
+    sched = _setup(None)
     for jid in ("ok", "short"):
         job = JobSpec(job_id=jid, model_bytes=1, strategy="lazy", t_wait=60.0, quorum=2)
         sched.open_round(job, 0, n_expected=3, now=0.0)
@@ -156,3 +157,22 @@ def test_t_wait_closes_with_quorum_or_fails_and_late_updates_are_refused() -> No
     assert failed is not None and failed.status == FAILED
     assert sched.record_arrivals("ok", 0, [59.0]) == 0  # closed: refused
     assert sched.record_arrivals("short", 0, [70.0]) == 0  # after t_wait: ignored
+
+
+def test_background_loop_hands_out_decisions_and_stops() -> None:
+    # Prepare
+    sched = Scheduler(InMemoryState(), VirtualClock(), config=SchedulerConfig(delta=0.01))
+    sched.open_round(JobSpec(job_id="e", model_bytes=1, strategy="eager-serverless"), 0,
+                     n_expected=1, now=0.0)
+    sched.record_arrivals("e", 0, [0.0])
+    stop = threading.Event()
+    seen: list[Decision] = []
+
+    def handle(decisions: list[Decision]) -> None:
+        seen.extend(decisions)
+        stop.set()
+
+    # Execute: returns once ``stop`` is set
+    sched.run(handle, stop)
+    # Assert
+    assert [d.kind for d in seen] == ["aggregate"]

@@ -21,7 +21,7 @@ from fedfaas.localstack.stack import LocalStack, StackOptions
 from tests.reliability.faults import admin_token, thaw
 
 FAULT_ENV = {
-    "FEDFAAS_S3_TIMEOUT_S": "3",
+    "FEDFAAS_S3_TIMEOUT_S": "2",
     "FEDFAAS_REDIS_TIMEOUT_S": "2",
     "FEDFAAS_DRIVER_DELTA_S": "0.2",
 }

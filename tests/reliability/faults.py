@@ -8,6 +8,7 @@ record every answer so a test can check that no acknowledged update was lost.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -40,10 +41,8 @@ def sigkill(stack: LocalStack, name: str, timeout: float = 10.0) -> None:
     os.killpg(pid, signal.SIGKILL)
     deadline = time.monotonic() + timeout
     while pid_alive(pid) and time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # reap our own child so it does not stay a zombie
-        except ChildProcessError:
-            pass
         time.sleep(0.05)
 
 

@@ -1,0 +1,240 @@
+"""``fedfaas demo``: the main FL job end to end on the embedded local stack (JIT 6, FLStore 5).
+
+Starts a private local stack (real Redis, S3, the functions behind the
+OpenFaaS-compatible router with scale-to-zero, and the gateway), forks the
+party processes, runs the job under JIT, asks FLStore's non-training
+workloads about its last round, runs the same job again under
+eager-serverless aggregation for the cost comparison, and writes the report.
+The stack and the parties are torn down at the end, also on errors, Ctrl-C or
+SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+import numpy as np
+import yaml
+
+from fedfaas.client import AdminClient
+from fedfaas.demo.coordinator import JobDriver, JobRun, Progress
+from fedfaas.demo.fleet import PartyFleet
+from fedfaas.demo.plan import DemoConfig, Federation, plan_federation
+from fedfaas.demo.queries import QueryResult, run_queries
+from fedfaas.demo.report import write_report
+from fedfaas.demo.summary import build_summary, format_summary
+from fedfaas.faas.client import FaasClient
+from fedfaas.localstack.stack import PROJECT_ROOT, LocalStack, StackOptions
+from fedfaas.models import build_model, evaluate, load_digits_dataset, load_state, state_arrays
+
+DEFAULT_DATA_DIR = Path(".fedfaas/demo")
+DEFAULT_REPORT_DIR = Path("reports/demo")
+#: A data directory holding this file was created by the demo, which may wipe it.
+MARKER = ".fedfaas-demo"
+PROJECT_STACK = PROJECT_ROOT / "stack.yml"
+DEMO_STACK = PROJECT_ROOT / ".fedfaas-demo-stack.yml"
+ZERO_LABEL = "com.openfaas.scale.zero"
+ZERO_DURATION_LABEL = "com.openfaas.scale.zero-duration"
+STRATEGY = "jit"
+BASELINE = "eager-serverless"
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt so the same clean-up runs as for Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _shielded() -> Iterator[None]:
+    """Ignore Ctrl-C and SIGTERM while tearing down, so a second Ctrl-C cannot leave processes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _fresh_stack_dir(stack: LocalStack) -> None:
+    """Stop a stack a crashed demo left behind and wipe the demo's own old data."""
+    if stack.read_state() is not None:
+        stack.down()
+    if (stack.data_dir / MARKER).exists():
+        shutil.rmtree(stack.data_dir)
+    stack.data_dir.mkdir(parents=True, exist_ok=True)
+    (stack.data_dir / MARKER).write_text("data of `fedfaas demo`; wiped by the next run\n")
+
+
+def _write_stack_file(idle_s: float) -> Path:
+    """The project's stack.yml with every scale-to-zero function idling ``idle_s`` before zero.
+
+    stack.yml's ``com.openfaas.scale.zero-duration`` labels (30 s) take precedence
+    over the router's default idle time, so the demo deploys a copy with its own
+    value.  faas-cli (and the router) resolve ``configuration.copy`` inside the
+    stack file's folder, so the copy sits next to stack.yml; it is removed at the end.
+    """
+    doc = yaml.safe_load(PROJECT_STACK.read_text())
+    for body in doc["functions"].values():
+        labels = body.get("labels") or {}
+        if str(labels.get(ZERO_LABEL, "false")).lower() == "true":
+            labels[ZERO_DURATION_LABEL] = f"{idle_s:g}s"
+    DEMO_STACK.write_text("# Written by `fedfaas demo` for the length of one run; safe to delete.\n"
+                          + yaml.safe_dump(doc, sort_keys=False))
+    return DEMO_STACK
+
+
+def _clients(stack: LocalStack) -> tuple[AdminClient, FaasClient]:
+    """A tenant admin of a fresh tenant, and the router's client with its basic auth."""
+    env = stack.env()
+    secrets = Path(env["FEDFAAS_SECRETS_DIR"])
+
+    def secret(name: str) -> str:
+        return (secrets / name).read_text().strip()
+
+    with AdminClient(env["FEDFAAS_GATEWAY_URL"], secret("fedfaas-admin-token")) as root:
+        tenant = root.create_tenant(f"demo-{uuid.uuid4().hex[:6]}")
+    admin = AdminClient(env["FEDFAAS_GATEWAY_URL"], str(tenant["admin_token"]))
+    faas = FaasClient(env["FEDFAAS_FAAS_GATEWAY_URL"],
+                      (secret("basic-auth-user"), secret("basic-auth-password")))
+    return admin, faas
+
+
+def _last_closed(run: JobRun) -> int | None:
+    closed = [r.round for r in run.rounds if r.state == "closed"]
+    return closed[-1] if closed else None
+
+
+def _show_queries(progress: Progress, queries: Mapping[str, QueryResult], malicious: str) -> None:
+    for name, q in queries.items():
+        if q.error:
+            progress.line(f"[queries] {name}: FAILED: {q.error}")
+        elif name == "malicious-filter":
+            flagged = q.result.get("flagged", [])
+            verdict = "found" if malicious in flagged else "MISSED"
+            progress.line(f"[queries] {name} on {q.function} ({q.seconds:.1f} s): flagged "
+                          f"{', '.join(flagged) or 'nobody'} (planted {malicious}: {verdict})")
+        else:
+            progress.line(f"[queries] {name} on {q.function} ({q.seconds:.1f} s)")
+
+
+def run(parties: int | None = None, rounds: int | None = None,
+        report_dir: Path = DEFAULT_REPORT_DIR, *, data_dir: Path | None = None,
+        compare: bool = True, config: DemoConfig | None = None,
+        stream: TextIO | None = None) -> dict[str, Any]:
+    """Run the demo and write its report; returns the summary (also in ``summary.json``).
+
+    Parameters
+    ----------
+    parties, rounds
+        Override the configuration's number of parties and JIT rounds.
+    report_dir
+        Folder for ``index.html``, the PNG plots and ``summary.json``.
+    data_dir
+        The private local stack's folder (default ``.fedfaas/demo``).
+    compare
+        Also run the job under eager-serverless aggregation for the cost comparison.
+    config
+        Every other knob (see :class:`DemoConfig`).
+    stream
+        Where progress and the summary are printed (default stdout).
+    """
+    began = time.monotonic()
+    cfg = config or DemoConfig()
+    changes: dict[str, Any] = {}
+    if parties is not None:
+        changes["parties"] = parties
+    if rounds is not None:
+        changes["rounds"] = rounds
+        if cfg.compare_rounds is not None:
+            changes["compare_rounds"] = min(cfg.compare_rounds, rounds)
+    if not compare:
+        changes["compare_rounds"] = 0
+    cfg = replace(cfg, **changes)
+    progress = Progress(stream)
+    digits = load_digits_dataset(cfg.test_fraction, seed=cfg.seed)
+    validation = (digits.x_test[:cfg.validation_size], digits.y_test[:cfg.validation_size])
+    x_test, y_test = digits.x_test[cfg.validation_size:], digits.y_test[cfg.validation_size:]
+    fed = plan_federation(cfg, digits.y_train)
+    _announce(progress, fed, len(y_test))
+    initial = state_arrays(build_model(cfg.model, seed=cfg.seed))
+    scratch = build_model(cfg.model)
+
+    def test_accuracy(tensors: Mapping[str, np.ndarray]) -> tuple[float, float]:
+        return evaluate(load_state(scratch, tensors), x_test, y_test)
+
+    stack = LocalStack((data_dir or DEFAULT_DATA_DIR).resolve())
+    fleet = PartyFleet(fed)
+    runs: list[JobRun] = []
+    queries: dict[str, QueryResult] = {}
+    timing: dict[str, float] = {}
+    with _sigterm_as_interrupt():
+        try:
+            fleet.start()
+            _fresh_stack_dir(stack)
+            mark = time.monotonic()
+            stack.up(StackOptions(stack_file=_write_stack_file(cfg.idle_s),
+                                  scale_to_zero_idle_s=cfg.idle_s),
+                     progress=lambda msg: progress.status(f"local stack: {msg} ..."))
+            timing["stack_up_s"] = time.monotonic() - mark
+            progress.line(f"local stack up in {timing['stack_up_s']:.1f} s ({stack.data_dir}); "
+                          f"functions scale to zero after {cfg.idle_s:g} s idle")
+            admin, faas = _clients(stack)
+            driver = JobDriver(admin, faas, fleet, fed, test_accuracy, progress)
+            runs.append(driver.run(STRATEGY, cfg.rounds, initial, validation))
+            last = _last_closed(runs[0])
+            if last is not None:
+                mark = time.monotonic()
+                queries = run_queries(admin, runs[0].job_id, last)
+                timing["queries_s"] = time.monotonic() - mark
+                _show_queries(progress, queries, fed.malicious_id)
+            if cfg.eager_rounds:
+                runs.append(driver.run(BASELINE, cfg.eager_rounds, initial, validation))
+        finally:
+            with _shielded():
+                mark = time.monotonic()
+                progress.line("stopping the parties and the local stack ...")
+                fleet.stop()
+                stack.down()
+                DEMO_STACK.unlink(missing_ok=True)
+                timing["teardown_s"] = time.monotonic() - mark
+    timing["total_s"] = time.monotonic() - began
+    summary = build_summary(fed, runs, queries, timing, test_size=len(y_test))
+    index = write_report(Path(report_dir), summary)
+    progress.line(format_summary(summary))
+    progress.line(f"report: {index}")
+    return summary
+
+
+def _announce(progress: Progress, fed: Federation, test_size: int) -> None:
+    cfg = fed.config
+    counts = {role: len(fed.with_role(role)) for role in ("active", "intermittent", "malicious")}
+    progress.line(
+        f"fedfaas demo: {cfg.model} on scikit-learn digits, FedAvg, {cfg.parties} parties "
+        f"({counts['active']} active, {counts['intermittent']} intermittent, "
+        f"{counts['malicious']} malicious), Dirichlet alpha {cfg.dirichlet_alpha:g}, "
+        f"{cfg.local_epochs} local epochs; test split {test_size} images")

@@ -1,0 +1,40 @@
+"""Just-in-time aggregation for federated learning (JIT paper, ``000_88bf82acece40542``).
+
+- :mod:`~fedfaas.jit.spec`, :mod:`~fedfaas.jit.regression`, :mod:`~fedfaas.jit.estimator`:
+  when updates arrive and how long aggregation takes (paper 4, 5.1-5.4);
+- :mod:`~fedfaas.jit.learning`: corrections learned round by round, and reports;
+- :mod:`~fedfaas.jit.strategies`, :mod:`~fedfaas.jit.scheduler`, :mod:`~fedfaas.jit.state`,
+  :mod:`~fedfaas.jit.redis_state`: priorities, timers, capacity, preemption, claims (5.5);
+- :mod:`~fedfaas.jit.service`: the gateway's facade on Redis;
+- :mod:`~fedfaas.jit.cost`, :mod:`~fedfaas.jit.scenarios`, :mod:`~fedfaas.jit.simulator`:
+  the paper's evaluation (6) on a virtual clock.
+"""
+
+from fedfaas.jit.clock import Clock, SystemClock, VirtualClock
+from fedfaas.jit.estimator import DeadlineEstimator, JobEstimate, calibrate_t_pair, t_agg, t_comm
+from fedfaas.jit.learning import ArrivalLearner, RoundReport
+from fedfaas.jit.scheduler import Scheduler, SchedulerConfig
+from fedfaas.jit.spec import STRATEGIES, JobSpec, PartyProfile
+from fedfaas.jit.state import Decision, InMemoryState, SchedulerState, TaskRecord
+
+__all__ = [
+    "STRATEGIES",
+    "ArrivalLearner",
+    "Clock",
+    "DeadlineEstimator",
+    "Decision",
+    "InMemoryState",
+    "JobEstimate",
+    "JobSpec",
+    "PartyProfile",
+    "RoundReport",
+    "Scheduler",
+    "SchedulerConfig",
+    "SchedulerState",
+    "SystemClock",
+    "TaskRecord",
+    "VirtualClock",
+    "calibrate_t_pair",
+    "t_agg",
+    "t_comm",
+]

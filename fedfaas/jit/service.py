@@ -1,0 +1,185 @@
+"""The gateway's entry point to JIT aggregation (JIT paper 5, Fig. 5 and 6) on Redis.
+
+One :class:`JitService` per gateway process; every bit of state (scheduler
+tasks and claims, each job's learner, each round's estimate and observed
+arrivals) lives in Redis, so any replica can serve any call and a restarted
+replica carries on.  The call sequence::
+
+    svc.start_round(job, parties, r)           # estimate, priority, timer (Fig. 6 14-18)
+    svc.record_arrival(job_id, r, party, uid)  # after the update is durable in S3
+    for d in svc.tick():                       # every delta seconds, or right after arrivals
+        ...                                    # invoke aggregate / finalise functions
+        svc.complete(d.decision_id, part, n_fused)
+    svc.finish_round(job_id, r)                # after the global model is published
+    svc.reports(job_id)                        # predicted vs observed, per round
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import redis
+
+from fedfaas.errors import BadRequest, NotFound
+from fedfaas.jit.clock import Clock, SystemClock
+from fedfaas.jit.estimator import DeadlineEstimator, JobEstimate, calibrate_t_pair
+from fedfaas.jit.learning import ArrivalLearner, RoundReport
+from fedfaas.jit.redis_state import RedisState
+from fedfaas.jit.scheduler import Scheduler, SchedulerConfig
+from fedfaas.jit.spec import JobSpec, PartyProfile
+from fedfaas.jit.state import Decision, TaskRecord, task_key
+
+ROUND_TTL_S = 7 * 24 * 3600
+"""How long a finished round's estimate and arrivals are kept."""
+
+
+class JitService:
+    """JIT estimator, learner and scheduler behind one facade (see the module docstring).
+
+    Parameters
+    ----------
+    client
+        A ``redis.Redis`` client with a ``socket_timeout``.
+    namespace
+        Key prefix shared by all replicas of one deployment.
+    clock, config, owner
+        Passed to the :class:`~fedfaas.jit.scheduler.Scheduler`.
+    agg_overhead
+        The platform's known aggregation start-up (cold start plus state load),
+        the learner's prior for what the paper's ``t_agg`` leaves out.
+    """
+
+    def __init__(self, client: redis.Redis, *, namespace: str = "fedfaas:jit",
+                 clock: Clock | None = None, config: SchedulerConfig | None = None,
+                 owner: str | None = None, agg_overhead: float = 0.0) -> None:
+        self.r = client
+        self.ns = namespace
+        self.clock = clock or SystemClock()
+        self.scheduler = Scheduler(RedisState(client, namespace), self.clock, owner=owner,
+                                   config=config)
+        self.agg_overhead = agg_overhead
+
+    def _k(self, *parts: str) -> str:
+        return ":".join((self.ns, *parts))
+
+    # -- estimates ------------------------------------------------------------------------
+
+    def t_pair(self, model_bytes: int) -> float:
+        """``t_pair`` for a model size: calibrated once (paper 5.4), then cached in Redis."""
+        key = self._k("t_pair", str(model_bytes))
+        cached = self.r.get(key)
+        if cached is not None:
+            return float(cached)
+        value = calibrate_t_pair(model_bytes)
+        self.r.set(key, repr(value))
+        return value
+
+    def learner(self, job_id: str) -> ArrivalLearner:
+        """The job's learner (a fresh one before its first round)."""
+        raw = self.r.get(self._k("learner", job_id))
+        if raw is None:
+            return ArrivalLearner(agg_overhead=self.agg_overhead)
+        return ArrivalLearner.from_dict(json.loads(raw))
+
+    def estimate(self, job: JobSpec, parties: Sequence[PartyProfile],
+                 t_pair: float | None = None) -> JobEstimate:
+        """The current estimate for ``job`` (paper 5.3-5.4, corrected by what was learned)."""
+        tp = self.t_pair(job.model_bytes) if t_pair is None else t_pair
+        return DeadlineEstimator(job, parties, t_pair=tp).estimate(self.learner(job.job_id))
+
+    # -- rounds ---------------------------------------------------------------------------
+
+    def start_round(self, job: JobSpec, parties: Sequence[PartyProfile], round_no: int, *,
+                    now: float | None = None, t_pair: float | None = None,
+                    min_chunk: int = 1) -> tuple[TaskRecord, JobEstimate]:
+        """Estimate the round and open its aggregation task with priority and timer."""
+        t0 = self.clock.now() if now is None else now
+        est = self.estimate(job, parties, t_pair)
+        task = self.scheduler.open_round(job, round_no, n_expected=len(parties), estimate=est,
+                                         now=t0, min_chunk=min_chunk)
+        record = {"round_start": t0, "party_ids": list(est.party_ids), "modes": list(est.modes),
+                  "sources": list(est.sources), "t_train": est.t_train.tolist(),
+                  "t_comm": est.t_comm.tolist(), "t_upd_base": est.t_upd_base.tolist(),
+                  "t_upd": est.t_upd.tolist(), "t_upd_early": est.t_upd_early.tolist(),
+                  "t_upd_late": est.t_upd_late.tolist(), "t_rnd": est.t_rnd,
+                  "t_agg": est.t_agg, "t_agg_paper": est.t_agg_paper,
+                  "t_rnd_early": est.t_rnd_early, "slack": est.slack}
+        self.r.set(self._k("estimate", task_key(job.job_id, round_no)), json.dumps(record),
+                   ex=ROUND_TTL_S)
+        return task, est
+
+    def record_arrival(self, job_id: str, round_no: int, party_id: str, update_id: str,
+                       now: float | None = None) -> bool:
+        """An update is durable: queue it for aggregation.  False if the round takes no more."""
+        t = self.clock.now() if now is None else now
+        if not self.scheduler.record_arrival(job_id, round_no, update_id, now=t):
+            return False
+        key = self._k("arrivals", task_key(job_id, round_no))
+        self.r.hsetnx(key, party_id, repr(t))
+        self.r.expire(key, ROUND_TTL_S)
+        return True
+
+    def tick(self, now: float | None = None) -> list[Decision]:
+        """One scheduling round: what to launch, finalise or preempt now."""
+        return self.scheduler.tick(now)
+
+    def complete(self, decision_id: str, part: int | None = None,
+                 n_fused: int | None = None) -> Decision | None:
+        """An invocation of a decision returned (``n_fused`` < its count: it was preempted)."""
+        return self.scheduler.complete(decision_id, part, n_fused)
+
+    def renew_leases(self, now: float | None = None) -> int:
+        """Keep this replica's claims alive (call every few seconds)."""
+        return self.scheduler.renew_leases(now)
+
+    def finish_round(self, job_id: str, round_no: int, *, t_agg_obs: float | None = None,
+                     t_agg_pred: float | None = None) -> RoundReport:
+        """Learn from the round's observed arrivals (and aggregation time) and keep the report.
+
+        ``t_agg_obs`` is launch-to-published seconds of the round's aggregation
+        when every update was in at launch; ``t_agg_pred`` the paper's formula
+        for the same number of updates (defaults to the round's estimate).
+        """
+        key = task_key(job_id, round_no)
+        raw = self.r.get(self._k("estimate", key))
+        if raw is None:
+            raise NotFound(f"no estimate recorded for round {round_no} of job {job_id}")
+        rec = json.loads(raw)
+        arrivals = {p.decode(): float(t) for p, t in  # type: ignore[union-attr]
+                    self.r.hgetall(self._k("arrivals", key)).items()}
+        t0 = rec["round_start"]
+        observed = np.array([arrivals[p] - t0 if p in arrivals else math.nan
+                             for p in rec["party_ids"]])
+        est = JobEstimate(
+            job_id=job_id, party_ids=tuple(rec["party_ids"]), modes=tuple(rec["modes"]),
+            sources=tuple(rec["sources"]), t_train=np.asarray(rec["t_train"]),
+            t_comm=np.asarray(rec["t_comm"]), t_upd_base=np.asarray(rec["t_upd_base"]),
+            t_upd=np.asarray(rec["t_upd"]), t_rnd=rec["t_rnd"], t_agg=rec["t_agg"],
+            t_agg_paper=rec["t_agg_paper"], t_rnd_early=rec["t_rnd_early"],
+            t_upd_early=np.asarray(rec["t_upd_early"]), t_upd_late=np.asarray(rec["t_upd_late"]),
+            slack=rec["slack"])
+        learner = self.learner(job_id)
+        if t_agg_obs is not None:
+            if t_agg_obs < 0:
+                raise BadRequest("t_agg_obs must be >= 0")
+            learner.observe_aggregation(est.t_agg_paper if t_agg_pred is None else t_agg_pred,
+                                        t_agg_obs)
+        report = learner.observe_round(round_no, est, observed, t_agg_obs=t_agg_obs)
+        self.r.set(self._k("learner", job_id), json.dumps(learner.to_dict()))
+        self.r.set(self._k("report", key), json.dumps(report.to_dict()), ex=ROUND_TTL_S)
+        return report
+
+    def reports(self, job_id: str) -> list[dict[str, Any]]:
+        """Per-round summaries of predicted against observed times, oldest first."""
+        return self.learner(job_id).report_history()
+
+    def round_report(self, job_id: str, round_no: int) -> dict[str, Any]:
+        """One finished round's report with per-party rows."""
+        raw = self.r.get(self._k("report", task_key(job_id, round_no)))
+        if raw is None:
+            raise NotFound(f"no report for round {round_no} of job {job_id}")
+        return json.loads(raw)

@@ -1,0 +1,71 @@
+"""The gateway's facade on a real Redis: two rounds, learning in between, reports out."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from fedfaas.errors import NotFound
+from fedfaas.jit.clock import VirtualClock
+from fedfaas.jit.service import JitService
+from fedfaas.jit.spec import JobSpec, PartyProfile
+
+MB = 10**6
+
+
+@pytest.fixture()
+def service(redis_url: str) -> Iterator[JitService]:
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    ns = f"jit-svc-{uuid.uuid4().hex[:8]}"
+    try:
+        yield JitService(client, namespace=ns, clock=VirtualClock(), owner="gw-1")
+    finally:
+        for key in client.scan_iter(f"{ns}:*"):
+            client.delete(key)
+        client.close()
+
+
+def _round(svc: JitService, job: JobSpec, parties: list[PartyProfile], r: int, t0: float,
+           offsets: dict[str, float]) -> None:
+    """Run one round: arrivals at t0 + offset, then launch, complete, finalise, learn."""
+    svc.start_round(job, parties, r, now=t0, t_pair=0.0)
+    for pid, off in sorted(offsets.items(), key=lambda kv: kv[1]):
+        assert svc.record_arrival(job.job_id, r, pid, f"{pid}-r{r}", now=t0 + off)
+    end = t0 + max(offsets.values())
+    for d in svc.tick(now=end):
+        assert d.kind == "aggregate"
+        svc.complete(d.decision_id)
+    (final,) = svc.tick(now=end + 1)
+    assert final.kind == "finalise"
+    svc.complete(final.decision_id)
+    svc.finish_round(job.job_id, r, t_agg_obs=1.0)
+
+
+def test_two_rounds_learn_a_late_party_and_report(service: JitService) -> None:
+    # Prepare: 100 MB model, 10 MB/s links -> t_comm 20 s; epoch 60 s -> predicted t_upd 80 s
+    job = JobSpec(job_id="job-a", model_bytes=100 * MB, strategy="lazy")
+    parties = [PartyProfile(party_id=p, t_epoch=60.0, b_down=10 * MB, b_up=10 * MB)
+               for p in ("slow", "fast")]
+    # Execute: "slow" always 20% late
+    _round(service, job, parties, 0, 0.0, {"slow": 96.0, "fast": 80.0})
+    _round(service, job, parties, 1, 200.0, {"slow": 96.0, "fast": 80.0})
+    est = service.estimate(job, parties, t_pair=0.0)
+    # Assert
+    assert est.t_upd.tolist() == pytest.approx([96.0, 80.0])
+    reports = service.reports("job-a")
+    assert [r["round"] for r in reports] == [0, 1]
+    assert reports[0]["t_rnd_error"] == pytest.approx(16.0)
+    assert reports[1]["mae_t_upd"] == pytest.approx(0.0)
+    rows = service.round_report("job-a", 0)["parties"]
+    assert rows[0] == {"party_id": "slow", "predicted_t_upd": 80.0, "observed_t_upd": 96.0,
+                       "error": 16.0}
+    with pytest.raises(NotFound):
+        service.round_report("job-a", 7)
+
+
+def test_t_pair_is_calibrated_once_per_model_size(service: JitService) -> None:
+    first = service.t_pair(4 * MB)
+    assert first > 0 and service.t_pair(4 * MB) == first
