@@ -9,8 +9,8 @@ parameters, through three systems that differ only in where the data is:
   the cache function already holding the data (warm: one warm-up request,
   then the median of several);
 - **ObjStore-Agg** (the paper's baseline, Fig. 7): a long-lived aggregator
-  process that, per request, reads what the workload needs from S3 (same
-  SeaweedFS, same keys), decodes and computes;
+  process (``bench.flstore_baseline``) that, per request, reads what the
+  workload needs from S3 (same SeaweedFS, same keys), decodes and computes;
 - **Cache-Agg** (Fig. 9): the same aggregator process reading the same
   encoded bodies from Redis instead.
 
@@ -24,8 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import multiprocessing as mp
-import os
 import statistics
 import tempfile
 import threading
@@ -38,17 +36,15 @@ from typing import Any
 import numpy as np
 import redis
 import requests
+from redis.utils import HIREDIS_AVAILABLE
 
+from bench.flstore_baseline import REDIS_COPY, Aggregator
 from fedfaas import codec, keys
-from fedfaas.config import Settings
-from fedfaas.errors import FedfaasError, NotFound
-from fedfaas.localstack.procs import free_port
+from fedfaas.errors import FedfaasError
 from fedfaas.localstack.stack import LocalStack, StackOptions
 from fedfaas.workloads import WORKLOADS
 
 CACHE_FUNCTIONS = ("cache-0", "cache-1", "cache-2", "cache-3")
-#: Redis prefix of the Cache-Agg copies of the job's S3 objects.
-REDIS_COPY = "bench:cache-agg:"
 HTTP_TIMEOUT_S = 600.0
 
 
@@ -71,7 +67,7 @@ FULL = Setup("resnet18", {"num_classes": 10, "image_size": 32, "small_input": Tr
 QUICK = Setup("digits-mlp", {"hidden": [1024, 1024]}, clients=5, reps=3, fault_reps=1)
 
 
-def _queries(s: Setup, x: np.ndarray) -> dict[str, dict[str, Any]]:
+def queries_for(s: Setup, x: np.ndarray) -> dict[str, dict[str, Any]]:
     """One request body per workload; parameters keep each workload's compute moderate."""
     r = s.rounds
     out: dict[str, dict[str, Any]] = {
@@ -88,117 +84,6 @@ def _queries(s: Setup, x: np.ndarray) -> dict[str, dict[str, Any]]:
     }
     assert set(out) == set(WORKLOADS), "every workload is benchmarked"
     return {name: {"workload": name, **body} for name, body in out.items()}
-
-
-# --- the baseline aggregator process ------------------------------------------------
-def _aggregator_main(port: int, env: dict[str, str]) -> None:
-    """Serve ``POST /run/<s3|redis>`` with a query body ``{"job_id", "query"}`` on ``port``.
-
-    Like the function instances, the server answers on waitress worker threads,
-    so both sides run the workload cores with the same threading.
-    """
-    os.environ.update(env)
-    from flask import Flask, jsonify, request
-    from waitress import serve  # type: ignore[import-untyped]
-
-    from fedfaas import meta
-    from fedfaas.config import load_settings
-    from fedfaas.serverless_cache import ServerlessCache
-    from fedfaas.store import ObjectStore
-    from gateway.flstore import workload_job_spec
-    from gateway.registry import Registry
-    from request_tracker.data import DataResolver
-    from request_tracker.tracker import Query
-
-    class RedisBodies(ObjectStore):
-        """Reads encoded bodies from Redis (Cache-Agg); results still go to S3."""
-
-        def __init__(self, settings: Settings, client: redis.Redis) -> None:
-            super().__init__(settings)
-            self.redis = client
-
-        def get(self, key: str) -> bytes:
-            body = self.redis.get(REDIS_COPY + key)
-            if body is None:
-                raise NotFound(f"no Redis copy of {key!r}")
-            return bytes(body)  # type: ignore[arg-type]
-
-    settings = load_settings()
-    store = ObjectStore(settings)
-    client = meta.connect(settings)
-    sources = {"s3": store, "redis": RedisBodies(settings, client)}
-    registry = Registry(client, store)
-    resolver = DataResolver(registry, store)
-    app = Flask("fedfaas-bench-aggregator")
-
-    @app.get("/health")
-    def health() -> Any:
-        return jsonify({"ok": True})
-
-    @app.post("/run/<source>")
-    def run_request(source: str) -> Any:
-        started = time.perf_counter()
-        msg = request.get_json(force=True)
-        try:
-            job = registry.get_job(msg["job_id"])
-            query = Query.parse(msg["query"])
-            data = resolver.resolve(job.tenant, job.job_id, query)
-            body = {
-                "request_id": uuid.uuid4().hex[:20], "tenant": job.tenant, "job_id": job.job_id,
-                "workload": query.workload, "params": query.params, "job": workload_job_spec(job),
-                "round": data.round, "client": query.client, "data": data.payload,
-                "arrays": query.arrays,
-            }
-            # A fresh, empty memory per request: the aggregator keeps nothing between requests.
-            agg = ServerlessCache(sources[source], f"{source}-agg", 1 << 40)
-            answer = agg.run(body)
-        except FedfaasError as exc:
-            return jsonify({"error": exc.code, "message": exc.message}), exc.status
-        answer["worker_s"] = round(time.perf_counter() - started, 6)
-        return jsonify(answer)
-
-    serve(app, host="127.0.0.1", port=port, threads=4)
-
-
-class Aggregator:
-    """The ObjStore-Agg / Cache-Agg aggregator: a separate long-lived Python HTTP server."""
-
-    def __init__(self, env: dict[str, str], timeout: float = 60.0) -> None:
-        self.base = f"http://127.0.0.1:{free_port()}"
-        ctx = mp.get_context("spawn")
-        self.proc = ctx.Process(target=_aggregator_main, args=(int(self.base.rsplit(":", 1)[1]), env),
-                                daemon=True)
-        self.proc.start()
-        self.session = requests.Session()
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if self.session.get(f"{self.base}/health", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline or not self.proc.is_alive():
-                self.close()
-                raise RuntimeError("the baseline aggregator did not start")
-            time.sleep(0.2)
-
-    def request(self, source: str, job_id: str, query: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-        """Wall-clock latency and outcome of one request fetching from ``source`` (s3 or redis)."""
-        started = time.perf_counter()
-        resp = self.session.post(f"{self.base}/run/{source}", json={"job_id": job_id, "query": query},
-                                 timeout=HTTP_TIMEOUT_S)
-        elapsed = time.perf_counter() - started
-        if resp.status_code != 200:
-            return elapsed, {"ok": False, "error": f"{resp.status_code}: {resp.text[:300]}"}
-        return elapsed, {"ok": True, "answer": resp.json()}
-
-    def close(self) -> None:
-        """Stop the process (SIGKILL if it does not exit on SIGTERM)."""
-        self.proc.terminate()
-        self.proc.join(10)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join(5)
 
 
 # --- the FL job ---------------------------------------------------------------------
@@ -233,7 +118,7 @@ def _wait_closed(api: Api, jid: str, rnd: int, timeout: float = 600.0) -> None:
         time.sleep(0.2)
 
 
-def _make_job(api: Api, s: Setup, base: dict[str, np.ndarray], x_val: np.ndarray,
+def make_job(api: Api, s: Setup, base: dict[str, np.ndarray], x_val: np.ndarray,
               y_val: np.ndarray) -> dict[str, Any]:
     """Create the job, upload the initial model, ``rounds`` rounds of updates and a validation set."""
     size = sum(int(v.nbytes) for v in base.values())
@@ -257,7 +142,7 @@ def _make_job(api: Api, s: Setup, base: dict[str, np.ndarray], x_val: np.ndarray
     return {"job_id": jid, "tenant": job["tenant"], "update_bytes": len(body)}
 
 
-def _copy_to_redis(store: Any, client: redis.Redis, tenant: str, jid: str) -> int:
+def copy_to_redis(store: Any, client: redis.Redis, tenant: str, jid: str) -> int:
     """Put every S3 object of the job into Redis under the same key (Cache-Agg's data plane)."""
     total = 0
     for key in store.list(keys.s3_job(tenant, jid) + "/"):
@@ -267,7 +152,7 @@ def _copy_to_redis(store: Any, client: redis.Redis, tenant: str, jid: str) -> in
     return total
 
 
-def _wait_placed(faas: Any, tenant: str, jid: str, s: Setup, timeout: float = 300.0) -> int:
+def wait_placed(faas: Any, tenant: str, jid: str, s: Setup, timeout: float = 300.0) -> int:
     """Wait until the cache functions hold every update of the latest round; returns keys held."""
     wanted = {f"{tenant}:{jid}:update:{s.rounds}:c{i}" for i in range(s.clients)}
     deadline = time.monotonic() + timeout
@@ -308,7 +193,7 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _measure(api: Api, agg: Aggregator, jid: str, query: dict[str, Any], reps: int
+def measure(api: Api, agg: Aggregator, jid: str, query: dict[str, Any], reps: int
              ) -> dict[str, Any]:
     """Warm-up then ``reps`` interleaved rounds of FLStore, ObjStore-Agg and Cache-Agg."""
     systems = {
@@ -347,7 +232,7 @@ def _measure(api: Api, agg: Aggregator, jid: str, query: dict[str, Any], reps: i
     return row
 
 
-def _fault_phase(api: Api, faas: Any, jid: str, queries: dict[str, dict[str, Any]], reps: int,
+def fault_phase(api: Api, faas: Any, jid: str, queries: dict[str, dict[str, Any]], reps: int,
                  seed: int) -> dict[str, Any]:
     """Requests while cache functions are killed between and during them (seeded)."""
     rng = np.random.default_rng(seed)
@@ -410,7 +295,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     rng = np.random.default_rng(s.seed)
     x_val = rng.uniform(0, 1, (s.val_rows, *shape)).astype(np.float32)
     y_val = rng.integers(0, 10, s.val_rows).astype(np.int64)
-    queries = _queries(s, rng.uniform(0, 1, (s.infer_rows, *shape)).astype(np.float32))
+    queries = queries_for(s, rng.uniform(0, 1, (s.infer_rows, *shape)).astype(np.float32))
     with tempfile.TemporaryDirectory(prefix="fedfaas-bench-flstore-") as tmp:
         stack = LocalStack(Path(tmp))
         print(f"starting local stack in {tmp} ...", flush=True)
@@ -424,16 +309,16 @@ def run(quick: bool = False) -> dict[str, Any]:
             faas = FaasClient(env["FEDFAAS_FAAS_GATEWAY_URL"], settings.faas_basic_auth, timeout=30)
             agg = Aggregator(env)
             started = time.perf_counter()
-            job = _make_job(api, s, base, x_val, y_val)
+            job = make_job(api, s, base, x_val, y_val)
             jid = job["job_id"]
-            copied = _copy_to_redis(ObjectStore(settings), meta.connect(settings), job["tenant"], jid)
-            held = _wait_placed(faas, job["tenant"], jid, s)
+            copied = copy_to_redis(ObjectStore(settings), meta.connect(settings), job["tenant"], jid)
+            held = wait_placed(faas, job["tenant"], jid, s)
             print(f"job {jid}: {s.rounds} rounds x {s.clients} updates of "
                   f"{job['update_bytes'] / 1e6:.1f} MB, {copied / 1e6:.0f} MB copied to Redis, "
                   f"{held} items in cache functions ({time.perf_counter() - started:.0f} s)", flush=True)
             rows: dict[str, dict[str, Any]] = {}
             for name, query in queries.items():
-                row = _measure(api, agg, jid, query, s.reps)
+                row = measure(api, agg, jid, query, s.reps)
                 rows[name] = row
                 print(f"{name:18s} flstore {row['flstore_s']}s  objstore {row['objstore_s']}s  "
                       f"cache {row['cache_s']}s  compute {row['flstore_compute_s']}s  on "
@@ -442,7 +327,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                       flush=True)
             print(f"latency phase done ({time.perf_counter() - started:.0f} s); fault phase ...",
                   flush=True)
-            faults = _fault_phase(api, faas, jid, queries, s.fault_reps, s.seed)
+            faults = fault_phase(api, faas, jid, queries, s.fault_reps, s.seed)
             runtime = time.perf_counter() - started
         finally:
             if agg is not None:
@@ -463,5 +348,6 @@ def run(quick: bool = False) -> dict[str, Any]:
         "mean_reduction_vs_cache": reduction("cache"),
         "same_results": sum(bool(r["same_result"]) for r in rows.values()),
         "runtime_s": round(runtime, 1),
+        "redis_parser": "hiredis" if HIREDIS_AVAILABLE else "python",
         **faults,
     }

@@ -129,7 +129,7 @@ def encode_parts(
     chunks: list[bytes | memoryview] = []
     offset = 0
     for name, array in tensors.items():
-        if not isinstance(name, str) or not _NAME_RE.match(name):
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
             raise CodecError(f"tensor name {name!r} is not allowed (1-256 chars of A-Za-z0-9_.:-[], no '..')")
         arr = np.asarray(array)
         wire = dtype_name(arr.dtype)
@@ -248,7 +248,7 @@ def decode_header(buf: bytes | bytearray | memoryview, limits: Limits = DEFAULT_
         if not (isinstance(raw, list) and len(raw) == 5):
             raise CodecError(f"tensor entry {i} must be [name, dtype, shape, offset, nbytes]")
         name, dtype, shape, offset, nbytes = raw
-        if not isinstance(name, str) or not _NAME_RE.match(name):
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
             raise CodecError(f"tensor entry {i} has an invalid name")
         if name in seen:
             raise CodecError(f"tensor name {name!r} appears twice")

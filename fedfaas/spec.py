@@ -17,13 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from fedfaas.errors import BadRequest
 
+# Always ``fullmatch``: with ``match``, ``$`` also matches before a trailing newline.
 ID_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 STRATEGIES = ("jit", "eager-always-on", "eager-serverless", "batched-serverless", "lazy")
 
 
 def check_id(value: str, what: str) -> str:
     """Validate a job, party or tenant id: a DNS label (lowercase, digits, dashes, <= 63)."""
-    if not isinstance(value, str) or not ID_RE.match(value):
+    if not isinstance(value, str) or not ID_RE.fullmatch(value):
         raise BadRequest(f"{what} {value!r} must be a DNS label: a-z, 0-9 and '-', 1-63 chars")
     return value
 
@@ -80,7 +81,7 @@ class JobSpec(_Strict):
     @field_validator("job_id", "tenant")
     @classmethod
     def _dns_label(cls, value: str | None) -> str | None:
-        if value is not None and not ID_RE.match(value):
+        if value is not None and not ID_RE.fullmatch(value):
             raise ValueError("must be a DNS label: a-z, 0-9 and '-', 1-63 chars")
         return value
 
@@ -110,7 +111,7 @@ class PartyProfile(_Strict):
     @field_validator("party_id")
     @classmethod
     def _dns_label(cls, value: str | None) -> str | None:
-        if value is not None and not ID_RE.match(value):
+        if value is not None and not ID_RE.fullmatch(value):
             raise ValueError("must be a DNS label: a-z, 0-9 and '-', 1-63 chars")
         return value
 

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from flask import Blueprint, Response, g, has_request_context, request
+from gunicorn.glogging import Logger as _GunicornBaseLogger
 
 REQUEST_ID_HEADERS = ("X-Request-Id", "X-Call-Id")
 # Ids are echoed into headers and logs: accept only short, printable tokens.
@@ -126,6 +127,19 @@ def configure_logging(level: str | int = "INFO", stream: TextIO | None = None) -
             existing.setFormatter(JsonFormatter())
             existing.addFilter(ContextFilter())
     return handler
+
+
+class GunicornLogger(_GunicornBaseLogger):
+    """gunicorn's logger writing JSON lines too: ``gunicorn --logger-class gateway.logs.GunicornLogger``.
+
+    Without it the master's own lines (start, signals, worker boots) stay plain text.
+    """
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            for handler in logger.handlers:
+                handler.setFormatter(JsonFormatter())
 
 
 def incoming_request_id() -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -30,6 +29,8 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from fedfaas import keys
+from fedfaas.errors import FedfaasError
+from fedfaas.spec import ID_RE
 
 log = logging.getLogger("fedfaas.metrics")
 
@@ -37,7 +38,6 @@ MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 # Rounds close seconds (eager) to minutes (lazy, t_wait) after their last update.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, float("inf"))
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, float("inf"))
-_TENANT = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 REGISTRY = CollectorRegistry()
 
@@ -101,23 +101,33 @@ def round_failed() -> None:
 class StateCollector(Collector):
     """Gauges and counters read from Redis when scraped; the same on every replica.
 
+    Cache hits and misses are summed over tenants, per caching policy: tenant
+    names stay off an endpoint that needs no token.  Finding the tenants that
+    have counts walks the keyspace (SCAN), so it is redone at most every
+    ``rescan_s`` seconds; counts themselves are read on every scrape.
+
     Parameters
     ----------
     client
         The gateway's Redis client.
     engine
         FLStore's Cache Engine, or None when FLStore is disabled.
+    rescan_s
+        Seconds between two searches for tenants with cache counts.
     """
 
-    def __init__(self, client: redis.Redis, engine: Any | None) -> None:
+    def __init__(self, client: redis.Redis, engine: Any | None, rescan_s: float = 300.0) -> None:
         self.redis = client
         self.engine = engine
+        self.rescan_s = rescan_s
+        self._tenants: list[str] = []
+        self._scanned_at: float | None = None
 
     def collect(self) -> Iterable[Metric]:
         up = GaugeMetricFamily("fedfaas_metadata_store_up", "1 when Redis answered this scrape")
         try:
             families = [self._active_rounds(), *self._cache_stats()]
-        except redis.RedisError as exc:
+        except (redis.RedisError, FedfaasError) as exc:
             log.warning("metrics: redis unavailable: %s", exc)
             up.add_metric([], 0)
             yield up
@@ -133,27 +143,36 @@ class StateCollector(Collector):
         return gauge
 
     def _tenants_with_stats(self, engine_prefix: str) -> list[str]:
+        now = time.monotonic()
+        if self._scanned_at is not None and now - self._scanned_at < self.rescan_s:
+            return self._tenants
         prefix, suffix = f"{engine_prefix}:t:", ":stats"
         found = set()
         for raw in self.redis.scan_iter(match=f"{prefix}*{suffix}", count=1000):
             name = raw.decode() if isinstance(raw, bytes) else str(raw)
             tenant = name[len(prefix):-len(suffix)]
-            if _TENANT.match(tenant):
+            if ID_RE.match(tenant):
                 found.add(tenant)
-        return sorted(found)
+        self._tenants, self._scanned_at = sorted(found), now
+        return self._tenants
 
     def _cache_stats(self) -> list[Metric]:
-        hits = CounterMetricFamily("fedfaas_cache_hits",
-                                   "FLStore requests whose data was all in cache functions (FLStore 4.4)",
-                                   labels=["tenant", "policy"])
-        misses = CounterMetricFamily("fedfaas_cache_misses",
-                                     "FLStore requests that had to fetch data from the persistent store",
-                                     labels=["tenant", "policy"])
+        totals: dict[str, dict[str, int]] = {}
         if self.engine is not None:
             for tenant in self._tenants_with_stats(self.engine.layout.prefix):
-                for policy, counts in sorted(self.engine.stats(tenant).items()):
-                    hits.add_metric([tenant, policy], counts.get("hits", 0))
-                    misses.add_metric([tenant, policy], counts.get("misses", 0))
+                for policy, counts in self.engine.stats(tenant).items():
+                    into = totals.setdefault(policy, {"hits": 0, "misses": 0})
+                    into["hits"] += counts.get("hits", 0)
+                    into["misses"] += counts.get("misses", 0)
+        hits = CounterMetricFamily("fedfaas_cache_hits",
+                                   "FLStore requests whose data was all in cache functions, by policy",
+                                   labels=["policy"])
+        misses = CounterMetricFamily("fedfaas_cache_misses",
+                                     "FLStore requests that fetched data from the persistent store",
+                                     labels=["policy"])
+        for policy, counts in sorted(totals.items()):
+            hits.add_metric([policy], counts["hits"])
+            misses.add_metric([policy], counts["misses"])
         return [hits, misses]
 
 
@@ -181,9 +200,11 @@ blueprint = Blueprint("metrics", __name__)
 @blueprint.get("/metrics")
 def scrape() -> Response:
     """Prometheus exposition of the gateway's metrics (no auth, like OpenFaaS's gateway)."""
-    services = current_app.extensions["fedfaas"]
-    flstore = current_app.extensions.get("fedfaas_flstore")
-    state = StateCollector(services.redis, getattr(flstore, "engine", None))
+    state = current_app.extensions.get("fedfaas_metrics_state")
+    if state is None:  # one per app, so that its tenant search is reused between scrapes
+        flstore = current_app.extensions.get("fedfaas_flstore")
+        state = StateCollector(current_app.extensions["fedfaas"].redis, getattr(flstore, "engine", None))
+        current_app.extensions["fedfaas_metrics_state"] = state
     encode, content_type = choose_encoder(request.headers.get("Accept", ""))
     return Response(encode(_Scrape(state)), content_type=content_type)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from fedfaas.demo.summary import container_ratio, cost_table, query_lines, round_table
 
@@ -88,15 +89,18 @@ def plot_cost(summary: Mapping[str, Any], path: Path) -> None:
         busy = [min(float(runs[n]["aggregate"].get("busy_seconds", 0.0)) / d, t)
                 for n, d, t in zip(names, div, total, strict=True)]
         colors = [_color(n) for n in names]
-        ax.bar(names, busy, color=colors, label="executing calls")
+        ax.bar(names, busy, color=colors)
         bars = ax.bar(names, [t - b for t, b in zip(total, busy, strict=True)], bottom=busy,
-                      color=colors, alpha=0.35, label="idle, cold start, scale-down wait")
+                      color=colors, alpha=0.35)
         ax.bar_label(bars, labels=[f"{t:.1f}" for t in total])
         ax.set_title("per round" if per_round else "whole job", fontsize=10)
         ax.set_ylabel("container-seconds")
         ax.grid(axis="y", alpha=0.3)
         ax.margins(y=0.2)
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(handles=[Patch(color="#555555", label="executing calls"),
+                           Patch(color="#555555", alpha=0.35,
+                                 label="idle, cold start, scale-down wait")],
+                  fontsize=8, loc="upper left")
     fig.suptitle("Container-seconds of the 'aggregate' function (scale-to-zero after "
                  f"{summary['config']['idle_s']:g} s idle)")
     fig.tight_layout()

@@ -206,6 +206,7 @@ def run(parties: int | None = None, rounds: int | None = None,
             admin, faas = _clients(stack)
             driver = JobDriver(admin, faas, fleet, fed, test_accuracy, progress)
             runs.append(driver.run(STRATEGY, cfg.rounds, initial, validation))
+            timing["jit_run_s"] = runs[-1].wall_s
             last = _last_closed(runs[0])
             if last is not None:
                 mark = time.monotonic()
@@ -214,6 +215,7 @@ def run(parties: int | None = None, rounds: int | None = None,
                 _show_queries(progress, queries, fed.malicious_id)
             if cfg.eager_rounds:
                 runs.append(driver.run(BASELINE, cfg.eager_rounds, initial, validation))
+                timing["eager_run_s"] = runs[-1].wall_s
         finally:
             with _shielded():
                 mark = time.monotonic()

@@ -68,27 +68,30 @@ def _sec(value: float | None) -> str:
 
 
 def round_table(summary: Mapping[str, Any]) -> list[str]:
-    """Per round: accuracy, aggregation latency and close latency of every strategy."""
+    """Per round: accuracy, aggregation latency, close latency and updates fused, per strategy."""
     runs = summary["runs"]
     names = list(runs)
-    head = "round  " + "  ".join(f"{n + ' acc':>22s} {'agg lat s':>9s} {'close s':>8s} {'in':>5s}"
-                                 for n in names)
-    lines = [head]
+    width = 8 + 1 + 9 + 1 + 7 + 1 + 5
+
+    def cells(acc: str, agg: str = "", close: str = "", fused: str = "") -> str:
+        return f"{acc:>8s} {agg:>9s} {close:>7s} {fused:>5s}"
+
+    lines = ["      " + "   ".join(f"{n:^{width}s}" for n in names),
+             "round " + "   ".join(cells("accuracy", "agg lat s", "close s", "in") for _ in names),
+             "    0 " + "   ".join(cells(_pct(runs[n]["initial_accuracy"])) for n in names)]
     total = max((len(r["rounds"]) for r in runs.values()), default=0)
-    lines.append("    0  " + "  ".join(f"{_pct(runs[n]['initial_accuracy']):>22s} {'':>9s} "
-                                       f"{'':>8s} {'':>5s}" for n in names))
     for i in range(total):
-        cells = []
+        row = []
         for n in names:
             rs = runs[n]["rounds"]
             if i >= len(rs):
-                cells.append(f"{'':>22s} {'':>9s} {'':>8s} {'':>5s}")
+                row.append(cells(""))
                 continue
             r = rs[i]
             acc = _pct(r["accuracy"]) if r["state"] == "closed" else "FAILED"
-            cells.append(f"{acc:>22s} {_sec(r['aggregation_latency_s']):>9s} "
-                         f"{_sec(r['close_latency_s']):>8s} {r['included']:>2d}/{r['expected']:<2d}")
-        lines.append(f"{i + 1:5d}  " + "  ".join(cells))
+            row.append(cells(acc, _sec(r["aggregation_latency_s"]), _sec(r["close_latency_s"]),
+                             f"{r['included']}/{r['expected']}"))
+        lines.append(f"{i + 1:5d} " + "   ".join(row))
     return lines
 
 

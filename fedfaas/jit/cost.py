@@ -320,19 +320,20 @@ def always_on_finish(ready: np.ndarray, lanes: np.ndarray, n_lanes: int, t_fuse:
     ``lanes[i]`` is the aggregator of update ``i`` (a party is pinned to one
     aggregator); each lane is a FIFO queue with service ``t_fuse``, solved by
     the Lindley recursion ``f_j = max(a_j, f_{j-1}) + s`` in closed form:
-    ``f_j = (j + 1) s + max_{i <= j} (a_i - i s)``.
+    ``f_j = (j + 1) s + max_{i <= j} (a_i - i s)``, all lanes at once (a running
+    maximum that an offset per lane keeps from crossing lanes).
     """
+    if ready.size == 0:
+        return np.empty(0)
+    if lanes.min() < 0 or lanes.max() >= n_lanes:
+        raise BadRequest("lanes must be in [0, n_lanes)")
+    order = np.lexsort((ready, lanes))
+    a, lane = ready[order], lanes[order]
+    starts = np.searchsorted(lane, lane, side="left")  # first index of each element's lane
+    j = np.arange(a.size) - starts
+    v = a - j * t_fuse
+    span = float(v.max() - v.min()) + 1.0
+    running = np.maximum.accumulate(v + lane * span) - lane * span
     finish = np.empty(ready.size)
-    order = np.argsort(lanes, kind="stable")
-    bounds = np.searchsorted(lanes[order], np.arange(n_lanes + 1))
-    for k in range(n_lanes):
-        idx = order[bounds[k]:bounds[k + 1]]
-        if idx.size == 0:
-            continue
-        a = ready[idx]
-        sort = np.argsort(a, kind="stable")
-        a = a[sort]
-        j = np.arange(a.size)
-        f = (j + 1) * t_fuse + np.maximum.accumulate(a - j * t_fuse)
-        finish[idx[sort]] = f
+    finish[order] = (j + 1) * t_fuse + running
     return finish

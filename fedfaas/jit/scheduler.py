@@ -28,6 +28,7 @@ must be idempotent).
 from __future__ import annotations
 
 import math
+import operator
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -178,11 +179,13 @@ class Scheduler:
         return d
 
     def _with_ids(self, d: Decision) -> Decision:
+        """Resolve each invocation's update ids with one read of the arrival log."""
         if d.kind == "aggregate" and d.first:
-            ids = [self.state.update_ids(d.task_key, f, f + c)
-                   for f, c in zip(d.first, d.count, strict=True)]
-            known = [i for i in ids if i is not None]
-            d.update_ids = known if len(known) == len(ids) else None
+            lo = min(d.first)
+            hi = max(map(operator.add, d.first, d.count))
+            ids = self.state.update_ids(d.task_key, lo, hi)
+            d.update_ids = None if ids is None or len(ids) != hi - lo else [
+                ids[f - lo:f - lo + c] for f, c in zip(d.first, d.count, strict=True)]
         return d
 
     def _preempt_for(self, task: TaskRecord, needed: int) -> None:

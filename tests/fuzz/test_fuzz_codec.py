@@ -37,9 +37,13 @@ def _decode_or_refuse(buf: bytes) -> codec.ModelUpdate | None:
     return update
 
 
+def _array(dtype: str, shape: tuple[int, ...], seed: int) -> np.ndarray:
+    values = np.asarray(np.random.default_rng(seed).standard_normal(shape) * 100)
+    return values.astype(codec.DTYPES[dtype])
+
+
 arrays = st.builds(
-    lambda dtype, shape, seed: (np.random.default_rng(seed).standard_normal(shape) * 100)
-    .astype(codec.DTYPES[dtype]),
+    _array,
     st.sampled_from(sorted(codec.DTYPES)),
     st.lists(st.integers(0, 5), max_size=3).map(tuple),
     st.integers(0, 2**16),
@@ -122,16 +126,17 @@ bad_fields = st.one_of(st.integers(-(2**63), 2**64 - 1), st.booleans(), st.float
 def test_tensor_tables_with_one_bad_field_are_refused_cleanly(
         layout: list[tuple[str, list[int]]], data: st.DataObject) -> None:
     # Prepare: a consistent table of tensors, then one field of one entry replaced
-    entries, offset = [], 0
+    entries: list[list[Any]] = []
+    offset = 0
     for i, (dtype, shape) in enumerate(layout):
         nbytes = int(np.prod(shape, dtype=np.int64)) * codec.DTYPES[dtype].itemsize
         entries.append([f"t{i}", dtype, shape, offset, nbytes])
         offset += (nbytes + 63) // 64 * 64
     victim = data.draw(st.integers(0, len(entries) - 1))
     field = data.draw(st.integers(0, 4))
-    right = entries[victim][field]
-    lookalikes = [float(right)] if isinstance(right, int) else [[float(d) for d in right]] \
-        if isinstance(right, list) else [right.encode()]
+    right: Any = entries[victim][field]
+    lookalikes: list[Any] = [float(right)] if isinstance(right, int) else \
+        [[float(d) for d in right]] if isinstance(right, list) else [right.encode()]
     entries[victim][field] = data.draw(bad_fields | st.sampled_from(lookalikes)
                                        | st.just(entries[max(0, victim - 1)][field]))
     head = msgpack.packb({"format": codec.FORMAT, "version": codec.VERSION, "meta": {},

@@ -130,3 +130,19 @@ def test_bodies_that_are_not_json(api: Api, job: tuple[dict[str, Any], list[str]
                     headers={"Content-Type": "application/json"})
     # Assert
     assert_clean(resp, 201, 202)
+
+
+@pytest.mark.parametrize("field", ["job_id", "tenant", "party_id"])
+@pytest.mark.parametrize("value", ["abc\n", "a:b", "../a", "a/b", "ff:token:x", "A", "a" * 64])
+def test_ids_that_could_inject_into_keys_are_refused(api: Api, job: tuple[dict[str, Any], list[str]],
+                                                     field: str, value: str) -> None:
+    # Prepare
+    info, _ = job
+    where = {"job_id": ("/v1/jobs", {**VALID_SPEC, "job_id": value}),
+             "tenant": ("/v1/tenants", {"tenant": value}),
+             "party_id": (f"/v1/jobs/{info['job_id']}/parties", {"party_id": value})}[field]
+    # Execute
+    resp = api.call("POST", where[0], api.admin_token, json=where[1])
+    # Assert
+    assert resp.status_code == 400, resp.text
+    assert_clean(resp)

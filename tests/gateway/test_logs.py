@@ -83,3 +83,22 @@ def test_the_gateway_logs_json_lines_with_request_id_job_and_round(api: Api, api
     record = records[0]
     assert (record["request_id"], record["job"], record["round"]) == (request_id, "no-such-job", 4)
     assert record["status"] == 404 and record["logger"] == "fedfaas.gateway.access"
+
+
+def test_gunicorn_logger_class_writes_json_lines(tmp_path: Path) -> None:
+    # Prepare
+    from gunicorn.config import Config
+
+    from gateway.logs import GunicornLogger
+
+    config = Config()
+    config.set("errorlog", str(tmp_path / "error.log"))
+    logger = GunicornLogger(config)
+    # Execute
+    logger.info("Booting worker with pid: %s", 42)
+    for handler in list(logger.error_log.handlers):  # gunicorn's loggers are process-wide
+        logger.error_log.removeHandler(handler)
+        handler.close()
+    # Assert
+    record = json.loads((tmp_path / "error.log").read_text().splitlines()[-1])
+    assert record["message"] == "Booting worker with pid: 42" and record["logger"] == "gunicorn.error"

@@ -111,20 +111,23 @@ def test_finalising_a_round_observes_its_aggregation_latency(api_stack: LocalSta
     assert record.extra["aggregation_latency_s"] >= 0
 
 
-def test_cache_hits_and_misses_per_policy_are_read_from_the_cache_engine(api_stack: LocalStack) -> None:
-    # Prepare: the first request misses and places the update, the next two hit
+def test_cache_hits_and_misses_are_summed_over_tenants_per_policy(api_stack: LocalStack) -> None:
+    # Prepare: an engine of its own key prefix; in tenant a the first request misses and places
+    # the update, the next two hit; tenant b's only request misses
     client = redis.Redis.from_url(api_stack.env()["FEDFAAS_REDIS_URL"], socket_timeout=10)
-    tenant = f"t-{uuid.uuid4().hex[:8]}"
-    engine = CacheEngine(client, ["cache-0", "cache-1"], budget_bytes=10_000, replicas=0)
-    key = DataKey.update(tenant, "job-1", 1, "alice")
-    engine.ingest(key, 100)
-    plans = [engine.plan_request("inference", [key]) for _ in range(3)]
+    engine = CacheEngine(client, ["cache-0", "cache-1"], budget_bytes=10_000, replicas=0,
+                         prefix=f"test-{uuid.uuid4().hex[:8]}")
+    plans = []
+    for tenant, requests_made in (("a", 3), ("b", 1)):
+        key = DataKey.update(tenant, "job-1", 1, "alice")
+        engine.ingest(key, 100)
+        plans += [engine.plan_request("inference", [key]) for _ in range(requests_made)]
     policy = plans[0].policy
     # Execute
     families = {f.name: f for f in metrics.StateCollector(client, engine).collect()}
     # Assert
-    hits = {tuple(s.labels.values()): s.value for s in families["fedfaas_cache_hits"].samples}
-    misses = {tuple(s.labels.values()): s.value for s in families["fedfaas_cache_misses"].samples}
-    assert [p.hit for p in plans] == [False, True, True]
-    assert hits[(tenant, policy)] == 2 and misses[(tenant, policy)] == 1
+    assert [p.hit for p in plans] == [False, True, True, False]
+    hits = {s.labels["policy"]: s.value for s in families["fedfaas_cache_hits"].samples}
+    misses = {s.labels["policy"]: s.value for s in families["fedfaas_cache_misses"].samples}
+    assert hits == {policy: 2} and misses == {policy: 2}
     assert families["fedfaas_metadata_store_up"].samples[0].value == 1

@@ -17,6 +17,7 @@ from schemathesis.specs.openapi.definitions import OPENAPI_31
 
 from fedfaas import codec
 from fedfaas.localstack.stack import LocalStack
+from fedfaas.spec import ID_RE
 from gateway.app import create_app
 from gateway.openapi import build_spec
 from tests.conftest import Api
@@ -25,9 +26,8 @@ pytestmark = pytest.mark.stack
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 # Bounded fuzzing: coverage-phase cases (boundaries, wrong types, missing fields) plus this
-# many generated cases per operation, derandomised by a fixed seed.
+# many generated valid and invalid cases per operation, derandomised (deterministic mode).
 EXAMPLES = 10
-SEED = 20261121
 # What a party's token may call; the party run sticks to these to stay within its rate limit.
 PARTY_OPERATIONS = ("v1.get_job", "v1.get_latest_model", "v1.get_round_model", "v1.get_party",
                     "v1.update_party", "v1.get_round", "v1.post_update", "v1.get_update")
@@ -83,6 +83,7 @@ def test_served_document_is_valid_openapi_31_and_needs_no_token(api: Api) -> Non
     assert errors == []
     job_spec = spec["components"]["schemas"]["JobSpec"]
     assert "model" in job_spec["required"] and job_spec["additionalProperties"] is False
+    assert job_spec["properties"]["job_id"]["anyOf"][0]["pattern"] == ID_RE.pattern
 
 
 def _component(spec: dict[str, Any], name: str) -> Any:
@@ -131,9 +132,9 @@ def _fixture_job(api: Api) -> dict[str, str]:
 
 
 def _config(api: Api, token: str, pinned: dict[str, Any]) -> str:
-    """schemathesis.toml: the token, real path ids when given, bounded and seeded generation."""
+    """schemathesis.toml: the token, real path ids, bounded and derandomised generation."""
     lines = [
-        f'base-url = "{api.base}"', f"seed = {SEED}", "workers = 1",
+        f'base-url = "{api.base}"', "workers = 1",
         f'headers = {{ Authorization = "Bearer {token}" }}',
         "[generation]", 'mode = "all"', f"max-examples = {EXAMPLES}", "deterministic = true",
         'database = "none"',
@@ -150,6 +151,7 @@ def _config(api: Api, token: str, pinned: dict[str, Any]) -> str:
 
 def _fuzz(api: Api, tmp_path: Path, token: str, pinned: dict[str, Any],
           operations: tuple[str, ...] = ()) -> None:
+    """Run schemathesis against the live gateway; fail on any 5xx, with its report."""
     config = tmp_path / "schemathesis.toml"
     config.write_text(_config(api, token, pinned))
     argv = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "--no-color", "run",
@@ -167,16 +169,14 @@ def fuzz_job(api: Api) -> dict[str, str]:
     return _fixture_job(api)
 
 
-def test_fuzzing_with_any_ids_as_admin_finds_no_server_error(api: Api, tmp_path: Path) -> None:
-    _fuzz(api, tmp_path, api.admin_token, {})
-
-
 def test_fuzzing_real_ids_as_admin_finds_no_server_error(api: Api, tmp_path: Path,
                                                          fuzz_job: dict[str, str]) -> None:
+    # Prepare / Execute / Assert: every operation, path ids pinned to the fixture job's
     _fuzz(api, tmp_path, api.admin_token, {"job_id": fuzz_job["job_id"], "rnd": 1, "party_id": "alice"})
 
 
 def test_fuzzing_real_ids_as_party_finds_no_server_error(api: Api, tmp_path: Path,
                                                          fuzz_job: dict[str, str]) -> None:
+    # Prepare / Execute / Assert: what a party may call, with alice's token
     _fuzz(api, tmp_path, fuzz_job["party_token"],
           {"job_id": fuzz_job["job_id"], "rnd": 1, "party_id": "alice"}, PARTY_OPERATIONS)

@@ -71,9 +71,9 @@ def _run_round(fs: FaultStack, data: list[dict[str, np.ndarray]], reclaim: bool
     try:
         for p, tensors in enumerate(data):
             body = codec.encode(tensors, {"num_examples": 10 + p})
-            status = upload(fs.session, fs.base, f"/v1/jobs/{jid}/rounds/1/updates", tokens[p], body,
+            answer = upload(fs.session, fs.base, f"/v1/jobs/{jid}/rounds/1/updates", tokens[p], body,
                             f"p{p}", ledger)
-            assert status == 201, status
+            assert answer == 201, answer
         status = wait_round(fs.session, fs.base, jid, 1, fs.admin, timeout_s=120)
     finally:
         reclaimer.done.set()

@@ -6,6 +6,7 @@ import hashlib
 import stat
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -20,7 +21,7 @@ from tests.conftest import Api
 pytestmark = pytest.mark.stack
 
 
-def _everything_in_redis(client: redis.Redis) -> bytes:
+def _everything_in_redis(client: Any) -> bytes:
     """Every key name and value of the database, concatenated."""
     out = bytearray()
     for key in client.scan_iter(count=1000):
