@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, cast
 
+import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from fedfaas import keys
-from fedfaas.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
+from fedfaas.errors import BadRequest, FedfaasError, Forbidden, NotFound, PayloadTooLarge
 from fedfaas.spec import JobSpec, PartyProfile, check_id, parse
 
+log = logging.getLogger("fedfaas.api")
 blueprint = Blueprint("v1", __name__, url_prefix="/v1")
 
 OCTET = "application/octet-stream"
@@ -213,7 +216,22 @@ def start_round(job_id: str) -> Response:
             isinstance(selected, list) and all(isinstance(p, str) for p in selected)):
         raise BadRequest("'parties' must be a list of party ids")
     record = svc.registry.start_round(job, selected=selected)
-    return _created(record.public(arrived=0))
+    out = record.public(arrived=0)
+    try:
+        out["estimate"] = current_app.extensions["fedfaas_jit"].round_started(job, record)
+    except (FedfaasError, redis.RedisError) as exc:
+        # The round is open either way; without an estimate the safety net closes it.
+        log.warning("JIT estimate for round %d of %s failed: %s", record.round, job_id, exc)
+        out["estimate_error"] = str(exc)
+    return _created(out)
+
+
+@blueprint.get("/jobs/<job_id>/estimates")
+def get_estimates(job_id: str) -> Response:
+    """JIT deadline estimates against observed arrivals and aggregation, per round."""
+    svc = _svc()
+    svc.registry.job_for(svc.principal(), job_id, admin=True)
+    return jsonify(current_app.extensions["fedfaas_jit"].reports(job_id))
 
 
 @blueprint.get("/jobs/<job_id>/rounds/<rnd>")
@@ -242,6 +260,14 @@ def post_update(job_id: str, rnd: str) -> Response:
     number = _round_arg(rnd)
     body = _raw_body()
     result = svc.ingest.accept(job, number, principal.party, body)
+    if result.created:
+        try:
+            current_app.extensions["fedfaas_jit"].arrived(job_id, number, principal.party,
+                                                         now=result.record["arrived_at"])
+        except (FedfaasError, redis.RedisError) as exc:
+            # The update is durable and recorded; the round still closes on its rules.
+            log.warning("JIT arrival of %s in round %d of %s not queued: %s", principal.party,
+                        number, job_id, exc)
     return _created(result.record, 201 if result.created else 200)
 
 

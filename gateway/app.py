@@ -126,8 +126,12 @@ def create_app(settings: Settings | None = None, start_background: bool = True) 
         app.extensions["fedfaas_flstore"] = flstore
         if start_background:
             flstore.start()
-    if start_background:
-        from gateway.driver import start_driver
+    from gateway.driver import driver_delta_s, new_coordinator, start_driver
+    from gateway.scheduling import JitBridge
 
-        app.extensions["fedfaas_driver"] = start_driver(services.registry, settings)
+    coordinator = new_coordinator(services.registry, settings)
+    bridge = JitBridge(services.redis, services.registry, coordinator, driver_delta_s())
+    app.extensions["fedfaas_jit"] = bridge
+    if start_background:
+        app.extensions["fedfaas_driver"] = start_driver(services.registry, coordinator, bridge, settings)
     return app

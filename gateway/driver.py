@@ -20,12 +20,15 @@ from fedfaas import keys
 from fedfaas.config import Settings
 from fedfaas.errors import BadRequest, Unavailable
 from fedfaas.faas.client import FaasClient
-from gateway.registry import JobRecord, Registry
+from gateway.registry import Registry
 from gateway.rounds import RoundCoordinator, safe
+from gateway.scheduling import JitBridge
 
 log = logging.getLogger("fedfaas.driver")
 
 AGGREGATE_FUNCTION = "aggregate"
+SAFETY_GRACE_S = 10.0
+ALWAYS_ON_PING_S = 5.0
 
 
 def function_invoker(settings: Settings) -> Any:
@@ -49,32 +52,17 @@ def function_invoker(settings: Settings) -> Any:
     return invoke
 
 
-class StrategyPolicy:
-    """When to fold pending updates before the round closes (paper section 3)."""
-
-    def early_folds(self, job: JobRecord, pending: list[str], now: float, record: Any) -> list[list[str]]:
-        """Groups of parties to fold now, one invocation per group."""
-        name = job.spec.strategy.name
-        if name in ("eager-serverless", "eager-always-on"):
-            return [[p] for p in pending]
-        if name == "batched-serverless":
-            k = job.spec.strategy.batch_size
-            return [pending[i:i + k] for i in range(0, len(pending) - len(pending) % k, k)]
-        if name == "jit":
-            due_at = record.extra.get("jit_start_at")
-            if due_at is not None and now >= float(due_at) and pending:
-                return [pending]
-        return []
-
-
 class Driver:
     """Runs the round loop in a daemon thread until :meth:`stop`."""
 
-    def __init__(self, registry: Registry, coordinator: RoundCoordinator, interval_s: float = 0.5) -> None:
+    def __init__(self, registry: Registry, coordinator: RoundCoordinator, bridge: JitBridge,
+                 interval_s: float = 0.5, warm: Any = None) -> None:
         self.registry = registry
         self.coordinator = coordinator
+        self.bridge = bridge
         self.interval_s = interval_s
-        self.policy = StrategyPolicy()
+        self.warm = warm or (lambda: None)
+        self._last_warm = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="fedfaas-driver", daemon=True)
 
@@ -92,7 +80,8 @@ class Driver:
             safe(self.tick)
 
     def tick(self, now: float | None = None) -> None:
-        """One pass over every active round."""
+        """One scheduling round, then the safety net over every active round."""
+        safe(lambda: self.bridge.tick(now))
         members = cast(set[bytes], self.registry.redis.smembers(keys.active_rounds()))
         for member in sorted(members):
             job_id, _, rnd_text = bytes(member).decode().rpartition(":")
@@ -108,17 +97,38 @@ class Driver:
         now = time.time() if now is None else now
         job = self.registry.get_job(job_id)
         record = self.registry.get_round(job_id, rnd)
-        if record.state == "open" and self.coordinator.due(job, record, now) is None:
-            for group in self.policy.early_folds(job, self.coordinator.pending(job_id, rnd), now, record):
-                self.coordinator.fold(job, rnd, group)
-        self.coordinator.close_if_due(job, rnd, now)
+        if job.spec.strategy.name == "eager-always-on" and now - self._last_warm > ALWAYS_ON_PING_S:
+            # The always-on baseline keeps its aggregator alive for the whole job.
+            self._last_warm = now
+            safe(self.warm)
+        # The scheduler closes rounds; this catches rounds it never knew (no
+        # estimate could be made) at once, and rounds it lost track of (its
+        # Redis state gone) some time after their deadline.
+        unscheduled = "estimate" not in record.extra
+        if unscheduled or record.state == "aggregating" or now > record.deadline_at + SAFETY_GRACE_S:
+            self.coordinator.close_if_due(job, rnd, now)
 
 
-def start_driver(registry: Registry, settings: Settings) -> Driver | None:
+def driver_delta_s() -> float:
+    """Seconds between scheduling decisions (the paper's delta), ``FEDFAAS_DRIVER_DELTA_S``."""
+    return float(os.environ.get("FEDFAAS_DRIVER_DELTA_S", "0.5"))
+
+
+def new_coordinator(registry: Registry, settings: Settings) -> RoundCoordinator:
+    """A round coordinator invoking the ``aggregate`` function of ``settings``' OpenFaaS."""
+    return RoundCoordinator(registry, function_invoker(settings), owner=uuid.uuid4().hex)
+
+
+def start_driver(registry: Registry, coordinator: RoundCoordinator, bridge: JitBridge,
+                 settings: Settings) -> Driver | None:
     """Start the driver unless ``FEDFAAS_DRIVER=0`` (e.g. API-only replicas)."""
     if os.environ.get("FEDFAAS_DRIVER", "1") == "0":
         return None
-    coordinator = RoundCoordinator(registry, function_invoker(settings), owner=uuid.uuid4().hex)
-    driver = Driver(registry, coordinator, float(os.environ.get("FEDFAAS_DRIVER_DELTA_S", "0.5")))
+    client = FaasClient(settings.faas_gateway_url, settings.faas_basic_auth, timeout=10)
+
+    def warm() -> None:
+        client.invoke(AGGREGATE_FUNCTION, b"", method="GET")
+
+    driver = Driver(registry, coordinator, bridge, driver_delta_s(), warm)
     driver.start()
     return driver

@@ -5,7 +5,7 @@ received, bytes, rejections by reason), round coordination (aggregation
 latency, the JIT paper's figure of merit, and round outcomes) and every HTTP
 request.  State that lives in Redis is read at scrape time instead, so every
 replica reports the same truth: active rounds (the scheduler's queue depth)
-and FLStore's cache hits and misses per tenant and caching policy.
+and FLStore's cache hits and misses per caching policy.
 
 Under gunicorn each worker is a process: with ``PROMETHEUS_MULTIPROC_DIR`` set
 before ``prometheus_client`` is imported (``gateway/wsgi.py`` does this) the

@@ -76,6 +76,7 @@ def _op(endpoint: str, summary: str, tag: str, responses: dict[int, dict[str, An
     codes = set(errors) | ({401, 429} if not public else set())
     op["responses"] = {str(code): resp for code, resp in responses.items()}
     op["responses"].update({str(code): _ref(_ERRORS[code][0], "responses") for code in sorted(codes)})
+    op["responses"]["default"] = _ref("Error", "responses")
     if public:
         op["security"] = []
     return op
@@ -171,8 +172,15 @@ def _schemas() -> dict[str, Any]:
                 "your_update": {"anyOf": [_ref("UpdateRecord"), {"type": "null"}],
                                 "description": "The calling party's update, if any."},
                 "aggregation_latency_s": num,
+                "estimate": {"type": "object", "description": "JIT estimate (on start)."},
+                "estimate_error": {"type": "string", "description": "Why no estimate (on start)."},
             },
         },
+        "RoundStart": {"type": "object", "properties": {"parties": {
+            "type": "array", "items": ID,
+            "description": "Registered parties expected in this round (default: all)."}}},
+        "Estimates": {"type": "object", "required": ["job_id", "rounds"], "properties": {
+            "job_id": ID, "rounds": {"type": "array", "items": {"type": "object"}}}},
         "UpdateRecord": {"type": "object", "required": ["party", "round", "key", "digest", "size"],
                          "properties": {
                              "party": ID, "round": {"type": "integer"}, "key": {"type": "string"},
@@ -218,6 +226,8 @@ def _components() -> dict[str, Any]:
         if code in (429, 503):
             responses[name]["headers"]["Retry-After"] = {
                 "description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
+    responses["Error"] = _ok("Any other error (e.g. 405, or 500 `internal_error`), in the same form.",
+                             _ref("Error"))
     return {
         "securitySchemes": {"bearerAuth": {
             "type": "http", "scheme": "bearer",
@@ -315,7 +325,13 @@ def _paths() -> dict[str, Any]:
         },
         "/v1/jobs/{job_id}/rounds": {"post": _op(
             "v1.start_round", "Open the job's next round (admins)", "rounds",
-            {201: _ok("The new round.", _ref("Round"))}, (400, 404, 409, 503), params=j)},
+            {201: _ok("The new round, with its JIT deadline estimate.", _ref("Round"))},
+            (400, 404, 409, 503), params=j,
+            body=_json_body(_ref("RoundStart"), "Optional client sampling.", required=False))},
+        "/v1/jobs/{job_id}/estimates": {"get": _op(
+            "v1.get_estimates", "JIT deadline estimates against observed arrivals, per round (admins)",
+            "rounds", {200: _ok("Estimates and observations.", _ref("Estimates"))}, (400, 404, 503),
+            params=j)},
         "/v1/jobs/{job_id}/rounds/{rnd}": {"get": _op(
             "v1.get_round", "A round's state and arrivals", "rounds",
             {200: _ok("The round.", _ref("Round"))}, (400, 404, 503), params=jr)},

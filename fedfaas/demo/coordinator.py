@@ -101,11 +101,12 @@ class JobRun:
 
 
 def wait_scaled_to_zero(faas: FaasClient, function: str, timeout_s: float) -> bool:
-    """Wait until ``function`` has no live replica; False when it still had one at the deadline."""
+    """Wait until ``function`` has no replica left; False when it still had one at the deadline."""
     deadline = time.monotonic() + timeout_s
     while True:
         view = faas.accounting()["functions"].get(function, {})
-        if not view.get("live_instances") and not view.get("in_flight"):
+        # A stopping replica still counts container-seconds until it has exited.
+        if not any(view.get(k) for k in ("live_instances", "stopping_instances", "in_flight")):
             return True
         if time.monotonic() > deadline:
             return False

@@ -79,17 +79,24 @@ class DemoParty:
     def take_part(self, job: Mapping[str, Any]) -> None:
         """Register in ``job`` and play every round until the job has run all its rounds."""
         run = str(job["run"])
+        plan, cfg = self.plan, self.config
+        # What a party knows before its first round (JIT paper 5.2): its device's epoch
+        # time and its link speed; the SDK reports measured values after every push.
         party = Party.register(
-            job["gateway"], job["job_id"], job["enrollment_token"], party_id=self.plan.party_id,
-            profile={"mode": INTERMITTENT if self.plan.role == INTERMITTENT else "active",
-                     "dataset_size": self.plan.num_examples,
-                     "batch_size": self.config.batch_size})
+            job["gateway"], job["job_id"], job["enrollment_token"], party_id=plan.party_id,
+            profile={"mode": INTERMITTENT if plan.role == INTERMITTENT else "active",
+                     "dataset_size": plan.num_examples, "batch_size": cfg.batch_size,
+                     "epoch_time_s": plan.train_time_s(1, cfg.examples_per_s),
+                     "minibatch_time_s": plan.train_time_s(1, cfg.examples_per_s)
+                     / math.ceil(plan.num_examples / cfg.batch_size),
+                     "bandwidth_down_bps": cfg.nominal_link_bps,
+                     "bandwidth_up_bps": cfg.nominal_link_bps})
         party.up = BandwidthMeter(min_bytes=BANDWIDTH_SAMPLE_BYTES)
         party.down = BandwidthMeter(min_bytes=BANDWIDTH_SAMPLE_BYTES)
         self.emit("registered", run)
         with party:
             hp = party.job()["spec"]["hyperparameters"]
-            model = build_model(self.config.model)
+            model = build_model(cfg.model)
             after = 0
             while True:
                 try:

@@ -50,6 +50,8 @@ class DemoConfig:
     #: Training speed of the fastest emulated device, in examples per second.
     examples_per_s: float = 200.0
     max_slowdown: float = 2.5
+    #: Link speed a party declares when it registers (measured values replace it after a push).
+    nominal_link_bps: float = 50e6
     attack_scale: float = 10.0
     test_fraction: float = 0.3
     validation_size: int = 180
@@ -71,8 +73,10 @@ class DemoConfig:
             problems.append("intermittent_fraction and skip_probability must lie in [0, 1)")
         if self.local_epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             problems.append("local_epochs, batch_size and lr must be positive")
-        if self.examples_per_s <= 0 or self.max_slowdown < 1 or self.idle_s <= 0:
-            problems.append("examples_per_s and idle_s must be > 0, max_slowdown >= 1")
+        if (self.examples_per_s <= 0 or self.max_slowdown < 1 or self.idle_s <= 0
+                or self.nominal_link_bps <= 0):
+            problems.append("examples_per_s, nominal_link_bps and idle_s must be > 0, "
+                            "max_slowdown >= 1")
         if not 0 < self.quorum_fraction <= 1:
             problems.append("quorum_fraction must lie in (0, 1]")
         if problems:

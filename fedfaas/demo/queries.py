@@ -21,7 +21,7 @@ from fedfaas.errors import FedfaasError
 #: Workload name -> parameters the demo asks with (seeded, bounded GTG budget).
 QUERIES: dict[str, dict[str, Any]] = {
     "malicious-filter": {},
-    "contribution": {"method": "gtg", "max_permutations": 100, "seed": 0},
+    "contribution": {"method": "gtg", "max_permutations": 200, "seed": 0},
     "clustering": {"seed": 0},
 }
 #: A Shapley query on 20+ parties evaluates a few thousand sub-models: give it time.

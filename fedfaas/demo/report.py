@@ -17,7 +17,13 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from fedfaas.demo.summary import container_ratio, cost_table, query_lines, round_table
+from fedfaas.demo.summary import (
+    container_ratio,
+    cost_table,
+    query_lines,
+    ratio_text,
+    round_table,
+)
 
 COLORS = {"jit": "#1f77b4", "eager-serverless": "#d62728"}
 ROLE_COLORS = {"active": "#2ca02c", "intermittent": "#ff7f0e", "malicious": "#d62728"}
@@ -165,8 +171,8 @@ def render_html(summary: Mapping[str, Any], images: Mapping[str, str]) -> str:
     fed = summary["federation"]
     ratio = container_ratio(summary)
     headline = ("" if ratio is None else
-                f"<p class=big>JIT used <b>{ratio:.2f}x</b> the container-seconds per round of "
-                f"eager-serverless aggregation ({1 - ratio:.0%} saved).</p>")
+                f"<p class=big>JIT used {html.escape(ratio_text(ratio))} of eager-serverless "
+                "aggregation.</p>")
     figs = "".join(f'<figure><img src="{html.escape(src)}" alt="{html.escape(title)}">'
                    f"<figcaption>{html.escape(title)}</figcaption></figure>"
                    for title, src in images.items())

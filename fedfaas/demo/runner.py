@@ -34,6 +34,7 @@ from fedfaas.demo.queries import QueryResult, run_queries
 from fedfaas.demo.report import write_report
 from fedfaas.demo.summary import build_summary, format_summary
 from fedfaas.faas.client import FaasClient
+from fedfaas.localstack.procs import StartError
 from fedfaas.localstack.stack import PROJECT_ROOT, LocalStack, StackOptions
 from fedfaas.models import build_model, evaluate, load_digits_dataset, load_state, state_arrays
 
@@ -106,6 +107,21 @@ def _write_stack_file(idle_s: float) -> Path:
     DEMO_STACK.write_text("# Written by `fedfaas demo` for the length of one run; safe to delete.\n"
                           + yaml.safe_dump(doc, sort_keys=False))
     return DEMO_STACK
+
+
+def _start_stack(stack: LocalStack, idle_s: float, progress: Progress) -> None:
+    """Start the private stack in a fresh folder; one retry, as free ports can be taken meanwhile."""
+    options = StackOptions(stack_file=_write_stack_file(idle_s), scale_to_zero_idle_s=idle_s)
+    for attempt in (1, 2):
+        _fresh_stack_dir(stack)
+        try:
+            stack.up(options, progress=lambda msg: progress.status(f"local stack: {msg} ..."))
+            return
+        except StartError as exc:
+            if attempt == 2:
+                raise
+            first_line = str(exc).splitlines()[0][:200]
+            progress.line(f"local stack did not start ({first_line}); trying once more")
 
 
 def _clients(stack: LocalStack) -> tuple[AdminClient, FaasClient]:
@@ -195,11 +211,8 @@ def run(parties: int | None = None, rounds: int | None = None,
     with _sigterm_as_interrupt():
         try:
             fleet.start()
-            _fresh_stack_dir(stack)
             mark = time.monotonic()
-            stack.up(StackOptions(stack_file=_write_stack_file(cfg.idle_s),
-                                  scale_to_zero_idle_s=cfg.idle_s),
-                     progress=lambda msg: progress.status(f"local stack: {msg} ..."))
+            _start_stack(stack, cfg.idle_s, progress)
             timing["stack_up_s"] = time.monotonic() - mark
             progress.line(f"local stack up in {timing['stack_up_s']:.1f} s ({stack.data_dir}); "
                           f"functions scale to zero after {cfg.idle_s:g} s idle")

@@ -11,8 +11,8 @@ from typing import Any
 
 from fedfaas.aggregation import AggregationStep, StepRequest
 from fedfaas.config import load_settings
-from fedfaas.handlers import guarded, json_response, parse_json
 from fedfaas.fusion.kernels import reuse_freed_memory
+from fedfaas.handlers import guarded, json_response, parse_json
 from fedfaas.store import ObjectStore
 
 # A warm instance allocates an accumulator per step; keeping freed blocks
@@ -24,6 +24,8 @@ _step = AggregationStep(ObjectStore(load_settings()))
 @guarded
 def handle(event: Any, context: Any) -> dict[str, Any]:
     """Run one aggregation step."""
+    if event.method == "GET":
+        return json_response(200, {"status": "ok"})  # keep-alive and health
     if event.method != "POST":
         return json_response(405, {"error": "method_not_allowed", "message": "POST a step request"})
     request = StepRequest.parse(parse_json(event))

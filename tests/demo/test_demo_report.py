@@ -44,7 +44,7 @@ def test_container_ratio_is_per_round_jit_over_eager() -> None:
     # Assert: (4.0 / 2 rounds) / (10.0 / 2 rounds)
     assert ratio == 0.4
     text = format_summary(summary)
-    assert "JIT uses 0.40x" in text and "60% saved" in text
+    assert "JIT used 0.40x the container-seconds per round (60% saved)" in text
     assert "planted malicious party" in text and "found" in text
     assert "clustering: FAILED (boom)" in text
 
@@ -61,3 +61,10 @@ def test_report_folder_holds_plots_page_and_json(tmp_path: Path) -> None:
         assert f'src="{name}"' in index.read_text()
     assert (tmp_path / "report" / "summary.json").exists()
     assert "0.40x" in index.read_text()
+
+
+def test_ratio_above_one_reads_as_more_not_as_negative_savings() -> None:
+    from fedfaas.demo.summary import ratio_text
+
+    assert ratio_text(1.25) == "1.25x the container-seconds per round (25% more)"
+    assert ratio_text(0.5) == "0.50x the container-seconds per round (50% saved)"

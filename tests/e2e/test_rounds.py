@@ -102,8 +102,9 @@ def test_three_rounds_survive_killed_aggregator(stack_api: Api, faas: Any) -> No
             assert value.dtype == ref[name].dtype
             np.testing.assert_allclose(value.astype(np.float64), ref[name].astype(np.float64),
                                        rtol=1e-3 if value.dtype == np.float16 else 1e-5, atol=1e-6)
+            # Kills regroup the folds; sums then differ by float32 rounding only.
             np.testing.assert_allclose(faulty[rnd][name].astype(np.float64), value.astype(np.float64),
-                                       rtol=1e-6, atol=0)
+                                       rtol=1e-5, atol=1e-6)
         assert clean[rnd]["bn.num_batches_tracked"].dtype == np.int64
 
 

@@ -8,17 +8,16 @@ server turn into a 503 within seconds.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 import requests
 
 from fedfaas.faas.client import FaasClient
+from fedfaas.localstack.faults import heal
 from fedfaas.localstack.stack import LocalStack, StackOptions
-from tests.reliability.faults import admin_token, thaw
+from tests.reliability.faults import admin_token
 
 FAULT_ENV = {
     "FEDFAAS_S3_TIMEOUT_S": "2",
@@ -43,13 +42,7 @@ class FaultStack:
 
     def ensure_running(self) -> None:
         """Wake any component a test left frozen and restart any it left dead."""
-        for name, pid in (self.stack.read_state() or {}).get("pids", {}).items():
-            with contextlib.suppress(psutil.NoSuchProcess):
-                if psutil.Process(pid).status() == psutil.STATUS_STOPPED:
-                    thaw(self.stack, name)
-        for name, alive in self.stack.running().items():
-            if not alive:
-                self.stack.restart(name)
+        heal(self.stack)
 
 
 @pytest.fixture(scope="package")

@@ -1,16 +1,12 @@
-"""Fault injection and patient clients for the reliability tests (and ``bench/reliability.py``).
+"""Patient clients and checks for the reliability tests.
 
-Faults are real: components are SIGKILLed or SIGSTOPped by process group, the
-way a node failure or a frozen VM looks to the gateway.  Clients retry the way
+Faults are real (see :mod:`fedfaas.localstack.faults`).  Clients retry the way
 the party SDK does (connection errors, 429 and 503 with ``Retry-After``), and
 record every answer so a test can check that no acknowledged update was lost.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,39 +17,10 @@ import numpy as np
 import requests
 
 from fedfaas import codec
-from fedfaas.localstack.procs import pid_alive
 from fedfaas.localstack.stack import LocalStack
 from fedfaas.store import ObjectStore, digest
 
 RETRYABLE = (429, 502, 503, 504)
-
-
-def component_pid(stack: LocalStack, name: str) -> int:
-    """Pid (= process group) of one running component."""
-    state = stack.read_state()
-    assert state is not None, "stack is not running"
-    return int(state["pids"][name])
-
-
-def sigkill(stack: LocalStack, name: str, timeout: float = 10.0) -> None:
-    """SIGKILL a component's whole process group and wait until it is gone."""
-    pid = component_pid(stack, name)
-    os.killpg(pid, signal.SIGKILL)
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid) and time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # reap our own child so it does not stay a zombie
-        time.sleep(0.05)
-
-
-def freeze(stack: LocalStack, name: str) -> None:
-    """SIGSTOP a component: it keeps its sockets but answers nothing (a hung server)."""
-    os.killpg(component_pid(stack, name), signal.SIGSTOP)
-
-
-def thaw(stack: LocalStack, name: str) -> None:
-    """SIGCONT a frozen component."""
-    os.killpg(component_pid(stack, name), signal.SIGCONT)
 
 
 def admin_token(stack: LocalStack) -> str:

@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from fedfaas import codec
+from fedfaas.localstack.faults import crash
 from fedfaas.store import ObjectStore
 from tests.reliability.conftest import FaultStack
 from tests.reliability.faults import (
@@ -24,7 +25,6 @@ from tests.reliability.faults import (
     lost_updates,
     make_job,
     max_abs_diff,
-    sigkill,
     upload,
     wait_round,
     weighted_mean,
@@ -64,7 +64,7 @@ def test_gateway_killed_mid_round_loses_no_acknowledged_update(fs: FaultStack) -
     for thread in late:
         thread.start()
     time.sleep(0.05)
-    sigkill(fs.stack, "gateway")
+    crash(fs.stack, "gateway")
     acked_before_restart = dict(ledger.acked)
     fs.stack.restart("gateway")
     for thread in late:

@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from fedfaas import codec
+from fedfaas.localstack.faults import crash
 from fedfaas.store import ObjectStore
 from tests.reliability.conftest import FaultStack
 from tests.reliability.faults import (
@@ -21,7 +22,6 @@ from tests.reliability.faults import (
     log_text,
     lost_updates,
     make_job,
-    sigkill,
     upload,
     wait_round,
 )
@@ -43,7 +43,7 @@ def test_redis_crash_answers_503_and_recovers_jobs_rounds_and_updates(fs: FaultS
     job_before = call(fs.session, "GET", f"{fs.base}/v1/jobs/{jid}", fs.admin).json()
     round_before = call(fs.session, "GET", f"{fs.base}/v1/jobs/{jid}/rounds/1", fs.admin).json()
     # Execute
-    sigkill(fs.stack, "redis")
+    crash(fs.stack, "redis")
     fresh = requests.Session()
     during = fresh.post(fs.base + url, data=bodies["p2"], timeout=60,
                         headers={"Authorization": f"Bearer {tokens[2]}"})

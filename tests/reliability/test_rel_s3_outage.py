@@ -12,9 +12,16 @@ import pytest
 import requests
 
 from fedfaas import codec, keys
+from fedfaas.localstack.faults import freeze, thaw
 from fedfaas.store import ObjectStore
 from tests.reliability.conftest import FaultStack
-from tests.reliability.faults import Ledger, call, freeze, lost_updates, make_job, thaw, upload
+from tests.reliability.faults import (
+    Ledger,
+    call,
+    lost_updates,
+    make_job,
+    upload,
+)
 
 pytestmark = pytest.mark.stack
 

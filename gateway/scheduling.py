@@ -1,0 +1,145 @@
+"""The gateway's bridge to the JIT scheduler (JIT paper 5.5, Fig. 6): rounds in, invocations out.
+
+At round start the job's deadline estimate sets the aggregation task's
+priority and timer (``t_rnd - t_agg``); every durable update is queued as an
+arrival; every ``delta`` seconds the scheduler says what to run now, whatever
+the job's strategy (JIT or one of the paper's four baselines), and the round
+coordinator executes it on the ``aggregate`` function.  All scheduler state
+lives in Redis (``ff:jit:*``): replicas share the work and each decision runs
+once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from typing import Any
+
+import redis
+
+from fedfaas.errors import FedfaasError, NotFound
+from fedfaas.jit.scheduler import SchedulerConfig
+from fedfaas.jit.service import JitService
+from fedfaas.jit.spec import JobSpec as JitJobSpec
+from fedfaas.jit.spec import PartyProfile as JitPartyProfile
+from fedfaas.jit.state import Decision
+from gateway.registry import JobRecord, Registry, RoundRecord
+from gateway.rounds import RoundCoordinator
+
+log = logging.getLogger("fedfaas.scheduling")
+
+NAMESPACE = "ff:jit"
+DEFAULT_BANDWIDTH_BPS = 100e6  # bits per second, when a party reported none
+
+
+def _env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, str(default)))
+
+
+class JitBridge:
+    """Connects the registry and round coordinator to :class:`JitService`."""
+
+    def __init__(self, client: redis.Redis, registry: Registry, coordinator: RoundCoordinator,
+                 delta_s: float = 0.5) -> None:
+        capacity = os.environ.get("FEDFAAS_AGG_CAPACITY")
+        self.registry = registry
+        self.coordinator = coordinator
+        self.service = JitService(
+            client, namespace=NAMESPACE, owner=uuid.uuid4().hex[:12],
+            config=SchedulerConfig(capacity=int(capacity) if capacity else None, delta=delta_s),
+            # Cold start plus state load of an aggregation instance: the learner's prior.
+            agg_overhead=_env_float("FEDFAAS_AGG_OVERHEAD_S", 1.0),
+        )
+        self._last_renew = 0.0
+
+    # --- events ----------------------------------------------------------------------
+    def round_started(self, job: JobRecord, record: RoundRecord) -> dict[str, Any]:
+        """Estimate the round and open its aggregation task; returns the estimate summary."""
+        spec = JitJobSpec.from_api(job.spec, job_id=job.job_id)
+        profiles = self.registry.list_parties(job.job_id)
+        default_bps = _env_float("FEDFAAS_DEFAULT_BANDWIDTH_BPS", DEFAULT_BANDWIDTH_BPS)
+        parties = []
+        for party in record.expected:
+            # A party that has not measured its bandwidth yet is assumed to have
+            # the deployment's default, so t_comm stays finite (paper 5.3).
+            profile = {**profiles[party]}
+            for name in ("bandwidth_down_bps", "bandwidth_up_bps"):
+                profile[name] = profile.get(name) or default_bps
+            parties.append(JitPartyProfile.from_api(profile, party_id=party))
+        _, est = self.service.start_round(spec, parties, record.round, now=record.started_at)
+        summary = {
+            "t_rnd_s": round(float(est.t_rnd), 4),
+            "t_agg_s": round(float(est.t_agg), 4),
+            "jit_start_at": record.started_at + max(0.0, float(est.t_rnd) - float(est.t_agg)),
+        }
+        self.registry.set_round_state(job.job_id, record.round, record.state,
+                                      extra=json.dumps({**record.extra, "estimate": summary}))
+        return summary
+
+    def arrived(self, job_id: str, rnd: int, party: str, now: float | None = None) -> None:
+        """A durable update: queue it for the scheduler."""
+        self.service.record_arrival(job_id, rnd, party, party, now=now)
+
+    def reports(self, job_id: str) -> dict[str, Any]:
+        """Estimates against observations, per round (for the API)."""
+        rounds = []
+        for summary in self.service.reports(job_id):
+            rnd = int(summary.get("round", 0))
+            try:
+                detail = self.service.round_report(job_id, rnd)
+            except NotFound:
+                detail = {}
+            rounds.append({**summary, "parties": detail.get("parties", detail.get("rows", []))})
+        return {"job_id": job_id, "rounds": rounds}
+
+    # --- the loop --------------------------------------------------------------------
+    def tick(self, now: float | None = None) -> int:
+        """Run what the scheduler says is due; returns how many decisions were handled."""
+        t = time.time() if now is None else now
+        if t - self._last_renew > 2.0:
+            self.service.renew_leases(t)
+            self._last_renew = t
+        decisions = self.service.tick(t)
+        for decision in decisions:
+            try:
+                self._execute(decision)
+            except FedfaasError as exc:
+                # The lease expires and another tick (here or on a replica) retries it.
+                log.warning("decision %s (%s) failed: %s", decision.decision_id, decision.kind, exc.message)
+        return len(decisions)
+
+    def _execute(self, d: Decision) -> None:
+        job = self.registry.get_job(d.job_id)
+        if d.kind == "aggregate":
+            for part, ids in enumerate(d.update_ids or []):
+                if part in d.parts_done:
+                    continue
+                self.coordinator.fold(job, d.round, list(ids))
+                self.service.complete(d.decision_id, part=part)
+        elif d.kind == "finalise":
+            record = self.registry.get_round(d.job_id, d.round)
+            if record.state in ("open", "aggregating"):
+                started = time.time()
+                self.coordinator.finalize(job, d.round)
+                self._learn(d.job_id, d.round, time.time() - started)
+            self.service.complete(d.decision_id)
+        elif d.kind == "round_failed":
+            record = self.registry.get_round(d.job_id, d.round)
+            if record.state == "open":
+                arrived = len(self.registry.round_updates(d.job_id, d.round))
+                self.coordinator.fail(job, d.round, f"quorum not met at t_wait: {arrived} of "
+                                                    f"{record.quorum} required updates arrived")
+            self.service.complete(d.decision_id)
+        elif d.kind == "preempt":
+            # Steps are short and run one after another here, so the target has
+            # already stopped at a step boundary; its partial is checkpointed in S3.
+            self.service.complete(d.decision_id)
+
+    def _learn(self, job_id: str, rnd: int, t_agg_obs: float) -> None:
+        try:
+            self.service.finish_round(job_id, rnd, t_agg_obs=t_agg_obs)
+        except FedfaasError as exc:
+            log.warning("learning from round %d of %s failed: %s", rnd, job_id, exc.message)
