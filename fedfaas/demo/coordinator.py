@@ -98,6 +98,8 @@ class JobRun:
     reported_profiles: dict[str, dict[str, Any]]
     wall_s: float
     errors: list[str]
+    #: The JIT estimator's predicted against observed times per round (``/estimates``).
+    estimates: list[dict[str, Any]] = field(default_factory=list)
 
 
 def wait_scaled_to_zero(faas: FaasClient, function: str, timeout_s: float) -> bool:
@@ -200,6 +202,7 @@ class JobDriver:
         self.progress.line(f"[{strategy}] done in {time.monotonic() - began:.0f} s"
                            + ("" if zero else f" ('{AGGREGATE}' still had a live replica)"))
         mine = [e for e in self._events if e["run"] == strategy]
+        estimates, problem = self.fetch_estimates(job_id)
         return JobRun(
             strategy=strategy, job_id=job_id, rounds=results, initial_accuracy=initial_acc,
             aggregate=dict(accounting["functions"].get(AGGREGATE, {})),
@@ -207,8 +210,20 @@ class JobDriver:
             arrivals=[e for e in mine if e["ev"] == "pushed"],
             reported_profiles=self.admin.list_parties(job_id),
             wall_s=time.monotonic() - began,
-            errors=[f"{e['party']}: {e.get('message')}" for e in mine if e["ev"] == "error"],
+            errors=[f"{e['party']}: {e.get('message')}" for e in mine if e["ev"] == "error"]
+            + ([f"estimates: {problem}"] if problem else []),
+            estimates=estimates,
         )
+
+    def fetch_estimates(self, job_id: str) -> tuple[list[dict[str, Any]], str]:
+        """The JIT estimator's per-round report, or an empty list and why there is none."""
+        try:
+            body = self.admin.http.request("GET", f"/v1/jobs/{job_id}/estimates").json()
+        except (FedfaasError, ValueError) as exc:
+            return [], str(exc)
+        if not isinstance(body, list):
+            return [], f"expected a list of round reports, got {type(body).__name__}"
+        return [dict(row) for row in body if isinstance(row, dict)], ""
 
     def play_round(self, strategy: str, job_id: str, rnd: int, rounds: int) -> RoundResult:
         """Open round ``rnd``, follow it until it closed, evaluate the new global model."""

@@ -20,6 +20,7 @@ from matplotlib.patches import Patch
 from fedfaas.demo.summary import (
     container_ratio,
     cost_table,
+    estimate_lines,
     query_lines,
     ratio_text,
     round_table,
@@ -124,6 +125,11 @@ def plot_arrivals(summary: Mapping[str, Any], strategy: str, path: Path) -> None
         pts = [a for a in run["arrivals"] if roles.get(a["party"]) == role and a["offset_s"]]
         ax.scatter([a["round"] + shift[role] for a in pts], [a["offset_s"] for a in pts],
                    s=14, color=color, label=role, alpha=0.8)
+    predicted = [(e["round"], e["t_rnd_pred"]) for e in run.get("estimates") or []
+                 if e.get("t_rnd_pred") is not None]
+    if predicted:
+        ax.scatter([r for r, _ in predicted], [t for _, t in predicted], marker="_", s=500,
+                   color="black", label="JIT t_rnd")
     ax.axhline(summary["federation"]["t_wait_s"], color="black", linestyle="--", label="t_wait")
     ax.set_xlabel("round")
     ax.set_ylabel("seconds after the round opened")
@@ -131,7 +137,7 @@ def plot_arrivals(summary: Mapping[str, Any], strategy: str, path: Path) -> None
     ax.set_xticks(range(1, len(run["rounds"]) + 1))
     ax.set_ylim(0, 1.25 * summary["federation"]["t_wait_s"])
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=9, loc="upper left", ncols=4)
+    ax.legend(fontsize=9, loc="upper left", ncols=5)
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
 
@@ -196,6 +202,7 @@ OpenFaaS-compatible router with scale-to-zero after {summary['config']['idle_s']
 {figs}
 <h2>Per round</h2>{_pre(round_table(summary))}
 <h2>Cost</h2>{_pre(cost_table(summary))}
+<h2>JIT estimator</h2>{_pre(estimate_lines(summary) or ['(no estimates)'])}
 <h2>Non-training queries</h2>{_pre(query_lines(summary) or ['(none)'])}
 <h2>Parties</h2>{_party_table(summary)}
 <h2>Configuration</h2>{_pre([json.dumps(summary['config'], indent=1)])}

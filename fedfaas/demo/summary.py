@@ -47,6 +47,7 @@ def build_summary(fed: Federation, runs: Sequence[JobRun], queries: Mapping[str,
             "reported": reported,
             "wall_s": run.wall_s,
             "errors": run.errors,
+            "estimates": run.estimates,
         }
     return {
         "config": asdict(cfg),
@@ -126,6 +127,22 @@ def container_ratio(summary: Mapping[str, Any]) -> float | None:
     return float(jit["aggregate_container_s_per_round"] / eager["aggregate_container_s_per_round"])
 
 
+def estimate_lines(summary: Mapping[str, Any], strategy: str = "jit") -> list[str]:
+    """The JIT estimator's predictions against what happened, per round (seconds from start)."""
+    rows = summary["runs"].get(strategy, {}).get("estimates") or []
+    if not rows:
+        return []
+    lines = [f"{'round':>5s} {'t_rnd pred':>10s} {'t_rnd obs':>9s} {'t_agg pred':>10s} "
+             f"{'t_agg obs':>9s} {'t_upd MAE':>9s} {'late':>5s}"]
+    for row in rows:
+        late = row.get("late_fraction")
+        lines.append(f"{row.get('round', 0):5d} {_sec(row.get('t_rnd_pred')):>10s} "
+                     f"{_sec(row.get('t_rnd_obs')):>9s} {_sec(row.get('t_agg_pred')):>10s} "
+                     f"{_sec(row.get('t_agg_obs')):>9s} {_sec(row.get('mae_t_upd')):>9s} "
+                     f"{'-' if late is None else f'{late:.0%}':>5s}")
+    return lines
+
+
 def query_lines(summary: Mapping[str, Any]) -> list[str]:
     """The non-training queries' answers in a few lines each."""
     malicious = summary["federation"]["malicious"]
@@ -171,6 +188,11 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     out += round_table(summary)
     out += ["", "Container-seconds of the 'aggregate' function (router accounting)"]
     out += cost_table(summary)
+    estimates = estimate_lines(summary)
+    if estimates:
+        out += ["", "JIT estimator: predicted vs observed (seconds after the round opened; "
+                "late: updates after their prediction)"]
+        out += estimates
     if summary["queries"]:
         out += ["", "Non-training queries (FLStore)"]
         out += query_lines(summary)

@@ -105,6 +105,7 @@ def test_answers_match_their_described_schemas(api: Api) -> None:
         "Party": api.call("GET", f"/v1/jobs/{jid}/parties/alice", ids["party_token"]),
         "Error": api.call("GET", f"/v1/jobs/{jid}/rounds/9", api.admin_token),
         "Workloads": api.call("GET", "/v1/workloads"),
+        "Estimates": api.call("GET", f"/v1/jobs/{jid}/estimates", api.admin_token),
     }
     # Assert
     for name, resp in answers.items():
