@@ -100,12 +100,16 @@ class Run:
 
     def wait_closed(self, job_id: str, rnd: int) -> dict[str, Any]:
         deadline = time.monotonic() + 300
+        status: Any = None
         while time.monotonic() < deadline:
             resp = self.request("GET", f"/v1/jobs/{job_id}/rounds/{rnd}", self.admin)
-            if resp is not None and resp.status_code == 200 and resp.json()["state"] in ("closed", "failed"):
-                return dict(resp.json())
+            status = resp.json() if resp is not None and resp.status_code == 200 else status
+            if status is not None and status["state"] in ("closed", "failed"):
+                return dict(status)
             time.sleep(0.2)
-        raise RuntimeError(f"round {rnd} of {job_id} did not close")
+        log = (self.stack.data_dir / "logs" / "gateway.log").read_text(errors="replace").splitlines()
+        warnings = "\n".join(line for line in log if '"WARNING"' in line or '"ERROR"' in line)
+        raise RuntimeError(f"round {rnd} of {job_id} did not close: {status}\n{warnings[-3000:]}")
 
     def step_in_flight(self, timeout_s: float = 20.0) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -156,7 +160,7 @@ def _hostile(run: Run, job_id: str, rnd: int, tokens: list[str], rng: np.random.
         ("POST", up, "not-a-token", {"data": good}),
         ("GET", f"/v1/jobs/{job_id}/rounds/{rnd}/updates/p1", tokens[0], {}),
         ("GET", "/v1/jobs/..%2F..%2Fetc/model", tokens[0], {}),
-        ("POST", "/v1/jobs", run.admin, {"data": b'{"model": {"name": 5}', "headers": {}}),
+        ("POST", "/v1/jobs", run.admin, {"data": b'{"model": {"name": 5}'}),
         ("POST", f"/v1/jobs/{job_id}/parties", run.admin, {"json": {"party_id": "p0\n"}}),
     ]
     method, path, token, kw = cases[int(rng.integers(0, len(cases)))]

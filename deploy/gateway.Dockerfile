@@ -43,4 +43,4 @@ WORKDIR /tmp
 USER 10001:10001
 EXPOSE 8000
 CMD ["gunicorn", "--worker-class", "gthread", "--workers", "2", "--threads", "16", \
-     "--bind", "0.0.0.0:8000", "--timeout", "300", "--no-control-socket", "gateway.wsgi:app"]
+     "--bind", "0.0.0.0:8000", "--timeout", "300", "--no-control-socket", "--logger-class", "gateway.logs.GunicornLogger", "gateway.wsgi:app"]

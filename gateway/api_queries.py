@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from fedfaas import codec
-from fedfaas.errors import BadRequest, Unavailable
+from fedfaas.errors import BadRequest, Forbidden, Unavailable
 from fedfaas.workloads import WORKLOADS
 from request_tracker.data import validation_key
 
@@ -55,7 +55,7 @@ def get_query(request_id: str) -> Response:
     svc = _svc()
     principal = svc.principal()
     if principal.role not in ("root", "tenant-admin"):
-        raise BadRequest("queries are read with an admin token")
+        raise Forbidden("queries are read with the tenant's admin token")
     tenant = None if principal.role == "root" else principal.tenant
     return jsonify(_flstore().tracker.status(request_id, tenant))
 

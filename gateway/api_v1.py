@@ -24,10 +24,12 @@ def _svc() -> Any:
 
 
 def _json_body() -> dict[str, Any]:
-    if not request.data:
+    # get_data, not .data: a JSON body sent with a form content type still counts.
+    raw = request.get_data(cache=True)
+    if not raw:
         return {}
     try:
-        data = json.loads(request.data)
+        data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("request body is not valid JSON") from None
     if not isinstance(data, dict):

@@ -135,7 +135,7 @@ def plot_arrivals(summary: Mapping[str, Any], strategy: str, path: Path) -> None
     ax.set_ylabel("seconds after the round opened")
     ax.set_title(f"Update arrivals ({strategy} run)")
     ax.set_xticks(range(1, len(run["rounds"]) + 1))
-    ax.set_ylim(0, 1.25 * summary["federation"]["t_wait_s"])
+    ax.set_ylim(0, 1.25 * max([summary["federation"]["t_wait_s"]] + [t for _, t in predicted]))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9, loc="upper left", ncols=5)
     fig.tight_layout()

@@ -294,6 +294,7 @@ class LocalStack:
                 "--timeout", "300",
                 "--graceful-timeout", "5",
                 "--no-control-socket",
+                "--logger-class", "gateway.logs.GunicornLogger",
                 "gateway.wsgi:app",
             ]
             svc = Service("gateway", argv, logs / "gateway.log", env=child_env, cwd=PROJECT_ROOT)

@@ -22,7 +22,9 @@ def _run(strategy: str, container_s: float, latency: float) -> JobRun:
                              "invocations": 2, "cold_starts": 1},
                   all_functions={}, arrivals=[{"party": "party-00", "round": 1, "offset_s": 2.0,
                                                "train_s": 1.5}],
-                  reported_profiles={"party-00": {"epoch_time_s": 0.75}}, wall_s=12.0, errors=[])
+                  reported_profiles={"party-00": {"epoch_time_s": 0.75}}, wall_s=12.0, errors=[],
+                  estimates=[{"round": 1, "t_rnd_pred": 4.5, "t_rnd_obs": 5.0, "t_agg_pred": 0.2,
+                              "t_agg_obs": 0.3, "mae_t_upd": 0.4, "late_fraction": 0.25}])
 
 
 def _summary() -> dict:
@@ -47,6 +49,7 @@ def test_container_ratio_is_per_round_jit_over_eager() -> None:
     assert "JIT used 0.40x the container-seconds per round (60% saved)" in text
     assert "planted malicious party" in text and "found" in text
     assert "clustering: FAILED (boom)" in text
+    assert "    1       4.50      5.00       0.20      0.30      0.40   25%" in text
 
 
 def test_report_folder_holds_plots_page_and_json(tmp_path: Path) -> None:
