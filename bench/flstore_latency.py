@@ -43,6 +43,7 @@ from fedfaas import codec, keys
 from fedfaas.errors import FedfaasError
 from fedfaas.localstack.stack import LocalStack, StackOptions
 from fedfaas.workloads import WORKLOADS
+from request_tracker.data import validation_key
 
 CACHE_FUNCTIONS = ("cache-0", "cache-1", "cache-2", "cache-3")
 HTTP_TIMEOUT_S = 600.0
@@ -57,14 +58,14 @@ class Setup:
     clients: int
     rounds: int = 2
     reps: int = 3
-    fault_reps: int = 3
+    fault_requests: int = 30
     val_rows: int = 16
     infer_rows: int = 8
     seed: int = 7
 
 
 FULL = Setup("resnet18", {"num_classes": 10, "image_size": 32, "small_input": True}, clients=10)
-QUICK = Setup("digits-mlp", {"hidden": [1024, 1024]}, clients=5, reps=3, fault_reps=1)
+QUICK = Setup("digits-mlp", {"hidden": [1024, 1024]}, clients=5, reps=3, fault_requests=6)
 
 
 def queries_for(s: Setup, x: np.ndarray) -> dict[str, dict[str, Any]]:
@@ -142,10 +143,14 @@ def make_job(api: Api, s: Setup, base: dict[str, np.ndarray], x_val: np.ndarray,
     return {"job_id": jid, "tenant": job["tenant"], "update_bytes": len(body)}
 
 
-def copy_to_redis(store: Any, client: redis.Redis, tenant: str, jid: str) -> int:
-    """Put every S3 object of the job into Redis under the same key (Cache-Agg's data plane)."""
+def copy_to_redis(store: Any, client: redis.Redis, tenant: str, jid: str, s: Setup) -> int:
+    """Copy the job's updates, models and validation set from S3 into Redis (Cache-Agg's data)."""
+    wanted = [keys.s3_update(tenant, jid, r, f"c{i}") for r in range(1, s.rounds + 1)
+              for i in range(s.clients)]
+    wanted += [keys.s3_model(tenant, jid, r) for r in range(s.rounds + 1)]
+    wanted.append(validation_key(tenant, jid))
     total = 0
-    for key in store.list(keys.s3_job(tenant, jid) + "/"):
+    for key in wanted:
         body = store.get(key)
         client.set(REDIS_COPY + key, body)
         total += len(body)
@@ -232,9 +237,13 @@ def measure(api: Api, agg: Aggregator, jid: str, query: dict[str, Any], reps: in
     return row
 
 
-def fault_phase(api: Api, faas: Any, jid: str, queries: dict[str, dict[str, Any]], reps: int,
+def fault_phase(api: Api, faas: Any, jid: str, queries: dict[str, dict[str, Any]], requests: int,
                  seed: int) -> dict[str, Any]:
-    """Requests while cache functions are killed between and during them (seeded)."""
+    """Send ``requests`` requests, cycling over the workloads, while killing cache functions.
+
+    Seeded kills of 0-4 functions precede each request; half the requests see
+    one more kill while in flight.  A request fails if it is not answered done.
+    """
     rng = np.random.default_rng(seed)
     injected = 0
     lock = threading.Lock()
@@ -252,30 +261,34 @@ def fault_phase(api: Api, faas: Any, jid: str, queries: dict[str, dict[str, Any]
     served: dict[str, int] = {}
     latencies: list[float] = []
     errors: list[str] = []
-    for name, query in queries.items():
-        for _ in range(reps):
-            victims = rng.choice(CACHE_FUNCTIONS, size=int(rng.choice([0, 1, 2, 4], p=[.2, .4, .3, .1])),
-                                 replace=False)
-            for fid in victims:
-                kill(str(fid))
-            timer = None
-            if rng.random() < 0.5:  # one more kill while the request is in flight
-                timer = threading.Timer(float(rng.uniform(0.02, 0.5)), kill,
-                                        args=(str(rng.choice(CACHE_FUNCTIONS)),))
-                timer.start()
-            elapsed, reply = _flstore(api, jid, query)
-            if timer is not None:
-                timer.join()
-            latencies.append(elapsed)
-            if not reply["ok"]:
-                failed += 1
-                errors.append(f"{name}: {reply['error']}"[:300])
-                continue
-            fn = str(reply["answer"].get("function"))
-            kind = "fallback" if fn.startswith("wl-") else "cache"
-            served[kind] = served.get(kind, 0) + 1
-            print(f"  faults {name:18s} killed {len(victims)}+{int(timer is not None)}  served by "
-                  f"{fn} in {elapsed:.2f} s", flush=True)
+    names = list(queries)
+    for i in range(requests):
+        name = names[i % len(names)]
+        victims = rng.choice(CACHE_FUNCTIONS, size=int(rng.choice([0, 1, 2, 4], p=[.2, .4, .3, .1])),
+                             replace=False)
+        for fid in victims:
+            kill(str(fid))
+        timer = None
+        if rng.random() < 0.5:  # one more kill while the request is in flight
+            timer = threading.Timer(float(rng.uniform(0.02, 0.5)), kill,
+                                    args=(str(rng.choice(CACHE_FUNCTIONS)),))
+            timer.start()
+        elapsed, reply = _flstore(api, jid, queries[name])
+        if timer is not None:
+            timer.join()
+        latencies.append(elapsed)
+        if not reply["ok"]:
+            failed += 1
+            errors.append(f"{name}: {reply['error']}"[:300])
+            continue
+        fn = str(reply["answer"].get("function"))
+        kind = "fallback" if fn.startswith("wl-") else "cache"
+        served[kind] = served.get(kind, 0) + 1
+        if len(reply["answer"].get("functions") or []) > 1:  # the tracker failed over
+            served["rerouted"] = served.get("rerouted", 0) + 1
+        tried = [f["function"] for f in reply["answer"].get("functions") or []]
+        print(f"  faults {name:18s} killed {len(victims)}+{int(timer is not None)}  tried "
+              f"{' -> '.join(tried) or fn}  in {elapsed:.2f} s", flush=True)
     return {"requests": len(latencies), "failed_requests": failed, "faults_injected": injected,
             "served_by": served, "fault_median_s": round(statistics.median(latencies), 4),
             "fault_errors": errors[:10]}
@@ -311,7 +324,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             started = time.perf_counter()
             job = make_job(api, s, base, x_val, y_val)
             jid = job["job_id"]
-            copied = copy_to_redis(ObjectStore(settings), meta.connect(settings), job["tenant"], jid)
+            copied = copy_to_redis(ObjectStore(settings), meta.connect(settings), job["tenant"], jid, s)
             held = wait_placed(faas, job["tenant"], jid, s)
             print(f"job {jid}: {s.rounds} rounds x {s.clients} updates of "
                   f"{job['update_bytes'] / 1e6:.1f} MB, {copied / 1e6:.0f} MB copied to Redis, "
@@ -327,17 +340,22 @@ def run(quick: bool = False) -> dict[str, Any]:
                       flush=True)
             print(f"latency phase done ({time.perf_counter() - started:.0f} s); fault phase ...",
                   flush=True)
-            faults = fault_phase(api, faas, jid, queries, s.fault_reps, s.seed)
+            faults = fault_phase(api, faas, jid, queries, s.fault_requests, s.seed)
             runtime = time.perf_counter() - started
         finally:
             if agg is not None:
                 agg.close()
             stack.down()
 
-    def reduction(baseline: str) -> float | None:
+    def reduction(baseline: str, total: bool = False) -> float | None:
+        """Mean over workloads of ``1 - flstore / baseline`` (or of summed latencies)."""
         pairs = [(r["flstore_s"], r[f"{baseline}_s"]) for r in rows.values()
                  if r["flstore_s"] is not None and r[f"{baseline}_s"]]
-        return round(float(np.mean([1 - f / b for f, b in pairs])), 4) if pairs else None
+        if not pairs:
+            return None
+        if total:
+            return round(1 - sum(f for f, _ in pairs) / sum(b for _, b in pairs), 4)
+        return round(float(np.mean([1 - f / b for f, b in pairs])), 4)
 
     return {
         "bench": "flstore-latency",
@@ -346,6 +364,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         "workloads": rows,
         "mean_reduction_vs_objstore": reduction("objstore"),
         "mean_reduction_vs_cache": reduction("cache"),
+        "total_reduction_vs_objstore": reduction("objstore", total=True),
+        "total_reduction_vs_cache": reduction("cache", total=True),
         "same_results": sum(bool(r["same_result"]) for r in rows.values()),
         "runtime_s": round(runtime, 1),
         "redis_parser": "hiredis" if HIREDIS_AVAILABLE else "python",

@@ -45,7 +45,9 @@ def _function(handler: str, role: str, *, env: dict[str, str] | None = None, sca
         "fedfaas.role": role,
     }
     if zero:
-        labels["com.openfaas.scale.zero-duration"] = "30s"
+        # faas-cli and the local router expand this at deploy time, so an
+        # operator (or `fedfaas up --idle-timeout`) can set the idle time.
+        labels["com.openfaas.scale.zero-duration"] = "${FEDFAAS_SCALE_ZERO_DURATION:-30s}"
     return {
         "lang": "python3-http-debian",
         "handler": handler,

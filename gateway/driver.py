@@ -29,6 +29,8 @@ log = logging.getLogger("fedfaas.driver")
 AGGREGATE_FUNCTION = "aggregate"
 SAFETY_GRACE_S = 10.0
 ALWAYS_ON_PING_S = 5.0
+"""Default seconds between keep-alive pings of the always-on baseline's aggregator; must stay
+below the aggregate function's scale-to-zero idle time (``FEDFAAS_ALWAYS_ON_PING_S``)."""
 
 
 def function_invoker(settings: Settings) -> Any:
@@ -62,6 +64,7 @@ class Driver:
         self.bridge = bridge
         self.interval_s = interval_s
         self.warm = warm or (lambda: None)
+        self.ping_s = float(os.environ.get("FEDFAAS_ALWAYS_ON_PING_S", str(ALWAYS_ON_PING_S)))
         self._last_warm = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="fedfaas-driver", daemon=True)
@@ -97,7 +100,7 @@ class Driver:
         now = time.time() if now is None else now
         job = self.registry.get_job(job_id)
         record = self.registry.get_round(job_id, rnd)
-        if job.spec.strategy.name == "eager-always-on" and now - self._last_warm > ALWAYS_ON_PING_S:
+        if job.spec.strategy.name == "eager-always-on" and now - self._last_warm > self.ping_s:
             # The always-on baseline keeps its aggregator alive for the whole job.
             self._last_warm = now
             safe(self.warm)

@@ -33,6 +33,7 @@ log = logging.getLogger("fedfaas.scheduling")
 
 NAMESPACE = "ff:jit"
 DEFAULT_BANDWIDTH_BPS = 100e6  # bits per second, when a party reported none
+LAUNCH_TTL_S = 7 * 24 * 3600
 
 
 def _env_float(name: str, default: float) -> float:
@@ -73,7 +74,8 @@ class JitBridge:
         summary = {
             "t_rnd_s": round(float(est.t_rnd), 4),
             "t_agg_s": round(float(est.t_agg), 4),
-            "jit_start_at": record.started_at + max(0.0, float(est.t_rnd) - float(est.t_agg)),
+            # The scheduler's timer: t_rnd's low quantile minus t_agg and its slack.
+            "jit_start_at": record.started_at + float(est.deadline),
         }
         self.registry.set_round_state(job.job_id, record.round, record.state,
                                       extra=json.dumps({**record.extra, "estimate": summary}))
@@ -114,6 +116,7 @@ class JitBridge:
     def _execute(self, d: Decision) -> None:
         job = self.registry.get_job(d.job_id)
         if d.kind == "aggregate":
+            self._note_launch(d)
             for part, ids in enumerate(d.update_ids or []):
                 if part in d.parts_done:
                     continue
@@ -124,7 +127,7 @@ class JitBridge:
             if record.state in ("open", "aggregating"):
                 started = time.time()
                 self.coordinator.finalize(job, d.round)
-                self._learn(d.job_id, d.round, time.time() - started)
+                self._learn(d.job_id, d.round, self._t_agg_obs(d.job_id, d.round, started))
             self.service.complete(d.decision_id)
         elif d.kind == "round_failed":
             record = self.registry.get_round(d.job_id, d.round)
@@ -138,7 +141,28 @@ class JitBridge:
             # already stopped at a step boundary; its partial is checkpointed in S3.
             self.service.complete(d.decision_id)
 
-    def _learn(self, job_id: str, rnd: int, t_agg_obs: float) -> None:
+    def _launch_key(self, job_id: str, rnd: int) -> str:
+        return f"{NAMESPACE}:launch:{job_id}:{rnd}"
+
+    def _note_launch(self, d: Decision) -> None:
+        """Remember when the round's first aggregation was launched and with how many updates."""
+        n = sum(len(ids) for ids in d.update_ids or [])
+        self.registry.redis.set(self._launch_key(d.job_id, d.round), json.dumps([time.time(), n]),
+                                nx=True, ex=LAUNCH_TTL_S)
+
+    def _t_agg_obs(self, job_id: str, rnd: int, finalise_started: float) -> float | None:
+        """Launch-to-published seconds, when every update was in at launch (what ``t_agg``
+        predicts: cold start, state load, fusion, checkpoints, the model write); None when
+        updates joined a running aggregation, which says nothing about ``t_agg``."""
+        raw = self.registry.redis.get(self._launch_key(job_id, rnd))
+        if raw is None:  # nothing launched before the close: finalisation did it all
+            return time.time() - finalise_started
+        launched_at, n = json.loads(raw)
+        if n < len(self.registry.round_updates(job_id, rnd)):
+            return None
+        return time.time() - float(launched_at)
+
+    def _learn(self, job_id: str, rnd: int, t_agg_obs: float | None) -> None:
         try:
             self.service.finish_round(job_id, rnd, t_agg_obs=t_agg_obs)
         except FedfaasError as exc:

@@ -221,9 +221,12 @@ class JobDriver:
             body = self.admin.http.request("GET", f"/v1/jobs/{job_id}/estimates").json()
         except (FedfaasError, ValueError) as exc:
             return [], str(exc)
-        if not isinstance(body, list):
-            return [], f"expected a list of round reports, got {type(body).__name__}"
-        return [dict(row) for row in body if isinstance(row, dict)], ""
+        rows = body.get("rounds") if isinstance(body, dict) else body
+        if not isinstance(rows, list):
+            return [], f"expected round reports, got {type(body).__name__}"
+        # Per-party rows stay in the gateway; the report shows the per-round figures.
+        return [{k: v for k, v in row.items() if k != "parties"}
+                for row in rows if isinstance(row, dict)], ""
 
     def play_round(self, strategy: str, job_id: str, rnd: int, rounds: int) -> RoundResult:
         """Open round ``rnd``, follow it until it closed, evaluate the new global model."""

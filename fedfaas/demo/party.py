@@ -19,7 +19,7 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -43,6 +43,9 @@ BANDWIDTH_SAMPLE_BYTES = 4096
 #: Parties poll round state at most twice a second: 20+ of them share two cores with the stack.
 POLL = Poll(initial_s=0.05, max_s=0.5, factor=1.5)
 JOB_TIMEOUT_S = 900.0
+
+#: ``emit(kind, run=None, rnd=None, **fields)`` sends one event to the coordinator.
+Emit = Callable[..., None]
 
 
 def sign_flip_attack(base: Mapping[str, np.ndarray], trained: Mapping[str, np.ndarray],
@@ -69,7 +72,7 @@ class DemoParty:
     """
 
     def __init__(self, plan: PartyPlan, config: DemoConfig, x: np.ndarray, y: np.ndarray,
-                 emit: Any) -> None:
+                 emit: Emit) -> None:
         self.plan = plan
         self.config = config
         self.x = x
@@ -153,7 +156,7 @@ class DemoParty:
                   offset_s=time.time() - started_at, base_round=base_round)
 
 
-def _emitter(conn: Connection, party_id: str) -> Any:
+def _emitter(conn: Connection, party_id: str) -> Emit:
     def emit(kind: str, run: str | None = None, rnd: int | None = None, **fields: Any) -> None:
         event = {"ev": kind, "party": party_id, "run": run, "round": rnd, "at": time.time(),
                  **fields}

@@ -48,7 +48,7 @@ class DemoConfig:
     batch_size: int = 8
     lr: float = 0.05
     #: Training speed of the fastest emulated device, in examples per second.
-    examples_per_s: float = 200.0
+    examples_per_s: float = 150.0
     max_slowdown: float = 2.5
     #: Link speed a party declares when it registers (measured values replace it after a push).
     nominal_link_bps: float = 50e6
@@ -57,7 +57,7 @@ class DemoConfig:
     validation_size: int = 180
     quorum_fraction: float = 0.5
     #: Scale-to-zero idle time of the functions, so that idle serverless capacity is visible.
-    idle_s: float = 3.0
+    idle_s: float = 2.0
     t_wait_min_s: float = 6.0
 
     def __post_init__(self) -> None:

@@ -24,7 +24,6 @@ from types import FrameType
 from typing import Any, TextIO
 
 import numpy as np
-import yaml
 
 from fedfaas.client import AdminClient
 from fedfaas.demo.coordinator import JobDriver, JobRun, Progress
@@ -35,17 +34,13 @@ from fedfaas.demo.report import write_report
 from fedfaas.demo.summary import build_summary, format_summary
 from fedfaas.faas.client import FaasClient
 from fedfaas.localstack.procs import StartError
-from fedfaas.localstack.stack import PROJECT_ROOT, LocalStack, StackOptions
+from fedfaas.localstack.stack import LocalStack, StackOptions
 from fedfaas.models import build_model, evaluate, load_digits_dataset, load_state, state_arrays
 
 DEFAULT_DATA_DIR = Path(".fedfaas/demo")
 DEFAULT_REPORT_DIR = Path("reports/demo")
 #: A data directory holding this file was created by the demo, which may wipe it.
 MARKER = ".fedfaas-demo"
-PROJECT_STACK = PROJECT_ROOT / "stack.yml"
-DEMO_STACK = PROJECT_ROOT / ".fedfaas-demo-stack.yml"
-ZERO_LABEL = "com.openfaas.scale.zero"
-ZERO_DURATION_LABEL = "com.openfaas.scale.zero-duration"
 STRATEGY = "jit"
 BASELINE = "eager-serverless"
 
@@ -82,7 +77,7 @@ def _shielded() -> Iterator[None]:
 
 
 def _fresh_stack_dir(stack: LocalStack) -> None:
-    """Stop a stack a crashed demo left behind and wipe the demo's own old data."""
+    """Stop what a crashed demo left half-running and wipe the demo's own old data."""
     if stack.read_state() is not None:
         stack.down()
     if (stack.data_dir / MARKER).exists():
@@ -91,27 +86,17 @@ def _fresh_stack_dir(stack: LocalStack) -> None:
     (stack.data_dir / MARKER).write_text("data of `fedfaas demo`; wiped by the next run\n")
 
 
-def _write_stack_file(idle_s: float) -> Path:
-    """The project's stack.yml with every scale-to-zero function idling ``idle_s`` before zero.
-
-    stack.yml's ``com.openfaas.scale.zero-duration`` labels (30 s) take precedence
-    over the router's default idle time, so the demo deploys a copy with its own
-    value.  faas-cli (and the router) resolve ``configuration.copy`` inside the
-    stack file's folder, so the copy sits next to stack.yml; it is removed at the end.
-    """
-    doc = yaml.safe_load(PROJECT_STACK.read_text())
-    for body in doc["functions"].values():
-        labels = body.get("labels") or {}
-        if str(labels.get(ZERO_LABEL, "false")).lower() == "true":
-            labels[ZERO_DURATION_LABEL] = f"{idle_s:g}s"
-    DEMO_STACK.write_text("# Written by `fedfaas demo` for the length of one run; safe to delete.\n"
-                          + yaml.safe_dump(doc, sort_keys=False))
-    return DEMO_STACK
+def _refuse_running(stack: LocalStack) -> None:
+    """A complete stack in the data folder may belong to a demo running now: leave it alone."""
+    alive = stack.running() if stack.read_state() is not None else {}
+    if alive and all(alive.values()):
+        raise RuntimeError(f"a local stack is running in {stack.data_dir} (another demo?); "
+                           f"stop it with `fedfaas down --data-dir {stack.data_dir}`")
 
 
 def _start_stack(stack: LocalStack, idle_s: float, progress: Progress) -> None:
     """Start the private stack in a fresh folder; one retry, as free ports can be taken meanwhile."""
-    options = StackOptions(stack_file=_write_stack_file(idle_s), scale_to_zero_idle_s=idle_s)
+    options = StackOptions(scale_to_zero_idle_s=idle_s)
     for attempt in (1, 2):
         _fresh_stack_dir(stack)
         try:
@@ -204,6 +189,7 @@ def run(parties: int | None = None, rounds: int | None = None,
         return evaluate(load_state(scratch, tensors), x_test, y_test)
 
     stack = LocalStack((data_dir or DEFAULT_DATA_DIR).resolve())
+    _refuse_running(stack)
     fleet = PartyFleet(fed)
     runs: list[JobRun] = []
     queries: dict[str, QueryResult] = {}
@@ -235,7 +221,6 @@ def run(parties: int | None = None, rounds: int | None = None,
                 progress.line("stopping the parties and the local stack ...")
                 fleet.stop()
                 stack.down()
-                DEMO_STACK.unlink(missing_ok=True)
                 timing["teardown_s"] = time.monotonic() - mark
     timing["total_s"] = time.monotonic() - began
     summary = build_summary(fed, runs, queries, timing, test_size=len(y_test))

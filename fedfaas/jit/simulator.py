@@ -20,6 +20,14 @@ opportunistic runs (the conservative choice for JIT; see ``docs/jit.md``).
 Measured per round: aggregation latency, the time from the last needed
 update (or ``t_wait``, when intermittent parties expect the next round no
 earlier, paper 4.3) to the global model being published; and container-seconds.
+
+Two extensions replay a live job (``bench/jit_live.py``, ``docs/jit.md`` "Live vs
+simulated"): an :class:`ExplicitWorkload` gives the parties' profiles and
+measured arrivals instead of a scenario's, and ``platform="keep-alive"`` runs the
+launches as the live gateway does on OpenFaaS (:mod:`fedfaas.jit.keepalive`):
+every launch and every finalisation is one stateless call, and containers stay
+warm ``keep_alive_s`` after their last call, across rounds, instead of the
+modelled platform's in-memory drains, early release and pre-warming.
 """
 
 from __future__ import annotations
@@ -34,9 +42,11 @@ from fedfaas.errors import BadRequest
 from fedfaas.jit.clock import VirtualClock
 from fedfaas.jit.cost import ArrivalForecast, CostModel, always_on_finish, run_pool
 from fedfaas.jit.estimator import DeadlineEstimator, JobEstimate, t_agg
+from fedfaas.jit.keepalive import KeepAlivePool
 from fedfaas.jit.learning import ArrivalLearner
 from fedfaas.jit.scenarios import (
     MODEL_PARAMS,
+    Population,
     WorkloadParams,
     batch_size_for,
     make_population,
@@ -44,10 +54,62 @@ from fedfaas.jit.scenarios import (
     round_offsets,
 )
 from fedfaas.jit.scheduler import Scheduler
-from fedfaas.jit.spec import STRATEGIES, JobSpec
+from fedfaas.jit.spec import STRATEGIES, JobSpec, PartyProfile
 from fedfaas.jit.state import Decision, InMemoryState
 
 _SEEDS = {"active-homogeneous": 1, "active-heterogeneous": 2, "intermittent-heterogeneous": 3}
+PLATFORMS = ("modelled", "keep-alive")
+"""``modelled``: the cost model of :mod:`fedfaas.jit.cost` (Fig. 9); ``keep-alive``: the live
+gateway on OpenFaaS (:mod:`fedfaas.jit.keepalive`)."""
+EXPLICIT = "explicit"
+
+
+@dataclass(frozen=True, eq=False)
+class ExplicitWorkload:
+    """A job's parties and arrivals given explicitly (e.g. measured live) instead of a scenario's.
+
+    Parameters
+    ----------
+    profiles
+        What each party reported (the estimator's input).
+    offsets
+        ``offsets[r][i]``: seconds from round ``r``'s start to party ``i``'s update arriving.
+    model_bytes
+        ``M``, bytes of one update.
+    t_wait
+        The job's ``t_wait`` (None: no deadline); no arrival may come later.
+    batch_size
+        Batched serverless' ``k`` (None: the paper's rule for the party count).
+    open_delay_s
+        From a round's model being published to the next round opening: the job
+        owner opens rounds back to back, as the live benchmark does (a scenario's
+        intermittent job instead waits for ``t_wait``); latency counts from the
+        last arrival.
+    """
+
+    profiles: tuple[PartyProfile, ...]
+    offsets: np.ndarray
+    model_bytes: int
+    t_wait: float | None = None
+    batch_size: int | None = None
+    open_delay_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        off = np.asarray(self.offsets, dtype=np.float64)
+        if off.ndim != 2 or off.shape[0] < 1 or off.shape[1] != len(self.profiles):
+            raise BadRequest("offsets must have one row per round and one column per profile")
+        if not np.all(np.isfinite(off)) or np.any(off < 0):
+            raise BadRequest("offsets must be finite and >= 0")
+        if self.t_wait is not None and np.any(off > self.t_wait):
+            raise BadRequest("an arrival later than t_wait would be ignored; offsets must be <= t_wait")
+        if self.model_bytes < 1 or self.open_delay_s < 0 or (self.batch_size or 1) < 1:
+            raise BadRequest("model_bytes and batch_size must be >= 1, open_delay_s >= 0")
+        object.__setattr__(self, "offsets", off)
+
+    @property
+    def rounds(self) -> int:
+        """Rounds given."""
+        return int(self.offsets.shape[0])
 
 
 @dataclass(frozen=True)
@@ -62,13 +124,27 @@ class SimConfig:
     seed: int = 0
     params: WorkloadParams = field(default_factory=WorkloadParams)
     cost: CostModel = field(default_factory=CostModel)
+    workload: ExplicitWorkload | None = None
+    platform: str = "modelled"
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise BadRequest(f"unknown strategy {self.strategy!r}")
-        model_bytes(self.model)  # raises BadRequest for an unknown model
+        if self.platform not in PLATFORMS:
+            raise BadRequest(f"unknown platform {self.platform!r}; one of {', '.join(PLATFORMS)}")
+        if self.workload is None:
+            model_bytes(self.model)  # raises BadRequest for an unknown model
+        elif self.n_parties != len(self.workload.profiles) or self.rounds > self.workload.rounds:
+            raise BadRequest("n_parties and rounds must match the explicit workload")
         if self.rounds < 1 or self.n_parties < 1:
             raise BadRequest("rounds and n_parties must be >= 1")
+
+    @classmethod
+    def replay(cls, workload: ExplicitWorkload, strategy: str, *, cost: CostModel | None = None,
+               platform: str = "keep-alive") -> SimConfig:
+        """Every round of ``workload`` under ``strategy``."""
+        return cls(EXPLICIT, EXPLICIT, len(workload.profiles), strategy, rounds=workload.rounds,
+                   cost=cost or CostModel(), workload=workload, platform=platform)
 
     @property
     def workload_seed(self) -> list[int]:
@@ -132,15 +208,23 @@ class Simulator:
 
     def __init__(self, config: SimConfig) -> None:
         self.cfg = config
-        cost = config.cost
-        self.m = model_bytes(config.model)
-        rng = np.random.default_rng(config.workload_seed)
-        self.pop = make_population(config.scenario, config.n_parties, self.m, config.params, rng)
-        self.n_agg = cost.n_agg(config.n_parties)
+        cost, wl, n = config.cost, config.workload, config.n_parties
+        if wl is None:
+            self.m = model_bytes(config.model)
+            rng = np.random.default_rng(config.workload_seed)
+            self.pop = make_population(config.scenario, n, self.m, config.params, rng)
+        else:
+            self.m = wl.model_bytes
+            self.pop = Population(EXPLICIT, list(wl.profiles), np.full(n, np.nan), np.zeros(n),
+                                  wl.t_wait)
+        self.n_agg = cost.n_agg(n)
         self.job = JobSpec(
             job_id="sim", model_bytes=self.m, t_wait=self.pop.t_wait, rounds=config.rounds,
-            strategy=config.strategy, batch_size=batch_size_for(config.n_parties),
+            strategy=config.strategy,
+            batch_size=(wl.batch_size if wl is not None else None) or batch_size_for(n),
             n_agg=self.n_agg, c_agg=cost.c_agg, b_dc=cost.b_dc)
+        self.pool = (KeepAlivePool(self.n_agg, cost.cold_start_s, cost.keep_alive_s)
+                     if config.platform == "keep-alive" else None)
         self.clock = VirtualClock()
         self.scheduler = Scheduler(InMemoryState(), self.clock, owner="sim")
         self.learner = ArrivalLearner(agg_overhead=cost.cold_start_s + cost.t_io(self.m))
@@ -168,8 +252,14 @@ class Simulator:
             self.clock.advance_to(t)
             getattr(self, f"_on_{kind}")(t, data)
         container_s = self._container_s
+        if self.pool is not None:
+            container_s += self.pool.container_s()
+            self._colds += self.pool.cold_starts
         if self.cfg.strategy == "eager-always-on":
-            container_s += self.n_agg * self._end  # alive from job start to the last model
+            # Alive from job start to the last model (and, kept warm by pings, for the
+            # platform's keep-alive after the last one).
+            tail = self.cfg.cost.keep_alive_s if self.pool is not None else 0.0
+            container_s += self.n_agg * (self._end + tail)
         return SimResult(self.cfg, container_s, np.asarray(self._latencies), self._invocations,
                          self._colds, self._end, self._reports)
 
@@ -181,8 +271,11 @@ class Simulator:
         task = self.scheduler.open_round(self.job, number, n_expected=self.cfg.n_parties,
                                          estimate=estimate, now=t,
                                          min_chunk=cost.min_chunk(self.m))
-        rng = np.random.default_rng([*self.cfg.workload_seed, number])
-        offsets = round_offsets(self.pop, self.cfg.params, rng)
+        if self.cfg.workload is None:
+            rng = np.random.default_rng([*self.cfg.workload_seed, number])
+            offsets = round_offsets(self.pop, self.cfg.params, rng)
+        else:
+            offsets = self.cfg.workload.offsets[number]
         order = np.argsort(offsets, kind="stable")
         self.round = _Round(number, t, offsets, order, t + offsets[order], estimate)
         close = float(self.round.arrivals[-1])
@@ -218,7 +311,16 @@ class Simulator:
         sort = np.argsort(ready, kind="stable")
         first, count, ready = first[sort], count[sort], ready[sort]
         u, io = cost.t_fuse(m), cost.t_io(m)
-        if mode == "always-on":
+        if self.pool is not None:
+            # The live gateway: every launch is one stateless step on the aggregate
+            # function (load the round's partial, fuse, checkpoint), one chain per round.
+            if mode == "always-on":
+                finish = always_on_finish(ready, rnd.order[first] % self.n_agg, self.n_agg,
+                                          io + u + io)
+            else:
+                finish = self.pool.run(ready, io + count * u + io)
+            self._partials = 1
+        elif mode == "always-on":
             lanes = rnd.order[first] % self.n_agg
             finish = always_on_finish(ready, lanes, self.n_agg, u)
             self._partials = self.n_agg
@@ -257,16 +359,26 @@ class Simulator:
         final = [d for d in self.scheduler.tick(t) if d.kind == "finalise"]
         if len(final) != 1:
             raise BadRequest(f"round {rnd.number}: expected one finalise decision, got {final}")
+        self._invocations += 1
+        if self.pool is not None:
+            # One more step: load the round's partial, write the global model.
+            work = 2 * self.cfg.cost.t_io(self.m)
+            if rnd.decisions[0].mode == "always-on":
+                self._push(t + work, "published", final[0])
+            else:
+                self._push(float(self.pool.run(np.array([t]), np.array([work]))[0]), "published",
+                           final[0])
+            return
         duration, work = self.cfg.cost.finalise(self.m, self._partials)
         self._container_s += work
-        self._invocations += 1
         self._push(t + duration, "published", final[0])
 
     def _on_published(self, t: float, final: Decision) -> None:
         rnd = self._current()
         self.scheduler.complete(final.decision_id)
         last = float(rnd.arrivals[-1])
-        due = rnd.start + self.pop.t_wait if self.pop.t_wait is not None else last
+        wl = self.cfg.workload
+        due = rnd.start + self.pop.t_wait if self.pop.t_wait is not None and wl is None else last
         self._latencies.append(max(0.0, t - max(last, due)))
         if rnd.estimate is not None:
             t_agg_obs = None
@@ -278,7 +390,8 @@ class Simulator:
             self._reports.append(report.summary())
         self._end = t
         if rnd.number + 1 < self.cfg.rounds:
-            self._push(max(t, due), "open", rnd.number + 1)
+            self._push(max(t, due) + (0.0 if wl is None else wl.open_delay_s), "open",
+                       rnd.number + 1)
 
 
 def simulate(config: SimConfig) -> SimResult:

@@ -271,6 +271,8 @@ class LocalStack:
                           logs / "s3.log")
             check = lambda: services.s3_ready(ports["s3"])
         elif name == "router":
+            if opts.get("scale_to_zero_idle_s") is not None:
+                child_env["FEDFAAS_SCALE_ZERO_DURATION"] = f"{float(opts['scale_to_zero_idle_s']):g}s"
             argv = [
                 sys.executable, "-m", "fedfaas.faas.router",
                 "--stack", opts["stack_file"],

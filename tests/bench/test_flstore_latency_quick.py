@@ -24,7 +24,7 @@ pytestmark = pytest.mark.stack
 
 def test_three_systems_agree_and_faults_are_survived(local_stack: Any, faas: Any) -> None:
     # Prepare
-    setup = bench.Setup("digits-mlp", {"hidden": [32, 16]}, clients=4, reps=1, fault_reps=1)
+    setup = bench.Setup("digits-mlp", {"hidden": [32, 16]}, clients=4, reps=1)
     base = state_arrays(build_model(setup.model, seed=0, **setup.model_kwargs))
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (8, 64)).astype(np.float32)
@@ -34,7 +34,7 @@ def test_three_systems_agree_and_faults_are_survived(local_stack: Any, faas: Any
     job = bench.make_job(api, setup, base, x, rng.integers(0, 10, 8))
     settings = local_stack.settings()
     copied = bench.copy_to_redis(ObjectStore(settings), meta.connect(settings), job["tenant"],
-                                 job["job_id"])
+                                 job["job_id"], setup)
     bench.wait_placed(faas, job["tenant"], job["job_id"], setup, timeout=30)
     queries = bench.queries_for(setup, x[:2])
     agg = bench.Aggregator(env)
@@ -44,7 +44,7 @@ def test_three_systems_agree_and_faults_are_survived(local_stack: Any, faas: Any
                 for name, q in queries.items()}
         faults = bench.fault_phase(api, faas, job["job_id"],
                                    {k: queries[k] for k in ("malicious-filter", "provenance")},
-                                   reps=2, seed=3)
+                                   requests=4, seed=3)
     finally:
         agg.close()
 
