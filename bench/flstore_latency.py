@@ -83,7 +83,8 @@ def queries_for(s: Setup, x: np.ndarray) -> dict[str, dict[str, Any]]:
         "personalisation": {"round": r, "client": "c0", "params": {"seed": 0}},
         "provenance": {"client": "c0", "params": {"mode": "client"}},
     }
-    assert set(out) == set(WORKLOADS), "every workload is benchmarked"
+    if set(out) != set(WORKLOADS):
+        raise RuntimeError(f"the benchmark lacks workloads {sorted(set(WORKLOADS) - set(out))}")
     return {name: {"workload": name, **body} for name, body in out.items()}
 
 
@@ -96,6 +97,7 @@ class Api:
 
     def call(self, method: str, path: str, token: str | None = None, ok: tuple[int, ...] = (200, 201),
              **kwargs: Any) -> Any:
+        """The JSON answer of one call; raises RuntimeError on an unexpected status."""
         headers = {"Authorization": f"Bearer {token or self.token}"}
         resp = self.session.request(method, self.base + path, headers=headers,
                                     timeout=kwargs.pop("timeout", 120), **kwargs)
@@ -120,7 +122,7 @@ def _wait_closed(api: Api, jid: str, rnd: int, timeout: float = 600.0) -> None:
 
 
 def make_job(api: Api, s: Setup, base: dict[str, np.ndarray], x_val: np.ndarray,
-              y_val: np.ndarray) -> dict[str, Any]:
+             y_val: np.ndarray) -> dict[str, Any]:
     """Create the job, upload the initial model, ``rounds`` rounds of updates and a validation set."""
     size = sum(int(v.nbytes) for v in base.values())
     job = api.call("POST", "/v1/jobs", json={
@@ -199,7 +201,7 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def measure(api: Api, agg: Aggregator, jid: str, query: dict[str, Any], reps: int
-             ) -> dict[str, Any]:
+            ) -> dict[str, Any]:
     """Warm-up then ``reps`` interleaved rounds of FLStore, ObjStore-Agg and Cache-Agg."""
     systems = {
         "flstore": lambda: _flstore(api, jid, query),

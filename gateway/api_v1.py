@@ -10,8 +10,9 @@ import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from fedfaas import keys
-from fedfaas.errors import BadRequest, FedfaasError, Forbidden, NotFound, PayloadTooLarge
+from fedfaas.errors import BadRequest, FedfaasError, Forbidden, NotFound
 from fedfaas.spec import JobSpec, PartyProfile, check_id, parse
+from gateway.bodies import read_body
 
 log = logging.getLogger("fedfaas.api")
 blueprint = Blueprint("v1", __name__, url_prefix="/v1")
@@ -34,21 +35,6 @@ def _json_body() -> dict[str, Any]:
         raise BadRequest("request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise BadRequest("request body must be a JSON object")
-    return data
-
-
-def _raw_body() -> bytes:
-    """The request body; 413 when it exceeds the gateway's limit.
-
-    Werkzeug refuses a too-long ``Content-Length`` itself but silently cuts a
-    chunked body at the limit, so a body that reached the limit is checked for
-    more bytes on the wire.
-    """
-    data = request.get_data(cache=False)
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
-    if limit is not None and len(data) >= limit and request.content_length is None \
-            and request.environ["wsgi.input"].read(1):
-        raise PayloadTooLarge(f"request body exceeds the gateway's limit of {limit} bytes")
     return data
 
 
@@ -122,7 +108,7 @@ def put_initial_model(job_id: str) -> Response:
 
     svc = _svc()
     job = svc.registry.job_for(svc.principal(), job_id, admin=True)
-    body = _raw_body()
+    body = read_body()
     codec.decode_header(body, codec.Limits(max_total_bytes=svc.settings.max_body_bytes))
     key = keys.s3_model(job.tenant, job_id, 0)
     svc.store.put(key, body)
@@ -260,7 +246,7 @@ def post_update(job_id: str, rnd: str) -> Response:
     if principal.role != "party" or principal.party is None:
         raise Forbidden("only a party of this job can upload updates (use the party's token)")
     number = _round_arg(rnd)
-    body = _raw_body()
+    body = read_body()
     result = svc.ingest.accept(job, number, principal.party, body)
     if result.created:
         try:

@@ -24,6 +24,7 @@ from fedfaas.meta import connect
 from fedfaas.store import ObjectStore
 from gateway import logs, metrics, openapi
 from gateway.auth import Principal, authenticate
+from gateway.bodies import discard_rest
 from gateway.ingest import Ingest
 from gateway.ratelimit import install as install_rate_limit
 from gateway.registry import Registry
@@ -73,6 +74,8 @@ def create_app(settings: Settings | None = None, start_background: bool = True) 
 
     @app.errorhandler(FedfaasError)
     def _fedfaas_error(exc: FedfaasError) -> Response:
+        if exc.status == 413:
+            discard_rest()
         return error_response(exc)
 
     @app.errorhandler(redis.RedisError)
@@ -82,6 +85,8 @@ def create_app(settings: Settings | None = None, start_background: bool = True) 
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
+        if exc.code == 413:
+            discard_rest()  # so the client can read the 413 before the connection closes
         code = (exc.name or "error").lower().replace(" ", "_")
         resp = jsonify({"error": code, "message": exc.description})
         resp.status_code = exc.code or 500

@@ -34,6 +34,7 @@ log = logging.getLogger("fedfaas.scheduling")
 NAMESPACE = "ff:jit"
 DEFAULT_BANDWIDTH_BPS = 100e6  # bits per second, when a party reported none
 LAUNCH_TTL_S = 7 * 24 * 3600
+ROUND_LEASE_WAIT_S = 5.0  # the driver holds a round's lease for a check, or a whole finalisation
 
 
 def _env_float(name: str, default: float) -> float:
@@ -123,11 +124,18 @@ class JitBridge:
                 self.coordinator.fold(job, d.round, list(ids))
                 self.service.complete(d.decision_id, part=part)
         elif d.kind == "finalise":
-            record = self.registry.get_round(d.job_id, d.round)
-            if record.state in ("open", "aggregating"):
-                started = time.time()
-                self.coordinator.finalize(job, d.round)
-                self._learn(d.job_id, d.round, self._t_agg_obs(d.job_id, d.round, started))
+            # Under the round's lease: the driver's safety net finalises rounds it finds
+            # "aggregating", which this one is while its finalisation runs.
+            if not self._acquire_round(d.job_id, d.round):
+                return  # re-issued when the decision's lease expires
+            try:
+                record = self.registry.get_round(d.job_id, d.round)
+                if record.state in ("open", "aggregating"):
+                    started = time.time()
+                    self.coordinator.finalize(job, d.round)
+                    self._learn(d.job_id, d.round, self._t_agg_obs(d.job_id, d.round, started))
+            finally:
+                self.coordinator.release(d.job_id, d.round)
             self.service.complete(d.decision_id)
         elif d.kind == "round_failed":
             record = self.registry.get_round(d.job_id, d.round)
@@ -140,6 +148,15 @@ class JitBridge:
             # Steps are short and run one after another here, so the target has
             # already stopped at a step boundary; its partial is checkpointed in S3.
             self.service.complete(d.decision_id)
+
+    def _acquire_round(self, job_id: str, rnd: int) -> bool:
+        """Take the round's work lease, waiting up to ``ROUND_LEASE_WAIT_S`` for its holder."""
+        deadline = time.monotonic() + ROUND_LEASE_WAIT_S
+        while not self.coordinator.acquire(job_id, rnd):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     def _launch_key(self, job_id: str, rnd: int) -> str:
         return f"{NAMESPACE}:launch:{job_id}:{rnd}"
