@@ -25,11 +25,13 @@ with the measured arrivals, cold start and keep-alive, on the live platform
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -108,9 +110,9 @@ class PlatformProbe:
     """What the local platform does with ``aggregate``, measured on it."""
 
     cold_start_s: float
-    """A call's round trip on a function scaled to zero."""
+    """Spawn to ready of an instance started by a call to the function scaled to zero."""
     keep_alive_s: float
-    """The rest of that instance's accounted alive time: from the call's end to its exit
+    """The rest of that instance's accounted alive time: the (tiny) call, then up to its exit
     (the zero-duration, the router's autoscaler ticks and demand buckets, the stop)."""
 
 
@@ -125,6 +127,8 @@ class LiveRun:
     accounting: dict[str, Any]
     total: dict[str, Any]
     wall_s: float
+    startups_s: list[float]
+    """Spawn-to-ready time of every ``aggregate`` instance started during the job."""
 
     @property
     def container_s(self) -> float:
@@ -143,30 +147,51 @@ class LiveRun:
                 for a, b in zip(self.rounds[:-1], self.rounds[1:], strict=True)]
         return float(np.mean(gaps)) if gaps else 0.0
 
-    def step_s(self, cold_start_s: float) -> float:
+    def cold_start_s(self, probe: PlatformProbe) -> float:
+        """This job's mean cold start (the machine's load changes it), else the probe's."""
+        return float(np.mean(self.startups_s)) if self.startups_s else probe.cold_start_s
+
+    def step_s(self, probe: PlatformProbe) -> float:
         """Mean busy time of one warm ``aggregate`` call (cold-start waits taken out)."""
         acct = self.accounting
         calls = max(1, int(acct["invocations"]))
-        busy = float(acct["busy_seconds"]) - int(acct["cold_starts"]) * cold_start_s
+        busy = float(acct["busy_seconds"]) - sum(self.startups_s)
         return max(0.005, busy / calls)
 
 
-@dataclass
-class LiveRig:
-    """The local stack with a bench ``stack.yml``, the party processes and the job runner."""
+@dataclass(frozen=True)
+class _Clients:
+    base_url: str
+    admin: AdminClient
+    faas: FaasClient
 
-    workload: Workload
-    folder: Path
-    keep_alive_s: float = KEEP_ALIVE_S
-    log: Any = print
-    parties: list[PartyProcess] = field(default_factory=list)
+
+class LiveRig:
+    """The local stack with a bench ``stack.yml``, the party processes and the job runner.
+
+    Use as a context manager: entering starts the parties and the stack, leaving stops them.
+    """
+
+    def __init__(self, workload: Workload, folder: Path, keep_alive_s: float = KEEP_ALIVE_S,
+                 log: Callable[[str], None] = print) -> None:
+        self.workload = workload
+        self.folder = folder
+        self.keep_alive_s = keep_alive_s
+        self.log = log
+        self.stack = LocalStack(folder / "stack")
+        self.parties: list[PartyProcess] = []
+        self._clients: _Clients | None = None
+        digits = load_digits_dataset()
+        shards = iid_split(len(digits.y_train), workload.n_parties, seed=workload.seed)
+        self.data = [(digits.x_train[s], digits.y_train[s]) for s in shards]
+        self.initial = state_arrays(build_model(MODEL, seed=0, **MODEL_KWARGS))
+        self.model_bytes = int(sum(a.nbytes for a in self.initial.values()))
 
     def __enter__(self) -> LiveRig:
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        # Party processes import torch and warm up while the stack starts.
-        self.parties = [PartyProcess(env) for _ in range(self.workload.n_parties)]
-        self.stack = LocalStack(self.folder / "stack")
         try:
+            # Party processes import torch and warm up while the stack starts.
+            self.parties = [PartyProcess(env) for _ in range(self.workload.n_parties)]
             self.stack.up(StackOptions(
                 stack_file=self._write_stack(), scale_to_zero_idle_s=self.keep_alive_s,
                 extra_env={"FEDFAAS_FLSTORE": "0", "FEDFAAS_DRIVER_DELTA_S": str(DRIVER_DELTA_S),
@@ -174,22 +199,18 @@ class LiveRig:
                            "FEDFAAS_AGG_OVERHEAD_S": str(AGG_OVERHEAD_S)}))
             env_stack = self.stack.env()
             secrets = Path(env_stack["FEDFAAS_SECRETS_DIR"])
-            self.base_url = env_stack["FEDFAAS_GATEWAY_URL"]
-            self.admin = AdminClient(self.base_url,
-                                     (secrets / "fedfaas-admin-token").read_text().strip())
             auth = ((secrets / "basic-auth-user").read_text().strip(),
                     (secrets / "basic-auth-password").read_text().strip())
-            self.faas = FaasClient(env_stack["FEDFAAS_FAAS_GATEWAY_URL"], auth, timeout=30)
+            base_url = env_stack["FEDFAAS_GATEWAY_URL"]
+            self._clients = _Clients(
+                base_url,
+                AdminClient(base_url, (secrets / "fedfaas-admin-token").read_text().strip()),
+                FaasClient(env_stack["FEDFAAS_FAAS_GATEWAY_URL"], auth, timeout=30))
             for party in self.parties:
                 party.expect("ready", 300.0)
         except BaseException:
             self.close()
             raise
-        digits = load_digits_dataset()
-        shards = iid_split(len(digits.y_train), self.workload.n_parties, seed=self.workload.seed)
-        self.data = [(digits.x_train[s], digits.y_train[s]) for s in shards]
-        self.initial = state_arrays(build_model(MODEL, seed=0, **MODEL_KWARGS))
-        self.model_bytes = int(sum(a.nbytes for a in self.initial.values()))
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
@@ -200,10 +221,19 @@ class LiveRig:
         """Stop the parties and the stack."""
         for party in self.parties:
             party.stop()
-        if hasattr(self, "admin"):
-            self.admin.close()
-            self.faas.close()
+        self.parties = []
+        if self._clients is not None:
+            self._clients.admin.close()
+            self._clients.faas.close()
+            self._clients = None
         self.stack.down()
+
+    @property
+    def clients(self) -> _Clients:
+        """Gateway URL, admin and router clients of the running rig."""
+        if self._clients is None:
+            raise Unavailable("the rig is not running (use it as a context manager)")
+        return self._clients
 
     def _write_stack(self) -> Path:
         stack = layout.generate()
@@ -223,7 +253,7 @@ class LiveRig:
         """Wait until no ``aggregate`` instance is alive (nor stopping); returns the accounting."""
         deadline = time.monotonic() + timeout_s
         while True:
-            acct = self.faas.accounting()
+            acct = self.clients.faas.accounting()
             fn = acct["functions"][FUNCTION]
             if fn["live_instances"] == 0 and fn["stopping_instances"] == 0:
                 return acct
@@ -236,49 +266,63 @@ class LiveRig:
         colds, keeps = [], []
         for _ in range(reps):
             self.wait_scaled_to_zero()
-            self.faas.reset_accounting()
-            began = time.monotonic()
-            self.faas.invoke(FUNCTION, b"", method="GET")
-            colds.append(time.monotonic() - began)
+            self.clients.faas.reset_accounting()
+            began = time.time()
+            self.clients.faas.invoke(FUNCTION, b"", method="GET")
+            cold = sum(self._startups(began, time.time()))
             acct = self.wait_scaled_to_zero()["functions"][FUNCTION]
-            keeps.append(float(acct["container_seconds"]) - colds[-1])
+            colds.append(cold)
+            keeps.append(float(acct["container_seconds"]) - cold)
         return PlatformProbe(float(np.mean(colds)), float(np.mean(keeps)))
 
     # --- one job -------------------------------------------------------------------------
     def run_job(self, strategy: str) -> LiveRun:
         """Run the workload once under ``strategy``; returns what was measured."""
         wl, plans = self.workload, self.workload.plans()
-        job = self.admin.create_job({
+        job = self.clients.admin.create_job({
             "job_id": f"jl-{strategy}-{uuid.uuid4().hex[:6]}",
             "model": {"name": MODEL, "size_bytes": self.model_bytes},
             "t_wait_s": wl.t_wait_s, "quorum": wl.n_parties, "rounds": wl.rounds,
             "strategy": {"name": strategy, "batch_size": wl.batch_size, "n_agg": 1}})
         job_id = job["job_id"]
-        self.admin.put_initial_model(job_id, self.initial)
+        self.clients.admin.put_initial_model(job_id, self.initial)
         for party, plan, (x, y) in zip(self.parties, plans, self.data, strict=True):
-            party.join(self.base_url, job_id, job["enrollment_token"], plan, x, y)
+            party.join(self.clients.base_url, job_id, job["enrollment_token"], plan, x, y)
         for party in self.parties:
             party.expect("registered", 120.0)
         self.wait_scaled_to_zero()
-        self.faas.reset_accounting()
-        began = time.monotonic()
+        self.clients.faas.reset_accounting()
+        began, began_wall = time.monotonic(), time.time()
         offsets = np.zeros((wl.rounds, wl.n_parties))
         rounds = []
         for r in range(1, wl.rounds + 1):
-            started = self.admin.start_round(job_id)
+            started = self.clients.admin.start_round(job_id)
             for party in self.parties:
                 party.send({"cmd": "round", "round": r})
             for i, party in enumerate(self.parties):
                 pushed = party.expect("pushed", wl.t_wait_s + 60.0)
                 offsets[r - 1, i] = pushed["arrived_at"] - started["started_at"]
-            status = wait_round_closed(self.admin.http, job_id, r, 120.0, _CLOSE_POLL)
+            status = wait_round_closed(self.clients.admin.http, job_id, r, 120.0, _CLOSE_POLL)
             rounds.append(status)
             self.log(f"  {strategy:<19} round {r}/{wl.rounds}: last update "
                      f"{offsets[r - 1].max():5.2f} s after start, model "
                      f"{status['aggregation_latency_s']:5.2f} s later")
         acct = self.wait_scaled_to_zero(timeout_s=self.keep_alive_s + 60.0)
         return LiveRun(strategy, offsets, rounds, acct["functions"][FUNCTION], acct["total"],
-                       time.monotonic() - began)
+                       time.monotonic() - began, self._startups(began_wall, time.time()))
+
+    def _startups(self, since: float, until: float) -> list[float]:
+        """Spawn-to-ready seconds of ``aggregate`` instances that became ready in the window,
+        from the router's JSON-lines event log (its accounting has no per-instance figure)."""
+        out = []
+        with open(self.stack.data_dir / "logs" / "router.log") as log:
+            for line in log:
+                if '"instance ready"' not in line:
+                    continue
+                entry = json.loads(line)
+                if entry.get("function") == FUNCTION and since <= entry["ts"] <= until:
+                    out.append(float(entry["startup_s"]))
+        return out
 
     # --- the same job in the simulator ---------------------------------------------------
     def replay(self, run: LiveRun, probe: PlatformProbe, platform: str = "keep-alive") -> SimResult:
@@ -294,8 +338,8 @@ class LiveRig:
                                     open_delay_s=run.open_delay_s)
         # A warm step is latency-bound (S3 round trips), not bandwidth-bound: b_dc is set
         # so that loading and checkpointing the state take the measured step time.
-        cost = CostModel(cold_start_s=probe.cold_start_s, keep_alive_s=probe.keep_alive_s,
-                         b_dc=2 * m / run.step_s(probe.cold_start_s))
+        cost = CostModel(cold_start_s=run.cold_start_s(probe), keep_alive_s=probe.keep_alive_s,
+                         b_dc=2 * m / run.step_s(probe))
         return simulate(SimConfig.replay(workload, run.strategy, cost=cost, platform=platform))
 
 

@@ -108,6 +108,9 @@ class Driver:
         # estimate could be made) at once, and rounds it lost track of (its
         # Redis state gone) some time after their deadline.
         unscheduled = "estimate" not in record.extra
+        if not unscheduled and record.state == "open":
+            # Arrivals a crashed replica stored but never queued (see JitBridge.catch_up).
+            safe(lambda: self.bridge.catch_up(job_id, rnd, now))
         if unscheduled or record.state == "aggregating" or now > record.deadline_at + SAFETY_GRACE_S:
             self.coordinator.close_if_due(job, rnd, now)
 

@@ -20,12 +20,13 @@ from typing import Any
 
 import redis
 
+from fedfaas import keys
 from fedfaas.errors import FedfaasError, NotFound
 from fedfaas.jit.scheduler import SchedulerConfig
 from fedfaas.jit.service import JitService
 from fedfaas.jit.spec import JobSpec as JitJobSpec
 from fedfaas.jit.spec import PartyProfile as JitPartyProfile
-from fedfaas.jit.state import Decision
+from fedfaas.jit.state import Decision, task_key
 from gateway.registry import JobRecord, Registry, RoundRecord
 from gateway.rounds import RoundCoordinator
 
@@ -35,6 +36,7 @@ NAMESPACE = "ff:jit"
 DEFAULT_BANDWIDTH_BPS = 100e6  # bits per second, when a party reported none
 LAUNCH_TTL_S = 7 * 24 * 3600
 ROUND_LEASE_WAIT_S = 5.0  # the driver holds a round's lease for a check, or a whole finalisation
+ARRIVAL_GRACE_S = 5.0  # an upload queues its own arrival within this after recording it
 
 
 def _env_float(name: str, default: float) -> float:
@@ -85,6 +87,33 @@ class JitBridge:
     def arrived(self, job_id: str, rnd: int, party: str, now: float | None = None) -> None:
         """A durable update: queue it for the scheduler."""
         self.service.record_arrival(job_id, rnd, party, party, now=now)
+
+    def catch_up(self, job_id: str, rnd: int, now: float | None = None) -> int:
+        """Queue stored updates the scheduler never heard of; returns how many.
+
+        A gateway killed between recording an update and queueing its arrival (or
+        a Redis error at that instant) leaves the update stored but unknown here,
+        and the party's retry is a duplicate that queues nothing: without this the
+        round would wait for ``t_wait``.  Updates recorded less than
+        ``ARRIVAL_GRACE_S`` ago are left to the request that is queueing them.
+        """
+        state = self.service.scheduler.state
+        key = task_key(job_id, rnd)
+        task = state.get_task(key)
+        if task is None or task.n_arrived >= self.registry.redis.hlen(keys.round_updates(job_id, rnd)):
+            return 0
+        ids = state.update_ids(key, 0, task.n_arrived)
+        if ids is None:
+            return 0  # arrivals without ids: nothing to compare against
+        queued = set(ids)
+        t = time.time() if now is None else now
+        updates = self.registry.round_updates(job_id, rnd)
+        missed = sorted((u["arrived_at"], p) for p, u in updates.items()
+                        if p not in queued and u["arrived_at"] < t - ARRIVAL_GRACE_S)
+        for arrived_at, party in missed:
+            log.warning("queueing the arrival of %s in round %d of %s late", party, rnd, job_id)
+            self.arrived(job_id, rnd, party, now=arrived_at)
+        return len(missed)
 
     def reports(self, job_id: str) -> dict[str, Any]:
         """Estimates against observations, per round (for the API)."""

@@ -58,12 +58,21 @@ local n_times = tonumber(ARGV[1])
 if t.status ~= 'open' or not isnull(t.closed_at) then return {0, cjson.encode(t)} end
 local n = math.min(n_times, t.n_expected - t.n_arrived)
 if n <= 0 then return {0, cjson.encode(t)} end
-for i = 1, n do redis.call('RPUSH', KEYS[2], ARGV[1 + i]) end
+-- The log stays sorted: an update recorded after a later-stamped one (replicas racing)
+-- counts as arriving with it.
+local last, last_s = t.last_arrival, nil
+for i = 1, n do
+  local s = ARGV[1 + i]
+  local v = tonumber(s)
+  if not isnull(last) and v < last then v, s = last, last_s or string.format('%.17g', last) end
+  redis.call('RPUSH', KEYS[2], s)
+  last, last_s = v, s
+end
 if ARGV[2 + n_times] == '1' then
   for i = 1, n do redis.call('RPUSH', KEYS[3], ARGV[2 + n_times + i]) end
 end
 t.n_arrived = t.n_arrived + n
-t.last_arrival = tonumber(ARGV[1 + n])
+t.last_arrival = last
 if t.n_arrived >= t.n_expected then t.closed_at = t.last_arrival end
 local raw = cjson.encode(t)
 redis.call('SET', KEYS[1], raw)

@@ -139,7 +139,9 @@ class SchedulerState(Protocol):
                         update_ids: Sequence[str] | None) -> tuple[int, TaskRecord]:
         """Append arrivals to an open, unclosed task; closes it at the ``n_expected``-th.
 
-        Returns how many were accepted (arrivals after the close are refused) and the task.
+        A time earlier than the last recorded one is raised to it, so the log stays
+        sorted.  Returns how many were accepted (arrivals after the close are refused)
+        and the task.
         """
         ...
 
@@ -251,6 +253,10 @@ class InMemoryState:
         n = min(t.size, task.n_expected - task.n_arrived)
         if n <= 0:
             return 0, task
+        if task.last_arrival is not None:
+            # The log stays sorted: an update recorded after a later-stamped one (replicas
+            # racing) counts as arriving with it.
+            t = np.maximum(t, task.last_arrival)
         self._times[key] = np.concatenate([self._times[key], t[:n]])
         if update_ids is not None:
             self._ids.setdefault(key, []).extend(update_ids[:n])
