@@ -394,5 +394,11 @@ def run(quick: bool = False) -> dict[str, Any]:
                                   for p, by in sims.items()},
         "sim_keep_alive_vs_live": _by_strategy(
             {s: sims["keep-alive"][s].container_s / v for s, v in live.items() if v > 0}),
+        "jit_rounds": [
+            {"t_rnd_est_s": r["estimate"]["t_rnd_s"], "t_rnd_obs_s": round(float(obs.max()), 3),
+             "t_agg_est_s": r["estimate"]["t_agg_s"],
+             "jit_start_s": round(r["estimate"]["jit_start_at"] - r["started_at"], 3),
+             "latency_s": round(r["aggregation_latency_s"], 3)}
+            for r, obs in zip(runs["jit"].rounds, runs["jit"].offsets, strict=True)],
         "wall_s": round(time.monotonic() - started, 1),
     }
