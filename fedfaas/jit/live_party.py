@@ -30,8 +30,12 @@ from dataclasses import asdict, dataclass
 from typing import IO, Any
 
 import numpy as np
+import torch
 
+from fedfaas.client import Party
+from fedfaas.client.payload import encode_update
 from fedfaas.errors import BadRequest, Unavailable
+from fedfaas.models import build_model, train_local
 
 ROUND_JITTER = 0.03
 """Lognormal sigma of an active party's per-round epoch time (as the simulator's scenarios)."""
@@ -98,15 +102,9 @@ class _Job:
     """A party's state within one job."""
 
     def __init__(self, cmd: dict[str, Any]) -> None:
-        import torch
-
-        from fedfaas.client import Party
-        from fedfaas.models import build_model
-
         self.plan = PartyPlan(**cmd["plan"])
         self.x = np.asarray(cmd["x"], dtype=np.float32)
         self.y = np.asarray(cmd["y"], dtype=np.int64)
-        torch.set_num_threads(1)
         self.model = build_model(MODEL, seed=0, **MODEL_KWARGS)
         self.party = Party.register(cmd["base_url"], cmd["job_id"], cmd["enrollment_token"],
                                     party_id=self.plan.party_id,
@@ -114,8 +112,6 @@ class _Job:
 
     def round(self, rnd: int) -> dict[str, Any]:
         """Fetch the global model, train (for the plan's time), push; returns the push record."""
-        from fedfaas.models import train_local
-
         opened = time.time()
         delay = self.plan.delay_s(rnd)
         self.party.load_model(self.model, rnd - 1)
@@ -139,12 +135,7 @@ def _emit(out: IO[str], event: dict[str, Any]) -> None:
 
 
 def _warm_up() -> None:
-    """Import and run everything once, so that round 1 does not pay torch's first-use cost."""
-    import torch
-
-    from fedfaas.client.payload import encode_update
-    from fedfaas.models import build_model, train_local
-
+    """Run everything once, so that round 1 does not pay torch's first-use cost."""
     torch.set_num_threads(1)
     model = build_model(MODEL, seed=0, **MODEL_KWARGS)
     rng = np.random.default_rng(0)

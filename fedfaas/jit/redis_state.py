@@ -59,14 +59,14 @@ if t.status ~= 'open' or not isnull(t.closed_at) then return {0, cjson.encode(t)
 local n = math.min(n_times, t.n_expected - t.n_arrived)
 if n <= 0 then return {0, cjson.encode(t)} end
 -- The log stays sorted: an update recorded after a later-stamped one (replicas racing)
--- counts as arriving with it.
-local last, last_s = t.last_arrival, nil
+-- counts as arriving with it.  Times are logged with cjson's 14 significant digits, the
+-- precision of the task's last_arrival and closed_at, so a close equals its last arrival.
+local last = t.last_arrival
 for i = 1, n do
-  local s = ARGV[1 + i]
-  local v = tonumber(s)
-  if not isnull(last) and v < last then v, s = last, last_s or string.format('%.17g', last) end
-  redis.call('RPUSH', KEYS[2], s)
-  last, last_s = v, s
+  local v = tonumber(string.format('%.14g', tonumber(ARGV[1 + i])))
+  if not isnull(last) and v < last then v = last end
+  redis.call('RPUSH', KEYS[2], string.format('%.14g', v))
+  last = v
 end
 if ARGV[2 + n_times] == '1' then
   for i = 1, n do redis.call('RPUSH', KEYS[3], ARGV[2 + n_times + i]) end

@@ -45,3 +45,17 @@ def test_late_recorded_earlier_update_joins_the_same_lazy_launch(state: Schedule
     assert task is not None and task.closed_at == 5.0
     assert [(d.kind, d.count, d.update_ids) for d in decisions] == [
         ("aggregate", [3], [["a", "b", "c"]])]
+
+
+def test_close_at_an_epoch_timestamp_includes_the_last_arrival(state: SchedulerState) -> None:
+    # Prepare: wall-clock times whose 14-digit rounding goes down (the task is stored as JSON)
+    sched = Scheduler(state, VirtualClock(), owner="s")
+    sched.open_round(JobSpec(job_id="j", model_bytes=1, strategy="lazy"), 0, n_expected=2, now=0.0)
+    sched.record_arrival("j", 0, "a", now=1795253980.0)
+    # Execute
+    sched.record_arrival("j", 0, "b", now=1795253986.91534)
+    decisions = sched.tick(1795253987.0)
+    # Assert: the close is the last logged arrival, and one launch takes both updates
+    task = state.get_task("j/0")
+    assert task is not None and task.closed_at == state.arrival_times("j/0", 0, 2)[-1]
+    assert [(d.kind, d.count) for d in decisions] == [("aggregate", [2])]
