@@ -28,6 +28,7 @@ log = logging.getLogger("fedfaas.driver")
 
 AGGREGATE_FUNCTION = "aggregate"
 SAFETY_GRACE_S = 10.0
+ALL_IN_GRACE_S = 15.0
 ALWAYS_ON_PING_S = 5.0
 """Default seconds between keep-alive pings of the always-on baseline's aggregator; must stay
 below the aggregate function's scale-to-zero idle time (``FEDFAAS_ALWAYS_ON_PING_S``)."""
@@ -111,8 +112,24 @@ class Driver:
         if not unscheduled and record.state == "open":
             # Arrivals a crashed replica stored but never queued (see JitBridge.catch_up).
             safe(lambda: self.bridge.catch_up(job_id, rnd, now))
-        if unscheduled or record.state == "aggregating" or now > record.deadline_at + SAFETY_GRACE_S:
+        if unscheduled or record.state == "aggregating" or now > record.deadline_at + SAFETY_GRACE_S \
+                or self._all_in_for_a_while(job_id, record, now):
             self.coordinator.close_if_due(job, rnd, now)
+
+    def _all_in_for_a_while(self, job_id: str, record: Any, now: float) -> bool:
+        """Every expected update arrived ``ALL_IN_GRACE_S`` ago and the round is still open.
+
+        The scheduler normally finalises within a tick of the last arrival; a
+        round still open this long after has lost its scheduler state, and
+        waiting for ``t_wait`` would only add latency.
+        """
+        if record.state != "open":
+            return False
+        updates = self.registry.round_updates(job_id, record.round)
+        if len(updates) < len(record.expected):
+            return False
+        last = max(u["arrived_at"] for u in updates.values())
+        return now - last > ALL_IN_GRACE_S
 
 
 def driver_delta_s() -> float:
