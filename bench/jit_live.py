@@ -151,7 +151,7 @@ class LiveRun:
         """This job's mean cold start (the machine's load changes it), else the probe's."""
         return float(np.mean(self.startups_s)) if self.startups_s else probe.cold_start_s
 
-    def step_s(self, probe: PlatformProbe) -> float:
+    def step_s(self) -> float:
         """Mean busy time of one warm ``aggregate`` call (cold-start waits taken out)."""
         acct = self.accounting
         calls = max(1, int(acct["invocations"]))
@@ -339,7 +339,7 @@ class LiveRig:
         # A warm step is latency-bound (S3 round trips), not bandwidth-bound: b_dc is set
         # so that loading and checkpointing the state take the measured step time.
         cost = CostModel(cold_start_s=run.cold_start_s(probe), keep_alive_s=probe.keep_alive_s,
-                         b_dc=2 * m / run.step_s(probe))
+                         b_dc=2 * m / run.step_s())
         return simulate(SimConfig.replay(workload, run.strategy, cost=cost, platform=platform))
 
 
