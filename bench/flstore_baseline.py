@@ -40,7 +40,7 @@ def _aggregator_main(port: int, env: dict[str, str]) -> None:
     import warnings
 
     from flask import Flask, jsonify, request
-    from waitress import serve  # type: ignore[import-untyped]
+    from waitress import serve
 
     from fedfaas import meta
     from fedfaas.config import load_settings

@@ -26,13 +26,9 @@ from __future__ import annotations
 from typing import Any
 
 from cache_engine.keys import DataKey
+from fedfaas.meta import text
 
 DEFAULT_PREFIX = "ff:ce"
-
-
-def text(value: Any) -> str:
-    """A Redis reply as ``str`` whether or not the client decodes responses."""
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class Layout:

@@ -7,10 +7,8 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import click
-import requests
 
 from fedfaas.localstack.stack import ALL_COMPONENTS, LocalStack, StackOptions, default_data_dir
 
@@ -125,15 +123,17 @@ def kill(data_dir: str | None, function: str, instance: int | None) -> None:
         env_vars = stack.env()
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
+    from fedfaas.errors import FedfaasError
+    from fedfaas.faas.client import FaasClient
+
     secrets = Path(env_vars["FEDFAAS_SECRETS_DIR"])
     auth = ((secrets / "basic-auth-user").read_text().strip(),
             (secrets / "basic-auth-password").read_text().strip())
-    body: dict[str, Any] = {} if instance is None else {"instance": instance}
-    resp = requests.post(f"{env_vars['FEDFAAS_FAAS_GATEWAY_URL']}/system/kill/{function}",
-                         json=body, auth=auth, timeout=10)
-    click.echo(resp.text.strip())
-    if resp.status_code >= 400:
-        sys.exit(1)
+    with FaasClient(env_vars["FEDFAAS_FAAS_GATEWAY_URL"], auth, timeout=10) as client:
+        try:
+            click.echo(json.dumps(client.kill(function, instance)))
+        except FedfaasError as exc:
+            raise click.ClickException(exc.message) from None
 
 
 @main.group()

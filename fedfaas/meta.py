@@ -8,6 +8,8 @@ exponential backoff, so a restarting Redis is ridden out instead of crashing.
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -15,6 +17,13 @@ from redis.retry import Retry
 from fedfaas.config import Settings
 
 RETRIES = 3
+
+
+def text(value: Any) -> str:
+    """A Redis reply as ``str`` whether or not the client decodes responses ("" for None)."""
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def connect(settings: Settings) -> redis.Redis:

@@ -29,6 +29,7 @@ from fedfaas import keys
 from fedfaas.config import Settings
 from fedfaas.errors import BadRequest, FedfaasError
 from fedfaas.faas.client import FaasClient
+from fedfaas.meta import text
 from fedfaas.store import ObjectStore
 from fedfaas.workloads import WORKLOADS
 from request_tracker.data import DataResolver
@@ -38,10 +39,6 @@ log = logging.getLogger("fedfaas.flstore")
 
 GROUP = "cache-engine"
 DEFAULT_FUNCTIONS = "cache-0,cache-1,cache-2,cache-3"
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def workload_job_spec(job: Any) -> dict[str, Any]:
@@ -165,7 +162,7 @@ class FLStoreService:
             try:
                 for _, entries in cast(list[Any], batches or []):
                     for entry_id, fields in entries:
-                        self._handle_arrival({_text(k): _text(v) for k, v in fields.items()})
+                        self._handle_arrival({text(k): text(v) for k, v in fields.items()})
                         self.redis.xack(stream, GROUP, entry_id)
             except redis.RedisError as exc:
                 # Redis went away mid-batch: the loop must outlive it (the data is in S3).

@@ -26,6 +26,7 @@ import numpy as np
 
 from fedfaas import codec, keys
 from fedfaas.errors import BadRequest, Conflict, FedfaasError, Unavailable
+from fedfaas.meta import text
 from fedfaas.store import ObjectStore, digest
 from gateway import metrics
 from gateway.registry import JobRecord, Registry
@@ -51,10 +52,6 @@ class IngestResult:
 def _meta_must_match(meta: dict[str, Any], field: str, expected: Any) -> None:
     if field in meta and meta[field] != expected:
         raise BadRequest(f"update metadata says {field}={meta[field]!r} but the request is for {expected!r}")
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _num_examples(meta: dict[str, Any]) -> int:
@@ -128,7 +125,7 @@ class Ingest:
             return self._already(existing, body_digest, rnd)
         if not self.registry.redis.set(claim, body_digest, nx=True, px=CLAIM_TTL_MS):
             holder = self.registry.redis.get(claim)
-            if holder is not None and _text(holder) != body_digest:
+            if holder is not None and text(holder) != body_digest:
                 raise Conflict(f"another update from party {party!r} for round {rnd} is being stored")
         try:
             key = keys.s3_update(job.tenant, job.job_id, rnd, party)

@@ -18,6 +18,7 @@ import redis
 
 from fedfaas import keys
 from fedfaas.errors import BadRequest, Conflict, NotFound
+from fedfaas.meta import text
 from fedfaas.spec import JobSpec, PartyProfile, check_id
 from fedfaas.store import ObjectStore
 from gateway.auth import Principal, new_token, store_token
@@ -84,13 +85,6 @@ class RoundRecord:
         return out
 
 
-def _s(value: Any) -> str:
-    """Redis replies are bytes; normalise to str."""
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class Registry:
     """Redis-backed registry of tenants, jobs, parties and rounds."""
 
@@ -145,11 +139,11 @@ class Registry:
             raise NotFound(f"job {job_id!r} does not exist")
         return JobRecord(
             job_id=job_id,
-            tenant=_s(raw[b"tenant"]),
+            tenant=text(raw[b"tenant"]),
             spec=JobSpec.model_validate_json(raw[b"spec"]),
             current_round=int(raw[b"current_round"]),
             created_at=float(raw[b"created_at"]),
-            state=_s(raw[b"state"]),
+            state=text(raw[b"state"]),
         )
 
     def job_for(self, principal: Principal, job_id: str, *, admin: bool = False) -> JobRecord:
@@ -163,7 +157,7 @@ class Registry:
 
     def list_jobs(self, tenant: str) -> list[str]:
         """Job ids of a tenant, sorted."""
-        return sorted(_s(j) for j in cast(set[bytes], self.redis.smembers(keys.tenant_jobs(tenant))))
+        return sorted(text(j) for j in cast(set[bytes], self.redis.smembers(keys.tenant_jobs(tenant))))
 
     # --- parties ---------------------------------------------------------------------
     def register_party(self, job: JobRecord, profile: PartyProfile) -> tuple[str, str]:
@@ -199,7 +193,7 @@ class Registry:
     def list_parties(self, job_id: str) -> dict[str, dict[str, Any]]:
         """Every party's profile."""
         raw = self.redis.hgetall(keys.job_parties(job_id))
-        return {_s(k): json.loads(v) for k, v in raw.items()}
+        return {text(k): json.loads(v) for k, v in raw.items()}
 
     # --- rounds ----------------------------------------------------------------------
     def start_round(self, job: JobRecord, now: float | None = None,
@@ -227,7 +221,7 @@ class Registry:
                     pipe.watch(keys.job(job.job_id))
                     current = int(pipe.hget(keys.job(job.job_id), "current_round") or 0)
                     if current:
-                        state = _s(pipe.hget(keys.round_(job.job_id, current), "state"))
+                        state = text(pipe.hget(keys.round_(job.job_id, current), "state"))
                         if state in ("open", "aggregating"):
                             raise Conflict(f"round {current} of job {job.job_id!r} is still {state}")
                     if current >= job.spec.rounds:
@@ -271,14 +265,14 @@ class Registry:
         return RoundRecord(
             job_id=job_id,
             round=rnd,
-            state=_s(raw[b"state"]),
+            state=text(raw[b"state"]),
             started_at=float(raw[b"started_at"]),
             deadline_at=float(raw[b"deadline_at"]),
             expected=json.loads(raw[b"expected"]),
             quorum=int(raw[b"quorum"]),
-            reason=_s(raw.get(b"reason")),
+            reason=text(raw.get(b"reason")),
             closed_at=float(raw[b"closed_at"]) if raw.get(b"closed_at") else None,
-            model_key=_s(raw.get(b"model_key")) or None,
+            model_key=text(raw.get(b"model_key")) or None,
             extra=json.loads(raw.get(b"extra") or b"{}"),
         )
 
@@ -293,7 +287,7 @@ class Registry:
     def round_updates(self, job_id: str, rnd: int) -> dict[str, dict[str, Any]]:
         """Records of the updates stored for a round, by party."""
         raw = self.redis.hgetall(keys.round_updates(job_id, rnd))
-        return {_s(k): json.loads(v) for k, v in raw.items()}
+        return {text(k): json.loads(v) for k, v in raw.items()}
 
     def count_rejection(self, job_id: str, reason: str) -> None:
         """Count a refused update by reason (visible in the job's status)."""
@@ -301,4 +295,4 @@ class Registry:
 
     def rejections(self, job_id: str) -> dict[str, int]:
         """Refused updates by reason."""
-        return {_s(k): int(v) for k, v in self.redis.hgetall(keys.rejections(job_id)).items()}
+        return {text(k): int(v) for k, v in self.redis.hgetall(keys.rejections(job_id)).items()}

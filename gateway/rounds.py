@@ -25,6 +25,7 @@ from fedfaas import keys
 from fedfaas.errors import FedfaasError, Unavailable
 from fedfaas.fusion import get_strategy
 from fedfaas.fusion.strategy import LinearStrategy
+from fedfaas.meta import text
 from gateway import metrics
 from gateway.registry import JobRecord, Registry, RoundRecord
 
@@ -45,10 +46,6 @@ return 0
 """
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _lock_key(job_id: str, rnd: int) -> str:
@@ -117,7 +114,7 @@ class RoundCoordinator:
     def chain(self, job_id: str, rnd: int) -> tuple[str | None, list[str]]:
         """The round's newest partial aggregate id and the parties it covers."""
         raw = self.redis.hmget(keys.round_(job_id, rnd), ["partial", "partial_parties"])
-        base = _text(raw[0]) if raw[0] else None
+        base = text(raw[0]) if raw[0] else None
         parties = json.loads(raw[1]) if raw[1] else []
         return base, parties
 

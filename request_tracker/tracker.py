@@ -27,16 +27,13 @@ from cache_engine.keys import DataKey
 from fedfaas import keys
 from fedfaas.errors import BadRequest, FedfaasError, NotFound, Unavailable
 from fedfaas.faas.client import FaasClient
+from fedfaas.meta import text
 from fedfaas.workloads import get_workload
 from request_tracker.data import DataResolver, ResolvedData
 
 log = logging.getLogger("fedfaas.tracker")
 
 REQUEST_TTL_S = 7 * 24 * 3600
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def request_key(request_id: str) -> str:
@@ -111,7 +108,7 @@ class RequestTracker:
 
     def status(self, request_id: str, tenant: str | None) -> dict[str, Any]:
         """A request's status (and result when done); 404 for other tenants' requests."""
-        raw = {_text(k): _text(v) for k, v in self.redis.hgetall(request_key(request_id)).items()}
+        raw = {text(k): text(v) for k, v in self.redis.hgetall(request_key(request_id)).items()}
         if not raw or (tenant is not None and raw.get("tenant") != tenant):
             raise NotFound(f"request {request_id!r} does not exist")
         out: dict[str, Any] = {"request_id": request_id}

@@ -38,7 +38,7 @@ from types import ModuleType
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
-from waitress import create_server  # type: ignore[import-untyped]
+from waitress import create_server
 
 HEALTH_PATH = "/_/health"
 TEMPLATE_METHODS = ["GET", "PUT", "POST", "PATCH", "DELETE"]

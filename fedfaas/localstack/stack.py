@@ -164,18 +164,10 @@ class LocalStack:
         self._write_state(state)
         return state
 
-    def _ensure_bucket(self, env: dict[str, str]) -> None:
+    def _ensure_bucket(self) -> None:
         from fedfaas.store import ObjectStore
 
-        saved = dict(os.environ)
-        try:
-            os.environ.update(env)
-            from fedfaas.config import load_settings
-
-            store = ObjectStore(load_settings())
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+        store = ObjectStore(self.settings())
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -308,4 +300,4 @@ class LocalStack:
         self._write_state(state)
         svc.wait_ready(check, timeout)
         if name == "s3":
-            self._ensure_bucket(env)
+            self._ensure_bucket()
