@@ -164,6 +164,9 @@ class SimResult:
     cold_starts: int
     job_s: float
     reports: list[dict[str, Any]]
+    floor_container_s: float = 0.0
+    """Fewest container-seconds any strategy could spend on this job's arrivals (see
+    :meth:`Simulator.floor_round`): a bound on every strategy's savings, JIT's included."""
 
     @property
     def cost_usd(self) -> float:
@@ -182,7 +185,8 @@ class SimResult:
             "scenario": c.scenario, "model": c.model, "parties": c.n_parties,
             "strategy": c.strategy, "rounds": c.rounds, "container_s": self.container_s,
             "cost_usd": self.cost_usd, "mean_latency_s": self.mean_latency_s,
-            "invocations": self.invocations, "cold_starts": self.cold_starts, "job_s": self.job_s}
+            "invocations": self.invocations, "cold_starts": self.cold_starts, "job_s": self.job_s,
+            "floor_container_s": self.floor_container_s}
         if self.reports:
             err = [abs(r["t_rnd_error"]) for r in self.reports if r["t_rnd_error"] is not None]
             out["t_rnd_mae_s"] = float(np.mean(err)) if err else None
@@ -238,6 +242,7 @@ class Simulator:
         self._reports: list[dict[str, Any]] = []
         self._end = 0.0
         self._partials = 1
+        self._floor = 0.0
         self.round: _Round | None = None
 
     def _push(self, t: float, kind: str, data: Any = None) -> None:
@@ -261,7 +266,21 @@ class Simulator:
             tail = self.cfg.cost.keep_alive_s if self.pool is not None else 0.0
             container_s += self.n_agg * (self._end + tail)
         return SimResult(self.cfg, container_s, np.asarray(self._latencies), self._invocations,
-                         self._colds, self._end, self._reports)
+                         self._colds, self._end, self._reports, floor_container_s=self._floor)
+
+    def floor_round(self, number: int, offsets: np.ndarray) -> float:
+        """Container-seconds no strategy can go below in one round, whatever it predicts.
+
+        Every update must be fused (``t_fuse`` each) and the global model written
+        (``M / B_dc``); and some container must be up when fusion starts, which costs
+        a cold start unless one was kept warm since the round opened, which costs
+        the idle time until the first update arrives (the first round has no
+        earlier container). ``1 - floor / baseline`` is thus the most any
+        strategy, JIT included, can save against a baseline.
+        """
+        cost = self.cfg.cost
+        start = cost.cold_start_s if number == 0 else min(cost.cold_start_s, float(offsets.min()))
+        return offsets.size * cost.t_fuse(self.m) + cost.t_io(self.m) + start
 
     # -- events ---------------------------------------------------------------------------
 
@@ -277,6 +296,7 @@ class Simulator:
         else:
             offsets = self.cfg.workload.offsets[number]
         order = np.argsort(offsets, kind="stable")
+        self._floor += self.floor_round(number, offsets)
         self.round = _Round(number, t, offsets, order, t + offsets[order], estimate)
         close = float(self.round.arrivals[-1])
         if task.timer_at is not None and task.timer_at < close:
