@@ -43,6 +43,12 @@ def _positive(value: int, what: str) -> int:
     return value
 
 
+def _non_negative(value: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BadRequest(f"{what} must be an integer >= 0; got {value!r}", code="bad_policy")
+    return value
+
+
 class CachingPolicy(ABC):
     """One caching policy; subclasses are P1-P4 and the baselines."""
 
@@ -195,13 +201,17 @@ class P3ClientAcrossRounds(CachingPolicy):
     data from its previous and next participation; the window follows the
     latest request, so ``c``'s data outside it is evicted.  ``c``'s next update
     is hot on ingest, which serves workloads that follow a client while it
-    trains.  At most ``max_tracked`` clients per job are followed.
+    trains.  At most ``max_tracked`` clients per job are followed.  The client
+    updates of the latest ``keep_latest_rounds`` rounds (0: none) are hot on
+    ingest too: a new session most often starts on a client that has just
+    trained (provenance of the newest update), and it then hits.
     """
 
     name = "P3"
 
-    def __init__(self, max_tracked: int = 16) -> None:
+    def __init__(self, max_tracked: int = 16, keep_latest_rounds: int = 1) -> None:
         self.max_tracked = _positive(max_tracked, "max_tracked")
+        self.keep_latest_rounds = _non_negative(keep_latest_rounds, "keep_latest_rounds")
 
     def on_ingest(self, key: DataKey, view: CatalogView, state: PolicyState) -> bool:
         return key in self.wanted((key,), view, state)
@@ -226,9 +236,19 @@ class P3ClientAcrossRounds(CachingPolicy):
     ) -> set[DataKey]:
         centre = {(c, kind): r for c, kind, r in state.get("tracked", [])}
         windows: dict[tuple[str, str, str, str], set[int | None]] = {}
+        latest: dict[tuple[str, str], int | None] = {}
         out: set[DataKey] = set()
         for k in resident:
-            if k.client is None or (k.client, k.kind) not in centre:
+            if k.client is None:
+                continue
+            if self.keep_latest_rounds and k.kind == "update":
+                if k.scope not in latest:
+                    latest[k.scope] = view.latest_round(k.tenant, k.job, "update")
+                newest = latest[k.scope]
+                if newest is not None and k.round > newest - self.keep_latest_rounds:
+                    out.add(k)
+                    continue
+            if (k.client, k.kind) not in centre:
                 continue
             wkey = (k.tenant, k.job, k.client, k.kind)
             if wkey not in windows:

@@ -82,11 +82,14 @@ def test_first_request_registers_the_workload_and_later_ingests_follow_its_polic
     # Execute
     plan = engine.plan_request("provenance", [upd(0, "a")])
     followed = engine.ingest(upd(5, "a"), 100)
-    other = engine.ingest(upd(5, "b"), 100)
+    latest = engine.ingest(upd(5, "b"), 100)
+    older = engine.ingest(upd(3, "b"), 100)
 
     # Assert
     assert not plan.hit and plan.misses == (Fetch(upd(0, "a"), ("cache-0", "cache-1")),)
-    assert followed.cached and not other.cached
+    # P3 follows the requested client; the latest round is hot for new sessions;
+    # an untracked client's older update is not.
+    assert followed.cached and latest.cached and not older.cached
 
 
 def test_job_overrides_change_the_policy_of_a_workload(

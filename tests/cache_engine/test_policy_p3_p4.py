@@ -49,9 +49,12 @@ def test_p3_prefetches_the_clients_previous_and_next_participation() -> None:
     assert state["tracked"] == [["c", "update", 4]]
 
 
+ONLY_TRACKED = {"P3": {"keep_latest_rounds": 0}}
+
+
 def test_p3_walk_backwards_hits_and_evicts_the_clients_data_outside_the_window() -> None:
     # Prepare
-    sim = Simulator(100)
+    sim = Simulator(100, policy_params=ONLY_TRACKED)
     sim.declare((T, J), ["lineage"])
     ingest(sim, range(10))
 
@@ -65,7 +68,7 @@ def test_p3_walk_backwards_hits_and_evicts_the_clients_data_outside_the_window()
 
 def test_p3_a_followed_clients_next_update_is_hot_on_ingest_and_others_are_not() -> None:
     # Prepare
-    sim = Simulator(100)
+    sim = Simulator(100, policy_params=ONLY_TRACKED)
     sim.declare((T, J), ["provenance"])
     ingest(sim, range(2))
     sim.feed(Request("provenance", (upd(1, "c"),)))
@@ -82,7 +85,7 @@ def test_p3_a_followed_clients_next_update_is_hot_on_ingest_and_others_are_not()
 
 def test_p3_follows_at_most_max_tracked_clients() -> None:
     # Prepare
-    policy = P3ClientAcrossRounds(max_tracked=2)
+    policy = P3ClientAcrossRounds(max_tracked=2, keep_latest_rounds=0)
     catalog = InMemoryCatalog()
     keys = [upd(0, c) for c in ("a", "b", "e")]
     for key in keys:
@@ -95,6 +98,24 @@ def test_p3_follows_at_most_max_tracked_clients() -> None:
 
     # Assert
     assert policy.wanted(keys, catalog, state) == {upd(0, "b"), upd(0, "e")}
+
+
+def test_p3_keeps_the_latest_round_hot_so_a_new_session_on_it_hits() -> None:
+    # Prepare
+    sim = Simulator(100)
+    sim.declare((T, J), ["provenance"])
+
+    # Execute
+    ingest(sim, range(9))
+    before = resident(sim)
+    first = sim.feed(Request("provenance", (upd(8, "d"),)))
+    ingest(sim, range(9, 10))
+
+    # Assert
+    assert before == {upd(8, "d")}  # only the latest round; older untracked data is cold
+    assert first is not None and first.hit
+    # Round 9 is now the latest; "d" is followed: its window around round 8 stays.
+    assert resident(sim) == {upd(8, "d"), upd(9, "c"), upd(9, "d"), upd(7, "d")}
 
 
 def test_p4_keeps_metadata_of_the_last_k_rounds() -> None:
