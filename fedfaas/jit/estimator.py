@@ -60,6 +60,62 @@ def t_agg(n_parties: int, t_pair: float, c_agg: int, n_agg: int, model_bytes: fl
     return n_parties * t_pair / (c_agg * n_agg) + model_bytes / b_dc
 
 
+START_MARGIN = 0.2
+"""With fewer aggregators than the job allows, JIT starts this fraction of their
+fusion time earlier, so a round whose updates run late still finishes in time."""
+
+
+def fluid_completion(arrivals: np.ndarray, start: float, work: float, k: int) -> float:
+    """When ``k`` aggregators started at ``start`` have fused every update (fluid model).
+
+    ``arrivals`` are the predicted arrival offsets, sorted; each update takes
+    ``work`` seconds of one aggregator.  The ``k`` aggregators drain one queue at
+    ``k / work`` updates per second, so the last fusion ends at
+    ``max_i(max(start, a_i) + (n - i) * work / k)`` (0-based ``i``): the Lindley
+    recursion of a single server in closed form.
+    """
+    a = np.asarray(arrivals, dtype=np.float64)
+    if a.size == 0:
+        return start
+    if k < 1 or work < 0:
+        raise BadRequest("fluid_completion needs k >= 1 and work >= 0")
+    left = a.size - np.arange(a.size)
+    return float(np.max(np.maximum(start, a) + left * (work / k)))
+
+
+def choose_aggregators(arrivals: np.ndarray, t_rnd: float, *, t_pair: float, c_agg: int,
+                       n_agg: int, model_bytes: float, b_dc: float,
+                       overhead: float = 0.0) -> tuple[int, float]:
+    """Fewest aggregators, and their ``t_agg``, that finish a round no later than ``n_agg`` would.
+
+    The paper's ``t_agg`` splits the round over the job's ``n_agg`` aggregators as
+    if every update were in at the start; when updates trickle in before
+    ``t_rnd`` (heterogeneous or intermittent parties), fewer aggregators started
+    earlier fuse them as they come and finish at the same time, and each
+    aggregator not started saves its cold start, state load and checkpoint. In
+    a burst (every update at once) only ``n_agg`` keeps the paper's latency.
+    For each ``k`` the start is ``t_rnd - t_agg(k)`` (``START_MARGIN`` earlier when
+    ``k < n_agg``), and the smallest ``k`` is kept whose fluid completion
+    (:func:`fluid_completion`) is no later than that of ``n_agg`` started at
+    ``t_rnd - t_agg(n_agg)``, or than the last update fused alone. ``overhead``
+    (the learned residual over the paper's formula) is added to every ``t_agg``.
+    """
+    a = np.sort(np.asarray(arrivals, dtype=np.float64))
+    n = int(a.size)
+    work = t_pair / c_agg
+
+    def agg(k: int) -> float:
+        return max(t_agg(n, t_pair, c_agg, k, model_bytes, b_dc) + overhead, 0.0)
+
+    # No plan ends before the last update is in and fused by one aggregator.
+    target = max(fluid_completion(a, t_rnd - agg(n_agg), work, n_agg), float(a[-1]) + work)
+    for k in range(1, n_agg):
+        t_k = agg(k) + START_MARGIN * n * work / k
+        if fluid_completion(a, t_rnd - t_k, work, k) <= target:
+            return k, t_k
+    return n_agg, agg(n_agg)
+
+
 def calibrate_t_pair(model_bytes: int, repeats: int = 3, *, seed: int = 0,
                      max_bytes: int = CALIBRATION_MAX_BYTES) -> float:
     """Measure ``t_pair`` on one core by fusing two random updates of ``model_bytes`` (paper 5.4).
@@ -140,6 +196,8 @@ class JobEstimate:
     t_upd_early: np.ndarray
     t_upd_late: np.ndarray
     slack: float = 0.0
+    n_agg: int | None = None
+    """Aggregators JIT plans for this round (:func:`choose_aggregators`); None: the job's."""
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -164,7 +222,7 @@ class JobEstimate:
         """JSON-ready summary (and per-party rows when ``parties``)."""
         out: dict[str, Any] = {"job_id": self.job_id, "t_rnd": self.t_rnd, "t_agg": self.t_agg,
                                "t_agg_paper": self.t_agg_paper, "t_rnd_early": self.t_rnd_early,
-                               "slack": self.slack,
+                               "slack": self.slack, "n_agg_planned": self.n_agg,
                                "deadline": self.deadline, "n_parties": len(self.party_ids),
                                **self.meta}
         if parties:
@@ -288,6 +346,18 @@ class DeadlineEstimator:
         j = self.job
         return t_agg(len(self.parties), self.t_pair, j.c_agg, j.n_agg, j.model_bytes, j.b_dc)
 
+    def _expected_arrivals(self, upd: np.ndarray, learner: ArrivalLearner) -> np.ndarray:
+        """Expected arrival offsets: active parties at ``t_upd``, intermittent ones spread
+        over ``t_wait`` by the learned curve (at ``t_wait`` before any is learned)."""
+        inter = np.array([m == "intermittent" for m in self._modes])
+        out = np.asarray(upd, dtype=np.float64).copy()
+        n_int = int(inter.sum())
+        if n_int and self.job.t_wait is not None:
+            frac = learner.intermittent_arrivals(n_int)
+            if frac is not None:
+                out[inter] = float(self.job.t_wait) * frac
+        return out
+
     def estimate(self, learner: ArrivalLearner | None = None) -> JobEstimate:
         """The estimate for the next round, corrected by ``learner`` when given."""
         base = self._base
@@ -314,11 +384,18 @@ class DeadlineEstimator:
         if self.job.t_wait is not None:
             t_rnd = min(t_rnd, float(self.job.t_wait))
             t_rnd_early = min(t_rnd_early, float(self.job.t_wait))
+        n_agg = None
+        if learner is not None and self.job.n_agg > 1:
+            j = self.job
+            n_agg, agg = choose_aggregators(
+                self._expected_arrivals(upd, learner), t_rnd_early, t_pair=self.t_pair,
+                c_agg=j.c_agg, n_agg=j.n_agg, model_bytes=j.model_bytes, b_dc=j.b_dc,
+                overhead=learner.agg_residual)
         return JobEstimate(
             job_id=self.job.job_id, party_ids=ids, modes=modes, sources=base["sources"],
             t_train=base["t_train"], t_comm=base["t_comm"], t_upd_base=base["t_upd"],
             t_upd=upd, t_rnd=max(t_rnd, 0.0), t_agg=agg, t_agg_paper=agg_paper,
             t_rnd_early=max(t_rnd_early, 0.0), t_upd_early=early,
-            t_upd_late=late, slack=slack,
+            t_upd_late=late, slack=slack, n_agg=n_agg,
             meta={"t_pair": self.t_pair, "n_agg": self.job.n_agg, "c_agg": self.job.c_agg},
         )

@@ -13,7 +13,10 @@ weighted moving averages (EWMA, weight ``alpha`` on the newest round):
   arrival, so the round rarely closes before aggregation has started; the
   per-party early and late bounds ``t_upd * (1 -/+ z * dev)`` tell JIT when
   to keep a container warm.  Intermittent parties arrive at random inside
-  ``t_wait`` (a hard bound), so they are not corrected;
+  ``t_wait`` (a hard bound), so they are not corrected one by one; their
+  pooled arrival curve (quantiles of offset / ``t_wait``) is learned instead,
+  which lets JIT plan how many aggregators a round needs
+  (:func:`fedfaas.jit.estimator.choose_aggregators`);
 - per job, the bias of ``t_rnd`` left after the per-party correction (the
   maximum of noisy arrivals is later than the maximum of their means), for
   the reported ``t_rnd``;
@@ -37,6 +40,9 @@ import numpy as np
 
 from fedfaas.errors import BadRequest
 from fedfaas.jit.estimator import JobEstimate
+
+CURVE_LEVELS = np.linspace(0.0, 1.0, 21)
+"""Quantile levels of the learned intermittent arrival curve."""
 
 
 def _nan_to_none(a: np.ndarray) -> list[float | None]:
@@ -153,6 +159,9 @@ class ArrivalLearner:
         self.agg_dev = 0.0
         self._rnd_seen = False
         self._agg_seen = False
+        self.intermittent_curve: np.ndarray | None = None
+        """Quantiles (levels :data:`CURVE_LEVELS`) of intermittent parties' arrival offsets
+        as fractions of ``t_wait``, an EWMA over rounds; None before any observation."""
         self.reports: list[RoundReport] = []
         self._saved: list[dict[str, Any]] = []
         self._last_ids: tuple[str, ...] = ()
@@ -207,6 +216,18 @@ class ArrivalLearner:
         """Seconds by which the JIT timer is armed early for aggregation-time uncertainty."""
         return self.z * self.agg_dev
 
+    def intermittent_arrivals(self, n: int) -> np.ndarray | None:
+        """Expected offsets of ``n`` intermittent arrivals as fractions of ``t_wait``, sorted.
+
+        The learned arrival curve read at evenly spaced levels (the ``i``-th of ``n``
+        arrivals at level ``(i + 0.5) / n``); None until a round has been observed,
+        when intermittent parties can only be assumed to come at ``t_wait``.
+        """
+        if self.intermittent_curve is None or n < 1:
+            return None
+        levels = (np.arange(n) + 0.5) / n
+        return np.interp(levels, CURVE_LEVELS, self.intermittent_curve)
+
     def _ewma(self, old: float, new: float, seen: bool) -> float:
         return new if not seen else (1 - self.alpha) * old + self.alpha * new
 
@@ -251,6 +272,14 @@ class ArrivalLearner:
                                     np.where(n_obs == 1, surprise, self._dev[j]))
             self._ratio[j] = np.where(n_obs >= 1, (1 - a) * old + a * r, r)
             self._n_obs[j] = n_obs + 1
+        inter = np.isfinite(obs) & ~active & (estimate.t_upd_base > 0)
+        if inter.sum() >= 2:
+            # Quantiles of two monotone curves average to a monotone curve.
+            curve = np.quantile(np.clip(obs[inter] / estimate.t_upd_base[inter], 0.0, 1.0),
+                                CURVE_LEVELS)
+            self.intermittent_curve = (curve if self.intermittent_curve is None else
+                                       (1 - self.alpha) * self.intermittent_curve
+                                       + self.alpha * curve)
         t_rnd_obs = float(np.nanmax(obs)) if np.isfinite(obs).any() else None
         if t_rnd_obs is not None:
             # Bias left after this round's per-party correction, so nothing is counted twice.
@@ -283,6 +312,8 @@ class ArrivalLearner:
                 "n_obs": self._n_obs.tolist(), "rnd_bias": self.rnd_bias,
                 "rnd_seen": self._rnd_seen, "agg_residual": self.agg_residual,
                 "agg_dev": self.agg_dev, "agg_seen": self._agg_seen,
+                "intermittent_curve": (None if self.intermittent_curve is None
+                                       else self.intermittent_curve.tolist()),
                 "reports": self.report_history()}
 
     @classmethod
@@ -304,6 +335,11 @@ class ArrivalLearner:
             out.rnd_bias, out._rnd_seen = float(data["rnd_bias"]), bool(data["rnd_seen"])
             out.agg_residual, out.agg_dev = float(data["agg_residual"]), float(data["agg_dev"])
             out._agg_seen = bool(data["agg_seen"])
+            curve = data.get("intermittent_curve")
+            if curve is not None:
+                out.intermittent_curve = np.asarray(curve, dtype=np.float64)
+                if out.intermittent_curve.shape != CURVE_LEVELS.shape:
+                    raise ValueError("intermittent_curve has the wrong length")
             out._saved = [dict(r) for r in data.get("reports", [])]
         except (KeyError, TypeError, ValueError) as exc:
             raise BadRequest(f"invalid learner state: {exc}") from None

@@ -129,7 +129,8 @@ class Scheduler:
             job_id=job.job_id, round=round_no, strategy=job.strategy, round_start=t0,
             priority=priority, n_expected=n_expected, quorum=min(job.quorum or n_expected, n_expected),
             due=None if job.t_wait is None else t0 + job.t_wait, timer_at=timer,
-            n_agg=job.n_agg, batch_size=job.batch_size, min_chunk=min_chunk,
+            n_agg=estimate.n_agg if estimate is not None and estimate.n_agg else job.n_agg,
+            batch_size=job.batch_size, min_chunk=min_chunk,
         )
         if not self.state.create_task(task):
             raise Conflict(f"round {round_no} of job {job.job_id} is already open")

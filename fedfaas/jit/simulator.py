@@ -352,7 +352,10 @@ class Simulator:
                 est = rnd.estimate
                 forecast = None if est is None else ArrivalForecast.of(
                     rnd.start + rnd.offsets, rnd.start + est.t_upd_early, rnd.start + est.t_upd_late)
-                run = run_pool(ready, count * u, cap=self.n_agg, cold_s=cost.cold_start_s + io,
+                # JIT's plan may use fewer aggregators than the job allows.
+                cap = (rnd.estimate.n_agg if rnd.estimate is not None and rnd.estimate.n_agg
+                       else self.n_agg)
+                run = run_pool(ready, count * u, cap=cap, cold_s=cost.cold_start_s + io,
                                idle_limit_s=cost.relaunch_s(m), release_s=io, forecast=forecast,
                                merge_s=io + u)
                 chunks = count > 1

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from fedfaas.errors import BadRequest
-from fedfaas.jit.estimator import DeadlineEstimator, calibrate_t_pair, t_agg, t_comm
+from fedfaas.jit.estimator import (
+    DeadlineEstimator,
+    calibrate_t_pair,
+    choose_aggregators,
+    fluid_completion,
+    t_agg,
+    t_comm,
+)
 from fedfaas.jit.spec import JobSpec, PartyProfile
 
 MB = 10**6
@@ -117,3 +125,25 @@ def test_calibrate_t_pair_scales_large_models_linearly() -> None:
     assert small > 0 and big > 0
     with pytest.raises(BadRequest):
         calibrate_t_pair(2)
+
+
+def test_fluid_completion_by_hand() -> None:
+    # Two aggregators from t=10 fuse an update per 0.5 s: the two early ones are
+    # done by 11, the third (at 20) by 20.5, and the last two, in by 21.2, take
+    # 1 s from 21: the round ends at 22.0. One aggregator from 30: 30 + 5 x 1 s.
+    a = np.array([0.0, 5.0, 20.0, 21.0, 21.2])
+    assert fluid_completion(a, 10.0, 1.0, 2) == pytest.approx(22.0)
+    assert fluid_completion(a, 30.0, 1.0, 1) == pytest.approx(35.0)
+
+
+def test_choose_aggregators_keeps_all_for_a_burst_and_fewer_for_spread_arrivals() -> None:
+    kw = {"t_pair": 0.2, "c_agg": 2, "n_agg": 10, "model_bytes": 1e6, "b_dc": 1e9}
+    burst = np.full(1000, 100.0)
+    spread = np.linspace(0.0, 100.0, 1000)
+    # A burst: fewer aggregators would finish later than the paper's ten.
+    k, agg = choose_aggregators(burst, 100.0, **kw)
+    assert k == 10 and agg == pytest.approx(1000 * 0.2 / (2 * 10) + 1e-3)
+    # Arrivals spread over 100 s, 0.1 s of work each: one aggregator keeps up
+    # with 10 updates/s from the start, so it suffices.
+    k, agg = choose_aggregators(spread, 100.0, **kw)
+    assert k == 1 and agg == pytest.approx(1000 * 0.1 * 1.2 + 1e-3)

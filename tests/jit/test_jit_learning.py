@@ -95,3 +95,27 @@ def test_observe_round_validates_shape() -> None:
     learner = ArrivalLearner()
     with pytest.raises(BadRequest):
         learner.observe_round(0, _estimator().estimate(), np.array([1.0]))
+
+
+def test_intermittent_arrival_curve_is_learned_and_persisted() -> None:
+    # Prepare: four intermittent parties that always send at 10%, 20%, 30%, 40% of t_wait
+    job = JobSpec(job_id="j", model_bytes=100 * MB, t_wait=100.0, n_agg=4)
+    parties = [PartyProfile(party_id=f"p{i}", mode="intermittent", b_down=10 * MB,
+                            b_up=10 * MB) for i in range(4)]
+    est, learner = DeadlineEstimator(job, parties, t_pair=1.0), ArrivalLearner(alpha=1.0)
+    assert learner.intermittent_arrivals(4) is None
+    before = est.estimate(learner)
+
+    # Execute
+    learner.observe_round(0, before, np.array([10.0, 20.0, 30.0, 40.0]))
+    after = est.estimate(learner)
+    restored = ArrivalLearner.from_dict(json.loads(json.dumps(learner.to_dict())))
+
+    # Assert
+    frac = learner.intermittent_arrivals(4)
+    assert frac is not None and np.all(np.diff(frac) >= 0)
+    assert frac[0] >= 0.1 and frac[-1] <= 0.4
+    # Before: every party assumed at t_wait, a burst (all four aggregators).
+    # After: the updates come well before t_wait, and fewer aggregators suffice.
+    assert before.n_agg == 4 and after.n_agg is not None and after.n_agg < 4
+    assert restored.intermittent_arrivals(4) == pytest.approx(frac)
