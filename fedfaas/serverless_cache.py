@@ -7,6 +7,15 @@ budget.  Non-training workloads run here, on the data where it lies; data the
 request needs but the function does not hold is read from S3 (the persistent
 store) and counted as a miss.  A reclaimed instance comes back empty and is
 refilled by the Cache Engine.
+
+Besides the decoded updates (zero-copy float32 views of the received
+bodies), a function keeps their *compute-ready* statistics in
+:class:`~fedfaas.workloads.prepared.Prepared`: per update, computed when it
+is loaded (placement or prefetch, off the request path), whether it is finite
+and its CountSketch for clustering; per round, on first use, the Gram matrix
+of the deltas to the base model, the coordinate-wise median products and the
+round's FedAvg.  They count in the memory budget and are dropped with the
+data they were computed from.  Workload results are never kept.
 """
 
 from __future__ import annotations
@@ -25,8 +34,14 @@ from fedfaas.errors import BadRequest, NotFound
 from fedfaas.spec import check_id
 from fedfaas.store import ObjectStore
 from fedfaas.workloads import TENSORS_KEY, ClientUpdate, WorkloadInputs, get_workload
+from fedfaas.workloads.prepared import Prepared
+from fedfaas.workloads.updates import count_sketch, is_float, nonfinite_clients
 
 DEFAULT_BUDGET = 1024**3
+#: Share of the budget the compute-ready statistics may take.
+PREPARED_SHARE = 0.25
+#: Sketch computed for every update at load time: the clustering workloads' defaults.
+LOAD_SKETCH = {"dim": 4096, "seed": 0}
 
 
 @dataclass
@@ -60,12 +75,18 @@ class ServerlessCache:
         This function's name (distinct per shard and replica).
     budget_bytes
         Memory budget; least recently used entries are dropped beyond it.
+    prepare_on_load
+        Compute per-update statistics when data is loaded (placement and
+        prefetch); an aggregator with a fresh memory per request has no use for it.
     """
 
-    def __init__(self, store: ObjectStore, function_id: str, budget_bytes: int = DEFAULT_BUDGET) -> None:
+    def __init__(self, store: ObjectStore, function_id: str, budget_bytes: int = DEFAULT_BUDGET,
+                 prepare_on_load: bool = True) -> None:
         self.store = store
         self.function_id = function_id
         self.budget_bytes = budget_bytes
+        self.prepare_on_load = prepare_on_load
+        self.prepared = Prepared(int(budget_bytes * PREPARED_SHARE))
         self._held: OrderedDict[str, Entry] = OrderedDict()
         self._lock = threading.Lock()
         self.started_at = time.time()
@@ -79,17 +100,35 @@ class ServerlessCache:
     # --- memory ----------------------------------------------------------------------
     @property
     def used_bytes(self) -> int:
-        """Bytes currently held."""
-        return sum(e.nbytes for e in self._held.values())
+        """Bytes currently held: the bodies and the statistics derived from them."""
+        return sum(e.nbytes for e in self._held.values()) + self.prepared.used_bytes
 
     def _put(self, key: str, body: bytes) -> Entry:
         entry = Entry(body, codec.decode(body), time.time())
+        dropped = [key]  # statistics of a replaced body are stale
         with self._lock:
             self._held[key] = entry
             self._held.move_to_end(key)
             while self.used_bytes > self.budget_bytes and len(self._held) > 1:
-                self._held.popitem(last=False)
+                old, _ = self._held.popitem(last=False)
+                dropped.append(old)
+                self.prepared.invalidate([old])
+        self.prepared.invalidate(dropped)
         return entry
+
+    def _prepare(self, key: str, entry: Entry) -> None:
+        """Per-update statistics every P2 request starts with, computed off the request path."""
+        names = [k for k, v in entry.update.tensors.items() if is_float(v.dtype)]
+        if not names:
+            return
+        update = ClientUpdate(client=key, tensors=entry.update.tensors)
+        self.prepared.register(entry.update.tensors, key)
+        try:
+            if not nonfinite_clients([update], names, self.prepared):
+                count_sketch([update], names, None, LOAD_SKETCH["dim"], LOAD_SKETCH["seed"],
+                             self.prepared)
+        finally:
+            self.prepared.unregister([entry.update.tensors])
 
     def get(self, key: str, s3_key: str) -> tuple[Entry, bool]:
         """The entry for ``key`` and whether it was a hit; loads it from S3 on a miss."""
@@ -106,10 +145,13 @@ class ServerlessCache:
         for item in items:
             key, s3_key = str(item.get("key", "")), _check_s3_key(item.get("s3"))
             try:
-                self._put(key, self.store.get(s3_key))
+                entry = self._put(key, self.store.get(s3_key))
                 loaded.append(key)
             except NotFound:
                 missing.append(key)
+                continue
+            if self.prepare_on_load:
+                self._prepare(key, entry)
         return {"function": self.function_id, "loaded": loaded, "missing": missing,
                 "used_bytes": self.used_bytes}
 
@@ -117,12 +159,14 @@ class ServerlessCache:
         """Drop entries (the Cache Engine decided they are cold)."""
         with self._lock:
             dropped = [k for k in keys_ if self._held.pop(k, None) is not None]
+        self.prepared.invalidate(dropped)
         return {"function": self.function_id, "evicted": dropped, "used_bytes": self.used_bytes}
 
     def ping(self) -> dict[str, Any]:
         """Keep-alive answer: who I am, what I hold, since when."""
         return {"function": self.function_id, "held": len(self._held), "used_bytes": self.used_bytes,
-                "budget_bytes": self.budget_bytes, "up_s": round(time.time() - self.started_at, 3)}
+                "prepared_bytes": self.prepared.used_bytes, "budget_bytes": self.budget_bytes,
+                "up_s": round(time.time() - self.started_at, 3)}
 
     def held(self) -> list[str]:
         """Keys held, least recently used first."""
@@ -136,9 +180,11 @@ class ServerlessCache:
         data = request.get("data") or {}
         hits = misses = 0
         updates = []
+        held: dict[str, Any] = {}  # data key -> the decoded tensors this request uses
         for item in data.get("updates", []):
             entry, hit = self.get(str(item["key"]), item["s3"])
             hits, misses = hits + hit, misses + (not hit)
+            held[str(item["key"])] = entry.update.tensors
             updates.append(ClientUpdate(client=check_id(item["client"], "client"),
                                         tensors=entry.update.tensors, meta=entry.update.meta,
                                         round=int(item["round"])))
@@ -146,6 +192,7 @@ class ServerlessCache:
         for item in data.get("global_models", []):
             entry, hit = self.get(str(item["key"]), item["s3"])
             hits, misses = hits + hit, misses + (not hit)
+            held[str(item["key"])] = entry.update.tensors
             models[int(item["round"])] = entry.update.tensors
         arrays: dict[str, np.ndarray] = {}
         if data.get("validation"):
@@ -157,9 +204,16 @@ class ServerlessCache:
         inputs = WorkloadInputs(
             job=request.get("job") or {}, round=request.get("round"), client=request.get("client"),
             updates=updates, global_models=models, metadata=data.get("metadata") or [], arrays=arrays,
+            prepared=self.prepared,
         )
+        # The statistics are keyed by data key; the workload cores see the tensors.
+        for key, tensors in held.items():
+            self.prepared.register(tensors, key)
         started = time.perf_counter()
-        result = spec.run(inputs, params)
+        try:
+            result = spec.run(inputs, params)
+        finally:
+            self.prepared.unregister(held.values())
         compute_s = time.perf_counter() - started
         if TENSORS_KEY in result:
             tensors = result.pop(TENSORS_KEY)

@@ -96,10 +96,13 @@ class RequestTracker:
     def create(self, tenant: str, job: str, query: Query) -> str:
         """Record a new request; returns its id."""
         request_id = uuid.uuid4().hex[:20]
-        self.redis.hset(request_key(request_id), mapping={
+        # One round trip for the record and its expiry.
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(request_key(request_id), mapping={
             "tenant": tenant, "job": job, "workload": query.workload, "status": "queued",
             "created_at": repr(time.time()), "functions": "[]"})
-        self.redis.expire(request_key(request_id), REQUEST_TTL_S)
+        pipe.expire(request_key(request_id), REQUEST_TTL_S)
+        pipe.execute()
         return request_id
 
     def _progress(self, request_id: str, **fields: Any) -> None:

@@ -31,6 +31,7 @@ import numpy as np
 from fedfaas.codec import ModelUpdate
 from fedfaas.errors import BadRequest, NotFound
 from fedfaas.workloads.params import Param, describe_params, validate_params
+from fedfaas.workloads.prepared import Prepared
 
 Policy = Literal["P1", "P2", "P3", "P4"]
 Need = Literal[
@@ -103,6 +104,9 @@ class WorkloadInputs:
     arrays
         Arrays from the request or the job: ``x_val``/``y_val`` (validation
         set), ``x`` (inference batch).
+    prepared
+        Compute-ready statistics the cache function keeps for the data it
+        holds (see :mod:`fedfaas.workloads.prepared`); None computes them.
     """
 
     job: Mapping[str, Any] = field(default_factory=dict)
@@ -113,6 +117,7 @@ class WorkloadInputs:
     global_models: Mapping[int, Mapping[str, np.ndarray]] = field(default_factory=dict)
     metadata: Sequence[Mapping[str, Any]] = ()
     arrays: Mapping[str, np.ndarray] = field(default_factory=dict)
+    prepared: Prepared | None = None
 
     def base(self) -> Mapping[str, np.ndarray] | None:
         """``base_model``, else the global model of the previous round if cached."""

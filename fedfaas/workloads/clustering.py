@@ -20,6 +20,7 @@ import numpy as np
 from fedfaas.errors import BadRequest
 from fedfaas.workloads.base import ClientUpdate, WorkloadInputs, WorkloadSpec
 from fedfaas.workloads.params import SEED, Param
+from fedfaas.workloads.prepared import Prepared
 from fedfaas.workloads.updates import check_round_updates, reject_nonfinite, update_matrix
 
 NAME = "clustering"
@@ -112,14 +113,16 @@ def normalize_rows(X: np.ndarray) -> np.ndarray:
 def cluster_updates(updates: Sequence[ClientUpdate], *,
                     base: Mapping[str, np.ndarray] | None = None, k: int | None = None,
                     k_min: int = 2, k_max: int = 8, normalize: bool = True,
-                    projection_dim: int = 4096, seed: int = 0) -> dict[str, Any]:
+                    projection_dim: int = 4096, seed: int = 0,
+                    prepared: Prepared | None = None) -> dict[str, Any]:
     """Cluster a round's clients; returns assignments and each cluster's representative.
 
     The representative is the member closest to the cluster's centroid.
+    ``prepared`` keeps each held update's sketch in a cache function.
     """
     names = check_round_updates(NAME, updates, min_clients=1, base=base)
-    reject_nonfinite(NAME, updates, names)
-    X, projected = update_matrix(updates, names, base, projection_dim, seed)
+    reject_nonfinite(NAME, updates, names, prepared)
+    X, projected = update_matrix(updates, names, base, projection_dim, seed, prepared)
     if normalize:
         X = normalize_rows(X)
     fit = choose_clusters(X, k=k, k_min=k_min, k_max=k_max, seed=seed)
@@ -154,7 +157,8 @@ def _execute(inputs: WorkloadInputs, p: dict[str, Any]) -> dict[str, Any]:
     base = inputs.base() if p["use_base"] else None
     result = cluster_updates(inputs.updates, base=base, k=p["k"], k_min=p["k_min"],
                              k_max=p["k_max"], normalize=p["normalize"],
-                             projection_dim=p["projection_dim"], seed=p["seed"])
+                             projection_dim=p["projection_dim"], seed=p["seed"],
+                             prepared=inputs.prepared)
     result["round"] = inputs.round
     return result
 

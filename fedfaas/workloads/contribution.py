@@ -44,6 +44,7 @@ from fedfaas.workloads.modelio import (
     load_weights,
 )
 from fedfaas.workloads.params import SEED, Param
+from fedfaas.workloads.prepared import Prepared
 from fedfaas.workloads.updates import (
     check_round_updates,
     example_weights,
@@ -175,10 +176,10 @@ def contributions(updates: Sequence[ClientUpdate], model: nn.Module, x_val: np.n
                   method: str = "gtg", metric: str = "accuracy", weighting: str = "num_examples",
                   max_permutations: int = 200, tolerance: float = 0.05, truncation: float = 0.001,
                   between_round: float = 0.0, budget: float = 0.0, with_loo: bool = True,
-                  seed: int = 0) -> dict[str, Any]:
+                  seed: int = 0, prepared: Prepared | None = None) -> dict[str, Any]:
     """Shapley values (and leave-one-out, payouts) of a round's clients on a validation set."""
     names = check_round_updates(NAME, updates, min_clients=1, base=base)
-    reject_nonfinite(NAME, updates, names)
+    reject_nonfinite(NAME, updates, names, prepared)
     n = len(updates)
     if method == "exact" and n > EXACT_MAX_CLIENTS:
         raise BadRequest(f"{NAME}: exact Shapley enumerates 2^n subsets and is limited to "
@@ -228,7 +229,7 @@ def _execute(inputs: WorkloadInputs, p: dict[str, Any]) -> dict[str, Any]:
         inputs.arrays["y_val"], base=inputs.base(), method=p["method"], metric=p["metric"],
         weighting=p["weighting"], max_permutations=p["max_permutations"],
         tolerance=p["tolerance"], truncation=p["truncation"], between_round=p["between_round"],
-        budget=p["budget"], with_loo=p["leave_one_out"], seed=p["seed"])
+        budget=p["budget"], with_loo=p["leave_one_out"], seed=p["seed"], prepared=inputs.prepared)
     result["round"] = inputs.round
     return result
 

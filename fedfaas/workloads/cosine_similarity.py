@@ -16,6 +16,7 @@ import numpy as np
 
 from fedfaas.workloads.base import ClientUpdate, WorkloadInputs, WorkloadSpec
 from fedfaas.workloads.params import Param
+from fedfaas.workloads.prepared import Prepared
 from fedfaas.workloads.updates import (
     check_round_updates,
     cosine_from_gram,
@@ -35,12 +36,16 @@ PARAMS = (
 
 
 def similarity(updates: Sequence[ClientUpdate], *, base: Mapping[str, np.ndarray] | None = None,
-               precision: str = "float64", weighting: str = "num_examples") -> dict[str, Any]:
-    """Cosine matrix of a round's updates and each update's similarity to the aggregate."""
+               precision: str = "float64", weighting: str = "num_examples",
+               prepared: Prepared | None = None) -> dict[str, Any]:
+    """Cosine matrix of a round's updates and each update's similarity to the aggregate.
+
+    ``prepared`` keeps the round's Gram matrix in a cache function between requests.
+    """
     names = check_round_updates(NAME, updates, min_clients=1, base=base)
-    reject_nonfinite(NAME, updates, names)
+    reject_nonfinite(NAME, updates, names, prepared)
     dtype = np.float32 if precision == "float32" else np.float64
-    gram = gram_matrix(updates, names, base, dtype)
+    gram = gram_matrix(updates, names, base, dtype, prepared)
     cos = cosine_from_gram(gram)
     w, used = example_weights(updates, weighting)
     dots = gram @ w
@@ -68,7 +73,7 @@ def similarity(updates: Sequence[ClientUpdate], *, base: Mapping[str, np.ndarray
 def _execute(inputs: WorkloadInputs, p: dict[str, Any]) -> dict[str, Any]:
     base = inputs.base() if p["use_base"] else None
     result = similarity(inputs.updates, base=base, precision=p["precision"],
-                        weighting=p["weighting"])
+                        weighting=p["weighting"], prepared=inputs.prepared)
     result["round"] = inputs.round
     return result
 

@@ -33,6 +33,7 @@ from fedfaas.errors import BadRequest, NotFound
 from fedfaas.workloads.base import ClientUpdate, WorkloadInputs, WorkloadSpec
 from fedfaas.workloads.modelio import input_shape, job_model, load_weights
 from fedfaas.workloads.params import SEED, Param
+from fedfaas.workloads.prepared import Prepared
 from fedfaas.workloads.updates import check_round_updates, is_float, reject_nonfinite
 
 NAME = "debugging"
@@ -69,6 +70,26 @@ def neuron_activations(model: nn.Module, x: torch.Tensor) -> np.ndarray:
     return torch.cat([torch.relu(o).flatten(1) for o in outputs], dim=1).numpy()
 
 
+def neuron_profiles(model: nn.Module, x: torch.Tensor, threshold: float) -> np.ndarray:
+    """``(inputs, neurons)`` booleans: ``neuron_activations(model, x) > threshold``.
+
+    For ``threshold >= 0``, ``relu(o) > threshold`` is ``o > threshold``, so each
+    layer's output is compared as it is produced and no float copy is kept.
+    """
+    layers = [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+    outputs: list[torch.Tensor] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: outputs.append((out > threshold).flatten(1)))
+             for m in layers]
+    try:
+        with torch.inference_mode():
+            model.eval()
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return torch.cat(outputs, dim=1).numpy()
+
+
 def localise(profiles: np.ndarray, num_faulty: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Votes per client from boolean profiles ``(clients, inputs, neurons)``.
 
@@ -84,29 +105,41 @@ def localise(profiles: np.ndarray, num_faulty: int = 1) -> tuple[np.ndarray, np.
         remaining = list(range(n))
         for _ in range(num_faulty):
             block = profiles[remaining, j, :]
-            count = block.sum(axis=0)
-            # neurons active in every remaining client except (possibly) client i
-            common = ((count[None, :] - block) == len(remaining) - 1).sum(axis=1)
+            r = len(remaining)
+            count = block.sum(axis=0, dtype=np.int32)
+            # Neurons active in every remaining client except (possibly) client i:
+            # those active in all r, plus those missing in exactly one client, i.
+            missing_one = count == r - 1
+            common = (np.count_nonzero(count == r)
+                      + np.count_nonzero(~block[:, missing_one], axis=1))
             tied = set(np.flatnonzero(common == common.max()).tolist())
             for t in tied:
                 votes[remaining[t]] += 1.0 / len(tied)
             remaining = [c for k, c in enumerate(remaining) if k not in tied]
             if len(remaining) < 2:
                 break
-    total = profiles.sum(axis=0)
-    others = total[None, :, :] - profiles
-    majority = others * 2 > (n - 1)
-    deviation = (majority != profiles).mean(axis=(1, 2))
+    # Majority of the others: (total - p_i) * 2 > n - 1, i.e. ``on_majority``
+    # where client i is active and ``off_majority`` where it is not.
+    total = profiles.sum(axis=0, dtype=np.int32)
+    on_minority = (total - 1) * 2 <= n - 1
+    off_majority = total * 2 > n - 1
+    n_off_majority = np.count_nonzero(off_majority)
+    size = m * profiles.shape[2]
+    deviation = np.array([
+        (np.count_nonzero(profiles[i] & on_minority)
+         + n_off_majority - np.count_nonzero(profiles[i] & off_majority)) / size
+        if size else np.nan
+        for i in range(n)])
     return votes, deviation
 
 
 def localise_round(updates: Sequence[ClientUpdate], model: nn.Module, *, num_inputs: int = 16,
                    activation_threshold: float = 0.003, num_faulty: int = 1,
-                   input_low: float = 0.0, input_high: float = 1.0, seed: int = 0
-                   ) -> dict[str, Any]:
+                   input_low: float = 0.0, input_high: float = 1.0, seed: int = 0,
+                   prepared: Prepared | None = None) -> dict[str, Any]:
     """FedDebug localisation over a round's client models (see the module docstring)."""
     names = check_round_updates(NAME, updates, min_clients=3)
-    reject_nonfinite(NAME, updates, names)
+    reject_nonfinite(NAME, updates, names, prepared)
     if input_high <= input_low:
         raise BadRequest(f"{NAME}: input_high must exceed input_low")
     rng = np.random.default_rng(seed)
@@ -121,7 +154,7 @@ def localise_round(updates: Sequence[ClientUpdate], model: nn.Module, *, num_inp
         profiles = []
         for u in updates:
             load_weights(model, u.tensors, NAME, f"client {u.client!r}")
-            profiles.append(neuron_activations(model, batch) > activation_threshold)
+            profiles.append(neuron_profiles(model, batch, activation_threshold))
         v, dev = localise(np.stack(profiles), num_faulty)
         votes += v
         deviation += dev * len(batch) / num_inputs
@@ -192,7 +225,8 @@ def _execute(inputs: WorkloadInputs, p: dict[str, Any]) -> dict[str, Any]:
         result = localise_round(
             inputs.updates, job_model(inputs.job, NAME), num_inputs=p["num_inputs"],
             activation_threshold=p["activation_threshold"], num_faulty=p["num_faulty"],
-            input_low=p["input_low"], input_high=p["input_high"], seed=p["seed"])
+            input_low=p["input_low"], input_high=p["input_high"], seed=p["seed"],
+            prepared=inputs.prepared)
         result["round"] = inputs.round
         return result
     rb = p["round_b"] if p["round_b"] is not None else inputs.round

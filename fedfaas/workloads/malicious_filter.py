@@ -28,10 +28,12 @@ import numpy as np
 from fedfaas.errors import BadRequest
 from fedfaas.workloads.base import ClientUpdate, WorkloadInputs, WorkloadSpec
 from fedfaas.workloads.params import Param
+from fedfaas.workloads.prepared import Prepared, memo
 from fedfaas.workloads.updates import (
     check_round_updates,
     coordinate_median,
     iter_blocks,
+    names_signature,
     nonfinite_clients,
     robust_z,
     sq_distances,
@@ -67,7 +69,8 @@ def krum_scores(sq_dist: np.ndarray, byzantine: int) -> np.ndarray:
 
 def filter_round(updates: Sequence[ClientUpdate], *, base: Mapping[str, np.ndarray] | None = None,
                  threshold: float = 3.5, byzantine: int | None = None,
-                 checks: Sequence[str] = CHECKS) -> dict[str, Any]:
+                 checks: Sequence[str] = CHECKS, prepared: Prepared | None = None
+                 ) -> dict[str, Any]:
     """Score every client of a round and return the flagged set with reasons.
 
     Parameters
@@ -82,12 +85,15 @@ def filter_round(updates: Sequence[ClientUpdate], *, base: Mapping[str, np.ndarr
         Krum's ``f``; default ``(n - 3) // 2`` over the finite updates.
     checks
         Which of ``cosine``, ``norm``, ``krum`` may flag.
+    prepared
+        Where a cache function keeps the round's statistics (Gram matrix and
+        coordinate-wise median products) between requests; None computes them.
     """
     unknown = sorted(set(checks) - set(CHECKS))
     if unknown or not checks:
         raise BadRequest(f"{NAME}: 'checks' must list some of {', '.join(CHECKS)}; got {unknown}")
     names = check_round_updates(NAME, updates, min_clients=3, base=base)
-    bad = set(nonfinite_clients(updates, names))
+    bad = set(nonfinite_clients(updates, names, prepared))
     good = [i for i in range(len(updates)) if i not in bad]
     scores: dict[str, dict[str, Any]] = {
         updates[i].client: {"flagged": True, "reasons": ["non_finite"]} for i in sorted(bad)
@@ -108,7 +114,7 @@ def filter_round(updates: Sequence[ClientUpdate], *, base: Mapping[str, np.ndarr
         return result
     sub = [updates[i] for i in good]
     f = (len(sub) - 3) // 2 if byzantine is None else byzantine
-    cos_dist, norms, krum = _signals(sub, names, base, f)
+    cos_dist, norms, krum = _signals(sub, names, base, f, prepared)
     z = {"cosine": robust_z(cos_dist, MIN_SCALE_COSINE),
          "norm": robust_z(np.log(np.maximum(norms, _TINY)), MIN_SCALE_LOG),
          "krum": robust_z(np.log(np.maximum(krum, _TINY)), MIN_SCALE_LOG)}
@@ -137,10 +143,13 @@ def filter_round(updates: Sequence[ClientUpdate], *, base: Mapping[str, np.ndarr
     return result
 
 
-def _signals(updates: Sequence[ClientUpdate], names: Sequence[str],
-             base: Mapping[str, np.ndarray] | None, byzantine: int
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cosine distance to the coordinate-wise median, norms and Krum scores in one pass."""
+def round_statistics(updates: Sequence[ClientUpdate], names: Sequence[str],
+                     base: Mapping[str, np.ndarray] | None
+                     ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Gram matrix, inner products with the coordinate-wise median and its squared norm.
+
+    One streaming pass over the round; what a cache function keeps per round.
+    """
     n = len(updates)
     gram = np.zeros((n, n))
     dot_median = np.zeros(n)
@@ -150,6 +159,17 @@ def _signals(updates: Sequence[ClientUpdate], names: Sequence[str],
         med = coordinate_median(block)
         dot_median += block @ med
         median_sq += float(med @ med)
+    return gram, dot_median, median_sq
+
+
+def _signals(updates: Sequence[ClientUpdate], names: Sequence[str],
+             base: Mapping[str, np.ndarray] | None, byzantine: int,
+             prepared: Prepared | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cosine distance to the coordinate-wise median, norms and Krum scores."""
+    n = len(updates)
+    gram, dot_median, median_sq = memo(
+        prepared, ("median-gram", names_signature(names)), [*(u.tensors for u in updates), base],
+        lambda: round_statistics(updates, names, base))
     norms = np.sqrt(np.maximum(np.diag(gram), 0.0))
     denom = norms * np.sqrt(median_sq)
     cos = np.divide(dot_median, denom, out=np.zeros(n), where=denom > 0)
@@ -159,7 +179,7 @@ def _signals(updates: Sequence[ClientUpdate], names: Sequence[str],
 def _execute(inputs: WorkloadInputs, p: dict[str, Any]) -> dict[str, Any]:
     base = inputs.base() if p["use_base"] else None
     result = filter_round(inputs.updates, base=base, threshold=p["threshold"],
-                          byzantine=p["byzantine"], checks=p["checks"])
+                          byzantine=p["byzantine"], checks=p["checks"], prepared=inputs.prepared)
     result["round"] = inputs.round
     return result
 

@@ -20,6 +20,7 @@ from fedfaas.errors import BadRequest, NotFound
 from fedfaas.workloads.base import TENSORS_KEY, ClientUpdate, WorkloadInputs, WorkloadSpec
 from fedfaas.workloads.clustering import choose_clusters, normalize_rows
 from fedfaas.workloads.params import SEED, Param
+from fedfaas.workloads.prepared import Prepared, memo
 from fedfaas.workloads.updates import (
     check_round_updates,
     example_weights,
@@ -61,16 +62,20 @@ def personalise(updates: Sequence[ClientUpdate], *, client: str | None = None,
                 cluster: int | None = None, base: Mapping[str, np.ndarray] | None = None,
                 k: int | None = None, k_min: int = 2, k_max: int = 8, normalize: bool = True,
                 projection_dim: int = 4096, weighting: str = "num_examples",
-                return_model: bool = True, seed: int = 0) -> dict[str, Any]:
-    """Cluster a round's clients and FedAvg the cluster of ``client`` (or cluster ``cluster``)."""
+                return_model: bool = True, seed: int = 0, prepared: Prepared | None = None
+                ) -> dict[str, Any]:
+    """Cluster a round's clients and FedAvg the cluster of ``client`` (or cluster ``cluster``).
+
+    ``prepared`` keeps the updates' sketches and the round's FedAvg in a cache function.
+    """
     if (client is None) == (cluster is None):
         raise BadRequest(f"{NAME}: name exactly one of a client or a cluster")
     names = check_round_updates(NAME, updates, min_clients=1, base=base)
-    reject_nonfinite(NAME, updates, names)
+    reject_nonfinite(NAME, updates, names, prepared)
     clients = [u.client for u in updates]
     if client is not None and client not in clients:
         raise NotFound(f"{NAME}: client {client!r} has no update in this round")
-    X, projected = update_matrix(updates, names, base, projection_dim, seed)
+    X, projected = update_matrix(updates, names, base, projection_dim, seed, prepared)
     fit = choose_clusters(normalize_rows(X) if normalize else X, k=k, k_min=k_min, k_max=k_max,
                           seed=seed)
     chosen = int(fit.labels[clients.index(client)]) if client is not None else int(cluster or 0)
@@ -80,7 +85,9 @@ def personalise(updates: Sequence[ClientUpdate], *, client: str | None = None,
     weights, used = example_weights([updates[i] for i in members], weighting)
     model = fedavg([updates[i] for i in members], weights)
     all_weights, _ = example_weights(updates, weighting)
-    global_model = fedavg(updates, all_weights)
+    # The whole round's FedAvg is a per-round statistic: kept while the round is held.
+    global_model = memo(prepared, ("fedavg", tuple(np.round(all_weights, 15).tolist())),
+                        [u.tensors for u in updates], lambda: fedavg(updates, all_weights))
     clusters = [{"id": c, "members": [clients[i] for i in np.flatnonzero(fit.labels == c)]}
                 for c in range(fit.k)]
     examples = [updates[i].num_examples for i in members]
@@ -112,7 +119,8 @@ def _execute(inputs: WorkloadInputs, p: dict[str, Any]) -> dict[str, Any]:
         inputs.updates, client=client, cluster=p["cluster"],
         base=inputs.base() if p["use_base"] else None, k=p["k"], k_min=p["k_min"],
         k_max=p["k_max"], normalize=p["normalize"], projection_dim=p["projection_dim"],
-        weighting=p["weighting"], return_model=p["return_model"], seed=p["seed"])
+        weighting=p["weighting"], return_model=p["return_model"], seed=p["seed"],
+        prepared=inputs.prepared)
     result["round"] = inputs.round
     return result
 

@@ -28,7 +28,8 @@ from fedfaas.workloads.base import (
     round_records,
 )
 from fedfaas.workloads.params import Param
-from fedfaas.workloads.updates import is_float
+from fedfaas.workloads.prepared import Prepared
+from fedfaas.workloads.updates import gram_matrix, is_float
 
 NAME = "provenance"
 PARAMS = (
@@ -38,10 +39,6 @@ PARAMS = (
     Param("client", "str", None, "client to trace (default: the request's client)"),
     Param("last_k", "int", 10, "hyperparameters: rounds to report", minimum=1, maximum=100_000),
 )
-
-
-def _vector(tensors: Mapping[str, np.ndarray], names: Sequence[str]) -> np.ndarray:
-    return np.concatenate([np.asarray(tensors[k], np.float64).reshape(-1) for k in names])
 
 
 def _float_names(what: str, ref: Mapping[str, np.ndarray],
@@ -55,8 +52,14 @@ def _float_names(what: str, ref: Mapping[str, np.ndarray],
 
 def trace_client(client: str, updates: Sequence[ClientUpdate],
                  global_models: Mapping[int, Mapping[str, np.ndarray]],
-                 records: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
-    """Lineage of one client's updates across rounds (see the module docstring)."""
+                 records: Sequence[Mapping[str, Any]] = (),
+                 prepared: Prepared | None = None) -> dict[str, Any]:
+    """Lineage of one client's updates across rounds (see the module docstring).
+
+    Every norm, distance and cosine comes from one Gram matrix of the client's
+    updates and the global models (float64, one BLAS pass over the data),
+    which a cache function keeps in ``prepared`` while it holds the data.
+    """
     if not updates:
         raise NotFound(f"{NAME}: no updates of client {client!r} are available")
     for u in updates:
@@ -74,37 +77,42 @@ def trace_client(client: str, updates: Sequence[ClientUpdate],
         raise BadRequest(f"{NAME}: the updates of {client!r} hold no floating-point tensors")
     for u in ordered[1:]:
         _float_names(f"the update of round {u.round}", ref, u.tensors)
-    globals_v: dict[int, np.ndarray] = {}
-    for g, model in sorted(global_models.items()):
-        _float_names(f"the global model of round {g}", ref, model)
-        globals_v[int(g)] = _vector(model, names)
+    global_rounds = sorted(int(g) for g in global_models)
+    for g in global_rounds:
+        _float_names(f"the global model of round {g}", ref, global_models[g])
+    vectors = [*ordered, *(ClientUpdate(f"global-{g}", global_models[g]) for g in global_rounds)]
+    gram = gram_matrix(vectors, names, prepared=prepared)
+    sq = np.diag(gram)
+    k = len(ordered)
+    at = {g: k + j for j, g in enumerate(global_rounds)}  # row of each global model
+
+    def dist(i: int, j: int) -> float:
+        return float(np.sqrt(max(sq[i] + sq[j] - 2.0 * gram[i, j], 0.0)))
+
     by_round = {int(r["round"]): r for r in records}
     rows = []
-    prev: np.ndarray | None = None
-    for u in ordered:
+    for i, u in enumerate(ordered):
         r = int(u.round or 0)
-        w = _vector(u.tensors, names)
-        norm = float(np.linalg.norm(w))
-        start = globals_v.get(r - 1)
+        norm = float(np.sqrt(max(sq[i], 0.0)))
         rec = by_round.get(r, {})
         included = rec.get("included")
         info = rec.get("clients", {}).get(client) if isinstance(rec.get("clients"), Mapping) \
             else None
-        dist = {str(g): float(np.linalg.norm(w - gv)) for g, gv in globals_v.items()}
-        cos = {str(g): float(w @ gv / (norm * np.linalg.norm(gv)))
-               if norm > 0 and np.linalg.norm(gv) > 0 else None for g, gv in globals_v.items()}
+        distances = {str(g): dist(i, j) for g, j in at.items()}
+        cos = {str(g): float(gram[i, j] / (norm * np.sqrt(sq[j])))
+               if norm > 0 and sq[j] > 0 else None for g, j in at.items()}
         rows.append({
             "round": r,
             "norm": norm,
-            "update_norm": float(np.linalg.norm(w - start)) if start is not None else None,
-            "drift_from_previous": float(np.linalg.norm(w - prev)) if prev is not None else None,
-            "distance_to_global": dist,
+            "update_norm": dist(i, at[r - 1]) if r - 1 in at else None,
+            "drift_from_previous": dist(i, i - 1) if i > 0 else None,
+            "distance_to_global": distances,
             "cosine_to_global": cos,
-            "closest_global_round": int(min(dist, key=lambda g: dist[g])) if dist else None,
+            "closest_global_round": int(min(distances, key=lambda g: distances[g]))
+            if distances else None,
             "included": (client in included) if isinstance(included, list) else None,
             "metadata": plain_json(info if isinstance(info, Mapping) else u.meta),
         })
-        prev = w
     return {
         "workload": NAME,
         "mode": "client",
@@ -166,7 +174,7 @@ def _execute(inputs: WorkloadInputs, p: dict[str, Any]) -> dict[str, Any]:
     client = p["client"] if p["client"] is not None else inputs.client
     if client is None:
         raise BadRequest(f"{NAME}: name the client to trace ('client')")
-    return trace_client(client, inputs.updates, inputs.global_models, records)
+    return trace_client(client, inputs.updates, inputs.global_models, records, inputs.prepared)
 
 
 def _needs(p: Mapping[str, Any]) -> frozenset[str]:

@@ -143,7 +143,8 @@ def schedule(inputs: WorkloadInputs, p: Mapping[str, Any]) -> dict[str, Any]:
                 raise BadRequest(f"{NAME}: 'clusters' must map clients to int or string ids")
         else:
             fit = cluster_updates(inputs.updates, base=inputs.base(), seed=p["seed"],
-                                  k_max=max(2, min(8, len(inputs.updates) - 1)))
+                                  k_max=max(2, min(8, len(inputs.updates) - 1)),
+                                  prepared=inputs.prepared)
             clusters = dict(fit["assignments"])
     if p["candidates"] is not None:
         candidates = sorted(set(p["candidates"]))
