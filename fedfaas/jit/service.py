@@ -26,7 +26,7 @@ import redis
 
 from fedfaas.errors import BadRequest, NotFound
 from fedfaas.jit.clock import Clock, SystemClock
-from fedfaas.jit.estimator import DeadlineEstimator, JobEstimate, calibrate_t_pair
+from fedfaas.jit.estimator import DeadlineEstimator, JobEstimate, calibrate_t_pair, t_agg
 from fedfaas.jit.learning import ArrivalLearner, RoundReport
 from fedfaas.jit.redis_state import RedisState
 from fedfaas.jit.scheduler import Scheduler, SchedulerConfig
@@ -107,7 +107,11 @@ class JitService:
                   "t_upd": est.t_upd.tolist(), "t_upd_early": est.t_upd_early.tolist(),
                   "t_upd_late": est.t_upd_late.tolist(), "t_rnd": est.t_rnd,
                   "t_agg": est.t_agg, "t_agg_paper": est.t_agg_paper,
-                  "t_rnd_early": est.t_rnd_early, "slack": est.slack}
+                  "t_rnd_early": est.t_rnd_early, "slack": est.slack, "n_agg": task.n_agg,
+                  # The paper's formula for the aggregators planned: what the learner
+                  # compares the observed aggregation time with.
+                  "t_agg_formula": t_agg(len(est.party_ids), float(est.meta["t_pair"]),
+                                         job.c_agg, task.n_agg, job.model_bytes, job.b_dc)}
         self.r.set(self._k("estimate", task_key(job.job_id, round_no)), json.dumps(record),
                    ex=ROUND_TTL_S)
         return task, est
@@ -142,7 +146,8 @@ class JitService:
 
         ``t_agg_obs`` is launch-to-published seconds of the round's aggregation
         when every update was in at launch; ``t_agg_pred`` the paper's formula
-        for the same number of updates (defaults to the round's estimate).
+        for the same number of updates (defaults to the formula for the round's
+        planned aggregators).
         """
         key = task_key(job_id, round_no)
         raw = self.r.get(self._k("estimate", key))
@@ -166,8 +171,8 @@ class JitService:
         if t_agg_obs is not None:
             if t_agg_obs < 0:
                 raise BadRequest("t_agg_obs must be >= 0")
-            learner.observe_aggregation(est.t_agg_paper if t_agg_pred is None else t_agg_pred,
-                                        t_agg_obs)
+            formula = float(rec.get("t_agg_formula", est.t_agg_paper))
+            learner.observe_aggregation(formula if t_agg_pred is None else t_agg_pred, t_agg_obs)
         report = learner.observe_round(round_no, est, observed, t_agg_obs=t_agg_obs)
         self.r.set(self._k("learner", job_id), json.dumps(learner.to_dict()))
         self.r.set(self._k("report", key), json.dumps(report.to_dict()), ex=ROUND_TTL_S)

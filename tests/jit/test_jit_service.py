@@ -69,3 +69,27 @@ def test_two_rounds_learn_a_late_party_and_report(service: JitService) -> None:
 def test_t_pair_is_calibrated_once_per_model_size(service: JitService) -> None:
     first = service.t_pair(4 * MB)
     assert first > 0 and service.t_pair(4 * MB) == first
+
+
+def test_jit_plans_fewer_aggregators_for_spread_arrivals_and_records_the_plan(
+        service: JitService) -> None:
+    # Prepare: 40 parties with epochs spread over 20-100 s, 10 MB model, up to 4 aggregators,
+    # 0.5 s to fuse a pair: the round's work trickles in and one aggregator keeps up.
+    job = JobSpec(job_id="job-p", model_bytes=10 * MB, strategy="jit", n_agg=4)
+    parties = [PartyProfile(party_id=f"p{i}", t_epoch=20.0 + 2.0 * i, b_down=10 * MB,
+                            b_up=10 * MB) for i in range(40)]
+    offsets = {p.party_id: float(p.t_epoch) + 2.0 for p in parties}  # t_comm 2 s
+
+    # Execute: one round observed, then the next round's plan
+    service.start_round(job, parties, 0, now=0.0, t_pair=0.5)
+    for pid, off in sorted(offsets.items(), key=lambda kv: kv[1]):
+        service.record_arrival(job.job_id, 0, pid, f"{pid}-r0", now=off)
+    for d in service.tick(now=200.0):
+        service.complete(d.decision_id)
+    service.finish_round(job.job_id, 0, t_agg_obs=12.0)
+    task, est = service.start_round(job, parties, 1, now=300.0, t_pair=0.5)
+
+    # Assert
+    assert est.n_agg is not None and est.n_agg < 4
+    assert task.n_agg == est.n_agg
+    assert est.to_dict(parties=False)["n_agg_planned"] == est.n_agg
