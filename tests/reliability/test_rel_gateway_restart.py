@@ -42,14 +42,16 @@ def _wait_step_in_flight(fs: FaultStack, timeout_s: float = 30.0) -> bool:
     while time.monotonic() < deadline:
         if any(i["inflight"] > 0 for i in fs.faas.instances().get("aggregate", [])):
             return True
-        time.sleep(0.01)
+        time.sleep(0.005)
     return False
 
 
 def test_gateway_killed_mid_round_loses_no_acknowledged_update(fs: FaultStack) -> None:
     # Prepare
     rng = np.random.default_rng(5)
-    data = [{"w": rng.standard_normal((512, 1024), dtype=np.float32)} for _ in range(PARTIES)]
+    # 8 MB updates: the one step the first batch starts must last long enough to be
+    # seen in flight (and killed) on a loaded machine.
+    data = [{"w": rng.standard_normal((2048, 1024), dtype=np.float32)} for _ in range(PARTIES)]
     jid, tokens = make_job(fs.session, fs.base, fs.admin, PARTIES,
                            {"name": "batched-serverless", "batch_size": 2})
     bodies = {f"p{p}": codec.encode(data[p], {"num_examples": 1 + p, "party": f"p{p}"})
