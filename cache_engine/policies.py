@@ -37,15 +37,9 @@ class Plan:
     prefetch: tuple[DataKey, ...] = ()
 
 
-def _positive(value: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise BadRequest(f"{what} must be a positive integer; got {value!r}", code="bad_policy")
-    return value
-
-
-def _non_negative(value: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise BadRequest(f"{what} must be an integer >= 0; got {value!r}", code="bad_policy")
+def _positive(value: int, what: str, least: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise BadRequest(f"{what} must be an integer >= {least}; got {value!r}", code="bad_policy")
     return value
 
 
@@ -211,7 +205,7 @@ class P3ClientAcrossRounds(CachingPolicy):
 
     def __init__(self, max_tracked: int = 16, keep_latest_rounds: int = 1) -> None:
         self.max_tracked = _positive(max_tracked, "max_tracked")
-        self.keep_latest_rounds = _non_negative(keep_latest_rounds, "keep_latest_rounds")
+        self.keep_latest_rounds = _positive(keep_latest_rounds, "keep_latest_rounds", least=0)
 
     def on_ingest(self, key: DataKey, view: CatalogView, state: PolicyState) -> bool:
         return key in self.wanted((key,), view, state)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the torch convention
 from torch import nn
 
-from fedfaas.codec import from_state_dict, to_state_dict
+from fedfaas.codec import DTYPES, from_state_dict
 from fedfaas.errors import BadRequest
 
 DIGITS_CLASSES = 10
@@ -199,7 +200,16 @@ def load_state(model: nn.Module, tensors: Mapping[str, np.ndarray]) -> nn.Module
         if tuple(tensors[name].shape) != tuple(ref.shape):
             raise BadRequest(f"tensor {name!r} has shape {tuple(tensors[name].shape)}, "
                              f"the model expects {tuple(ref.shape)}")
-    model.load_state_dict(to_state_dict(tensors))
+    # Each array is copied straight into the model's tensor (a large model would
+    # otherwise be copied twice). The arrays are often read-only views of a
+    # decoded body; torch only reads them here, so its warning does not apply.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        for name, ref in expected.items():
+            arr = np.asarray(tensors[name])
+            src = (torch.from_numpy(arr.view(np.int16)).view(torch.bfloat16)
+                   if arr.dtype == DTYPES["bfloat16"] else torch.from_numpy(arr))
+            ref.copy_(src)
     return model
 
 

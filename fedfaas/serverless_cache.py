@@ -105,15 +105,14 @@ class ServerlessCache:
 
     def _put(self, key: str, body: bytes) -> Entry:
         entry = Entry(body, codec.decode(body), time.time())
-        dropped = [key]  # statistics of a replaced body are stale
+        self.prepared.invalidate([key])  # statistics of a replaced body are stale
         with self._lock:
             self._held[key] = entry
             self._held.move_to_end(key)
             while self.used_bytes > self.budget_bytes and len(self._held) > 1:
                 old, _ = self._held.popitem(last=False)
-                dropped.append(old)
+                # At once: the statistics count in the budget this loop checks.
                 self.prepared.invalidate([old])
-        self.prepared.invalidate(dropped)
         return entry
 
     def _prepare(self, key: str, entry: Entry) -> None:

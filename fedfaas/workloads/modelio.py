@@ -8,7 +8,6 @@ BadRequest that says what does not fit.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,15 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedfaas.codec import DTYPES
 from fedfaas.errors import BadRequest
-from fedfaas.models import build_model
+from fedfaas.models import build_model, load_state
 from fedfaas.workloads.base import model_spec
-
-# Weights are handed to torch as read-only views of the decoded (cached) buffers
-# and only ever read (copied into the model), so torch's warning does not apply.
-warnings.filterwarnings("ignore", message="The given NumPy array is not writable",
-                        category=UserWarning)
 
 #: Largest batch a workload evaluates in one request.
 MAX_ROWS = 100_000
@@ -49,28 +42,11 @@ def job_model(job: Mapping[str, Any], workload: str) -> nn.Module:
 
 def load_weights(model: nn.Module, tensors: Mapping[str, np.ndarray], workload: str,
                  what: str) -> nn.Module:
-    """Load ``tensors`` into ``model``; a mismatch names ``what`` (e.g. "client 'a'").
-
-    Checks every name and shape, then copies each array straight into the
-    model's tensor (casting the dtype), with no intermediate copy.
-    """
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in tensors]
-    unexpected = [k for k in tensors if k not in expected]
-    if missing or unexpected:
-        raise BadRequest(f"{workload}: weights of {what}: model weights do not fit "
-                         f"{type(model).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    for name, ref in expected.items():
-        if tuple(tensors[name].shape) != tuple(ref.shape):
-            raise BadRequest(f"{workload}: weights of {what}: tensor {name!r} has shape "
-                             f"{tuple(tensors[name].shape)}, the model expects {tuple(ref.shape)}")
-    with torch.no_grad():
-        for name, ref in expected.items():
-            arr = np.asarray(tensors[name])
-            src = (torch.from_numpy(arr.view(np.int16)).view(torch.bfloat16)
-                   if arr.dtype == DTYPES["bfloat16"] else torch.from_numpy(arr))
-            ref.copy_(src)
-    return model
+    """Load ``tensors`` into ``model``; a mismatch names ``what`` (e.g. "client 'a'")."""
+    try:
+        return load_state(model, tensors)
+    except BadRequest as exc:
+        raise BadRequest(f"{workload}: weights of {what}: {exc.message}") from None
 
 
 def input_shape(model: nn.Module) -> tuple[int, ...]:
