@@ -11,7 +11,7 @@ every violation becomes a 400 naming the field.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -60,6 +60,11 @@ class StrategySpec(_Strict):
     name: Literal["jit", "eager-always-on", "eager-serverless", "batched-serverless", "lazy"] = "jit"
     batch_size: int = Field(default=10, ge=1, le=100_000)
     n_agg: int = Field(default=1, ge=1, le=64)
+    latency_target: Literal["eager", "fastest"] | Annotated[float, Field(gt=0, le=86_400)] = Field(
+        default="eager",
+        description="JIT only: publish a round's model no later than eager aggregation would "
+                    "('eager'), as early as the paper's plan allows ('fastest'), or within "
+                    "this many seconds of the last update")
 
 
 class JobSpec(_Strict):

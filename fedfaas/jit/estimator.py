@@ -83,22 +83,40 @@ def fluid_completion(arrivals: np.ndarray, start: float, work: float, k: int) ->
     return float(np.max(np.maximum(start, a) + left * (work / k)))
 
 
+def eager_completion(arrivals: np.ndarray, *, t_pair: float, c_agg: int, n_agg: int,
+                     model_bytes: float, b_dc: float) -> float:
+    """When eager serverless aggregation would have fused every update (fluid model).
+
+    Eager runs one stateless step per update on arrival (load the aggregator's
+    state, fuse, checkpoint: ``2 M / B_dc + t_pair / C_agg``) on up to ``n_agg``
+    instances; in a burst the steps queue.  This is the latency JIT promises
+    not to exceed under the ``"eager"`` latency target.
+    """
+    a = np.sort(np.asarray(arrivals, dtype=np.float64))
+    if a.size == 0:
+        return 0.0
+    step = 2 * model_bytes / b_dc + t_pair / c_agg
+    return fluid_completion(a, float(a[0]), step, n_agg)
+
+
 def choose_aggregators(arrivals: np.ndarray, t_rnd: float, *, t_pair: float, c_agg: int,
                        n_agg: int, model_bytes: float, b_dc: float,
-                       overhead: float = 0.0) -> tuple[int, float]:
-    """Fewest aggregators, and their ``t_agg``, that finish a round no later than ``n_agg`` would.
+                       overhead: float = 0.0, done_by: float | None = None) -> tuple[int, float]:
+    """Fewest aggregators, and their ``t_agg``, that finish a round in time.
 
     The paper's ``t_agg`` splits the round over the job's ``n_agg`` aggregators as
     if every update were in at the start; when updates trickle in before
     ``t_rnd`` (heterogeneous or intermittent parties), fewer aggregators started
     earlier fuse them as they come and finish at the same time, and each
-    aggregator not started saves its cold start, state load and checkpoint. In
-    a burst (every update at once) only ``n_agg`` keeps the paper's latency.
+    aggregator not started saves its cold start, state load and checkpoint.
     For each ``k`` the start is ``t_rnd - t_agg(k)`` (``START_MARGIN`` earlier when
     ``k < n_agg``), and the smallest ``k`` is kept whose fluid completion
-    (:func:`fluid_completion`) is no later than that of ``n_agg`` started at
-    ``t_rnd - t_agg(n_agg)``, or than the last update fused alone. ``overhead``
-    (the learned residual over the paper's formula) is added to every ``t_agg``.
+    (:func:`fluid_completion`) is no later than the deadline: that of ``n_agg``
+    started at ``t_rnd - t_agg(n_agg)`` (or the last update fused alone), or
+    ``done_by`` when that is later (the job's latency target: in a burst, where
+    the paper's plan needs every aggregator, fewer finish later but within it).
+    ``overhead`` (the learned residual over the paper's formula) is added to
+    every ``t_agg``.
     """
     a = np.sort(np.asarray(arrivals, dtype=np.float64))
     n = int(a.size)
@@ -109,6 +127,8 @@ def choose_aggregators(arrivals: np.ndarray, t_rnd: float, *, t_pair: float, c_a
 
     # No plan ends before the last update is in and fused by one aggregator.
     target = max(fluid_completion(a, t_rnd - agg(n_agg), work, n_agg), float(a[-1]) + work)
+    if done_by is not None:
+        target = max(target, done_by)
     for k in range(1, n_agg):
         t_k = agg(k) + START_MARGIN * n * work / k
         if fluid_completion(a, t_rnd - t_k, work, k) <= target:
@@ -198,6 +218,8 @@ class JobEstimate:
     slack: float = 0.0
     n_agg: int | None = None
     """Aggregators JIT plans for this round (:func:`choose_aggregators`); None: the job's."""
+    done_by: float | None = None
+    """Latest end of fusion the job's latency target allows (:meth:`DeadlineEstimator.done_by`)."""
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -222,7 +244,7 @@ class JobEstimate:
         """JSON-ready summary (and per-party rows when ``parties``)."""
         out: dict[str, Any] = {"job_id": self.job_id, "t_rnd": self.t_rnd, "t_agg": self.t_agg,
                                "t_agg_paper": self.t_agg_paper, "t_rnd_early": self.t_rnd_early,
-                               "slack": self.slack, "n_agg_planned": self.n_agg,
+                               "slack": self.slack, "n_agg_planned": self.n_agg, "done_by": self.done_by,
                                "deadline": self.deadline, "n_parties": len(self.party_ids),
                                **self.meta}
         if parties:
@@ -346,6 +368,16 @@ class DeadlineEstimator:
         j = self.job
         return t_agg(len(self.parties), self.t_pair, j.c_agg, j.n_agg, j.model_bytes, j.b_dc)
 
+    def done_by(self, arrivals: np.ndarray) -> float | None:
+        """Latest end of fusion the job's latency target allows, as an offset (None: fastest)."""
+        j = self.job
+        if j.latency_target == "fastest" or np.size(arrivals) == 0:
+            return None
+        if j.latency_target == "eager":
+            return eager_completion(arrivals, t_pair=self.t_pair, c_agg=j.c_agg, n_agg=j.n_agg,
+                                    model_bytes=j.model_bytes, b_dc=j.b_dc)
+        return float(np.max(arrivals)) + float(j.latency_target)
+
     def _expected_arrivals(self, upd: np.ndarray, learner: ArrivalLearner) -> np.ndarray:
         """Expected arrival offsets: active parties at ``t_upd``, intermittent ones spread
         over ``t_wait`` by the learned curve (at ``t_wait`` before any is learned)."""
@@ -384,18 +416,20 @@ class DeadlineEstimator:
         if self.job.t_wait is not None:
             t_rnd = min(t_rnd, float(self.job.t_wait))
             t_rnd_early = min(t_rnd_early, float(self.job.t_wait))
-        n_agg = None
+        n_agg = done_by = None
         if learner is not None and self.job.n_agg > 1:
             j = self.job
+            expected = self._expected_arrivals(upd, learner)
+            done_by = self.done_by(expected)
             n_agg, agg = choose_aggregators(
-                self._expected_arrivals(upd, learner), t_rnd_early, t_pair=self.t_pair,
-                c_agg=j.c_agg, n_agg=j.n_agg, model_bytes=j.model_bytes, b_dc=j.b_dc,
-                overhead=learner.agg_residual)
+                expected, t_rnd_early, t_pair=self.t_pair, c_agg=j.c_agg, n_agg=j.n_agg,
+                model_bytes=j.model_bytes, b_dc=j.b_dc, overhead=learner.agg_residual,
+                done_by=done_by)
         return JobEstimate(
             job_id=self.job.job_id, party_ids=ids, modes=modes, sources=base["sources"],
             t_train=base["t_train"], t_comm=base["t_comm"], t_upd_base=base["t_upd"],
             t_upd=upd, t_rnd=max(t_rnd, 0.0), t_agg=agg, t_agg_paper=agg_paper,
             t_rnd_early=max(t_rnd_early, 0.0), t_upd_early=early,
-            t_upd_late=late, slack=slack, n_agg=n_agg,
+            t_upd_late=late, slack=slack, n_agg=n_agg, done_by=done_by,
             meta={"t_pair": self.t_pair, "n_agg": self.job.n_agg, "c_agg": self.job.c_agg},
         )

@@ -108,6 +108,7 @@ class JitService:
                   "t_upd_late": est.t_upd_late.tolist(), "t_rnd": est.t_rnd,
                   "t_agg": est.t_agg, "t_agg_paper": est.t_agg_paper,
                   "t_rnd_early": est.t_rnd_early, "slack": est.slack, "n_agg": task.n_agg,
+                  "done_by": est.done_by,
                   # The paper's formula for the aggregators planned: what the learner
                   # compares the observed aggregation time with.
                   "t_agg_formula": t_agg(len(est.party_ids), float(est.meta["t_pair"]),

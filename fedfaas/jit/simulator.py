@@ -126,6 +126,8 @@ class SimConfig:
     cost: CostModel = field(default_factory=CostModel)
     workload: ExplicitWorkload | None = None
     platform: str = "modelled"
+    latency_target: float | str = "eager"
+    """JIT's latency target (:class:`~fedfaas.jit.spec.JobSpec`)."""
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -226,7 +228,8 @@ class Simulator:
             job_id="sim", model_bytes=self.m, t_wait=self.pop.t_wait, rounds=config.rounds,
             strategy=config.strategy,
             batch_size=(wl.batch_size if wl is not None else None) or batch_size_for(n),
-            n_agg=self.n_agg, c_agg=cost.c_agg, b_dc=cost.b_dc)
+            n_agg=self.n_agg, c_agg=cost.c_agg, b_dc=cost.b_dc,
+            latency_target=config.latency_target)
         self.pool = (KeepAlivePool(self.n_agg, cost.cold_start_s, cost.keep_alive_s)
                      if config.platform == "keep-alive" else None)
         self.clock = VirtualClock()

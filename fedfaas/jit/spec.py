@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from fedfaas import spec as api
 
 STRATEGIES = ("jit", "eager-always-on", "eager-serverless", "batched-serverless", "lazy")
+LATENCY_TARGETS = ("eager", "fastest")
+"""Named aggregation latency targets of a JIT job; a number means seconds (see :class:`JobSpec`)."""
 DEFAULT_B_DC = 1.25e9
 """Intra-datacenter bandwidth, bytes/s (10 Gbit/s)."""
 
@@ -67,6 +69,12 @@ class JobSpec:
     n_agg, c_agg, b_dc
         Aggregator instances, usable cores per instance, intra-datacenter
         bandwidth in bytes/s (paper 5.4).
+    latency_target
+        How late JIT may publish a round's model (JIT only): ``"eager"``, no
+        later than eager serverless aggregation would (the paper's promise of
+        no added latency; fewer aggregators in a burst); ``"fastest"``, the
+        paper's plan with all ``n_agg`` aggregators; a number, at most that
+        many seconds after the last update (never earlier than the paper's plan).
     """
 
     job_id: str
@@ -81,6 +89,7 @@ class JobSpec:
     n_agg: int = 1
     c_agg: int = 1
     b_dc: float = DEFAULT_B_DC
+    latency_target: float | str = "eager"
 
     def __post_init__(self) -> None:
         if not isinstance(self.job_id, str) or not self.job_id:
@@ -98,6 +107,12 @@ class JobSpec:
         _count(self.n_agg, "n_agg")
         _count(self.c_agg, "c_agg")
         _positive(self.b_dc, "b_dc", allow_none=False)
+        if isinstance(self.latency_target, str):
+            if self.latency_target not in LATENCY_TARGETS:
+                raise BadRequest(f"latency_target must be one of {', '.join(LATENCY_TARGETS)} or "
+                                 f"seconds > 0, got {self.latency_target!r}")
+        else:
+            _positive(self.latency_target, "latency_target")
 
     @classmethod
     def from_api(cls, spec: api.JobSpec, *, job_id: str | None = None,
@@ -112,6 +127,7 @@ class JobSpec:
             t_wait=spec.t_wait_s, quorum=spec.quorum, rounds=spec.rounds,
             strategy=spec.strategy.name, batch_size=spec.strategy.batch_size,
             n_agg=spec.strategy.n_agg, c_agg=c_agg, b_dc=b_dc,
+            latency_target=spec.strategy.latency_target,
         )
 
 

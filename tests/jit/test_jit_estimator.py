@@ -10,6 +10,7 @@ from fedfaas.jit.estimator import (
     DeadlineEstimator,
     calibrate_t_pair,
     choose_aggregators,
+    eager_completion,
     fluid_completion,
     t_agg,
     t_comm,
@@ -147,3 +148,47 @@ def test_choose_aggregators_keeps_all_for_a_burst_and_fewer_for_spread_arrivals(
     # with 10 updates/s from the start, so it suffices.
     k, agg = choose_aggregators(spread, 100.0, **kw)
     assert k == 1 and agg == pytest.approx(1000 * 0.1 * 1.2 + 1e-3)
+
+
+def test_eager_completion_queues_a_burst_by_hand() -> None:
+    # Each eager step loads and checkpoints 1 MB at 1 GB/s (2 ms) and fuses in
+    # 0.2 / 2 s: 0.102 s. Four updates at t=10 on two instances: 10 + 4 x 0.102 / 2.
+    a = np.full(4, 10.0)
+    done = eager_completion(a, t_pair=0.2, c_agg=2, n_agg=2, model_bytes=1e6, b_dc=1e9)
+    assert done == pytest.approx(10.204)
+
+
+def test_done_by_lets_fewer_aggregators_take_a_burst() -> None:
+    kw = {"t_pair": 0.2, "c_agg": 2, "n_agg": 10, "model_bytes": 1e6, "b_dc": 1e9}
+    burst = np.full(1000, 100.0)
+    # k aggregators started before the burst finish at 100 + 1000 x 0.1 / k:
+    # allowed until 160, two suffice (150); until 100.5, the paper's ten stay.
+    k, agg = choose_aggregators(burst, 100.0, done_by=160.0, **kw)
+    assert k == 2 and agg == pytest.approx(1000 * 0.1 / 2 * 1.2 + 1e-3)
+    assert choose_aggregators(burst, 100.0, done_by=100.5, **kw)[0] == 10
+
+
+@pytest.mark.parametrize("target, expected", [("fastest", None), (30.0, 130.0), ("eager", 100.75)])
+def test_latency_target_sets_done_by(target: object, expected: float | None) -> None:
+    # Three updates in at 100 s. Eager: three steps of 2 x 100 MB / (1 GB/s) +
+    # 0.1 / 2 s on one instance, 0.75 s; 30 s: 30 s after the last update.
+    job = JobSpec(job_id="j", model_bytes=100 * MB, n_agg=1, c_agg=2, b_dc=1e9,
+                  latency_target=target)  # type: ignore[arg-type]
+    est = DeadlineEstimator(job, [_party(p, t_epoch=80.0) for p in "abc"], t_pair=0.1)
+    assert est.done_by(np.full(3, 100.0)) == (None if expected is None else pytest.approx(expected))
+
+
+@pytest.mark.parametrize("bad", ["soon", 0, -1.0, float("nan")])
+def test_latency_target_is_validated(bad: object) -> None:
+    with pytest.raises(BadRequest, match="latency_target"):
+        JobSpec(job_id="j", model_bytes=MB, latency_target=bad)  # type: ignore[arg-type]
+
+
+def test_latency_target_comes_from_the_job_api() -> None:
+    from fedfaas import spec as api
+
+    raw = {"job_id": "j", "model": {"name": "m", "size_bytes": MB},
+           "strategy": {"name": "jit", "n_agg": 4, "latency_target": 12.5}}
+    assert JobSpec.from_api(api.JobSpec.model_validate(raw)).latency_target == 12.5
+    raw["strategy"] = {"name": "jit"}
+    assert JobSpec.from_api(api.JobSpec.model_validate(raw)).latency_target == "eager"
