@@ -60,6 +60,10 @@ def t_agg(n_parties: int, t_pair: float, c_agg: int, n_agg: int, model_bytes: fl
     return n_parties * t_pair / (c_agg * n_agg) + model_bytes / b_dc
 
 
+TIMER_BUDGET_SHARE = 0.25
+"""Share of the latency target's headroom the JIT timer may spend as expected lateness
+(:func:`latest_ready_time`); the rest absorbs the error of the learned arrival spreads,
+which in the simulator made realised lateness about twice the modelled one."""
 START_MARGIN = 0.2
 """With fewer aggregators than the job allows, JIT starts this fraction of their
 fusion time earlier, so a round whose updates run late still finishes in time."""
@@ -101,8 +105,9 @@ def eager_completion(arrivals: np.ndarray, *, t_pair: float, c_agg: int, n_agg: 
 
 def choose_aggregators(arrivals: np.ndarray, t_rnd: float, *, t_pair: float, c_agg: int,
                        n_agg: int, model_bytes: float, b_dc: float,
-                       overhead: float = 0.0, done_by: float | None = None) -> tuple[int, float]:
-    """Fewest aggregators, and their ``t_agg``, that finish a round in time.
+                       overhead: float = 0.0,
+                       done_by: float | None = None) -> tuple[int, float, float]:
+    """Fewest aggregators, their ``t_agg`` and when they finish, that finish a round in time.
 
     The paper's ``t_agg`` splits the round over the job's ``n_agg`` aggregators as
     if every update were in at the start; when updates trickle in before
@@ -131,9 +136,11 @@ def choose_aggregators(arrivals: np.ndarray, t_rnd: float, *, t_pair: float, c_a
         target = max(target, done_by)
     for k in range(1, n_agg):
         t_k = agg(k) + START_MARGIN * n * work / k
-        if fluid_completion(a, t_rnd - t_k, work, k) <= target:
-            return k, t_k
-    return n_agg, agg(n_agg)
+        end = fluid_completion(a, t_rnd - t_k, work, k)
+        if end <= target:
+            return k, t_k, end
+    end = max(fluid_completion(a, t_rnd - agg(n_agg), work, n_agg), float(a[-1]) + work)
+    return n_agg, agg(n_agg), end
 
 
 def calibrate_t_pair(model_bytes: int, repeats: int = 3, *, seed: int = 0,
@@ -195,6 +202,40 @@ def last_arrival_quantile(mean: np.ndarray, sigma: np.ndarray, q: float) -> floa
         if hi - lo < 1e-3:
             break
     return 0.5 * (lo + hi)
+
+
+def _last_arrival_cdf_grid(mean: np.ndarray, sigma: np.ndarray,
+                           points: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """``P(max_i T_i <= t)`` on a grid spanning where it rises from 0 to 1."""
+    m = np.asarray(mean, dtype=np.float64)
+    s = np.asarray(sigma, dtype=np.float64)
+    fixed = float(np.max(m[s <= 0])) if np.any(s <= 0) else -math.inf
+    lo = max(fixed, float(np.max(m - 6 * s)))
+    hi = max(lo, float(np.max(m + 6 * s)))
+    keep = (s > 0) & (m + 8 * s > lo)
+    t = np.linspace(lo, hi, points)
+    if not keep.any():
+        return t, np.ones_like(t)
+    z = (t[:, None] - m[keep][None, :]) / s[keep][None, :]
+    return t, np.exp(np.sum(log_ndtr(z), axis=1))
+
+
+def latest_ready_time(mean: np.ndarray, sigma: np.ndarray, budget: float) -> float:
+    """Latest time an aggregator may be ready whose expected lateness is at most ``budget``.
+
+    With the last update at ``T = max_i T_i`` (independent normals, as in
+    :func:`last_arrival_quantile`), an aggregator ready at ``x`` publishes
+    ``(x - T)+`` later than one that was waiting, and ``E[(x - T)+] =
+    integral of P(T <= t) dt`` up to ``x``; the largest ``x`` keeping that within
+    ``budget`` is found on a grid (past the grid ``P = 1`` and it grows linearly).
+    """
+    if budget < 0:
+        raise BadRequest(f"budget must be >= 0, got {budget}")
+    t, cdf = _last_arrival_cdf_grid(mean, sigma)
+    integral = np.concatenate([[0.0], np.cumsum(0.5 * (cdf[1:] + cdf[:-1]) * np.diff(t))])
+    if budget >= integral[-1]:
+        return float(t[-1] + (budget - integral[-1]))
+    return float(np.interp(budget, integral, t))
 
 
 @dataclass(frozen=True)
@@ -417,14 +458,25 @@ class DeadlineEstimator:
             t_rnd = min(t_rnd, float(self.job.t_wait))
             t_rnd_early = min(t_rnd_early, float(self.job.t_wait))
         n_agg = done_by = None
-        if learner is not None and self.job.n_agg > 1:
+        if learner is not None:
             j = self.job
             expected = self._expected_arrivals(upd, learner)
             done_by = self.done_by(expected)
-            n_agg, agg = choose_aggregators(
+            k, t_k, end = choose_aggregators(
                 expected, t_rnd_early, t_pair=self.t_pair, c_agg=j.c_agg, n_agg=j.n_agg,
                 model_bytes=j.model_bytes, b_dc=j.b_dc, overhead=learner.agg_residual,
                 done_by=done_by)
+            if j.n_agg > 1:
+                n_agg, agg = k, t_k
+            if done_by is not None and done_by > end:
+                # Headroom left by the plan: the timer may fire later, so that an
+                # aggregator waits less for the last update, at an expected lateness
+                # within a share of it.
+                ready = latest_ready_time(np.where(active & ~known, early, upd), sigma,
+                                          TIMER_BUDGET_SHARE * (done_by - end))
+                t_rnd_early = max(t_rnd_early, ready)
+                if j.t_wait is not None:
+                    t_rnd_early = min(t_rnd_early, float(j.t_wait))
         return JobEstimate(
             job_id=self.job.job_id, party_ids=ids, modes=modes, sources=base["sources"],
             t_train=base["t_train"], t_comm=base["t_comm"], t_upd_base=base["t_upd"],

@@ -12,6 +12,7 @@ from fedfaas.jit.estimator import (
     choose_aggregators,
     eager_completion,
     fluid_completion,
+    latest_ready_time,
     t_agg,
     t_comm,
 )
@@ -142,12 +143,14 @@ def test_choose_aggregators_keeps_all_for_a_burst_and_fewer_for_spread_arrivals(
     burst = np.full(1000, 100.0)
     spread = np.linspace(0.0, 100.0, 1000)
     # A burst: fewer aggregators would finish later than the paper's ten.
-    k, agg = choose_aggregators(burst, 100.0, **kw)
+    k, agg, end = choose_aggregators(burst, 100.0, **kw)
     assert k == 10 and agg == pytest.approx(1000 * 0.2 / (2 * 10) + 1e-3)
+    assert end == pytest.approx(100 + 1000 * 0.1 / 10)
     # Arrivals spread over 100 s, 0.1 s of work each: one aggregator keeps up
     # with 10 updates/s from the start, so it suffices.
-    k, agg = choose_aggregators(spread, 100.0, **kw)
+    k, agg, end = choose_aggregators(spread, 100.0, **kw)
     assert k == 1 and agg == pytest.approx(1000 * 0.1 * 1.2 + 1e-3)
+    assert end == pytest.approx(100.1)
 
 
 def test_eager_completion_queues_a_burst_by_hand() -> None:
@@ -163,8 +166,9 @@ def test_done_by_lets_fewer_aggregators_take_a_burst() -> None:
     burst = np.full(1000, 100.0)
     # k aggregators started before the burst finish at 100 + 1000 x 0.1 / k:
     # allowed until 160, two suffice (150); until 100.5, the paper's ten stay.
-    k, agg = choose_aggregators(burst, 100.0, done_by=160.0, **kw)
+    k, agg, end = choose_aggregators(burst, 100.0, done_by=160.0, **kw)
     assert k == 2 and agg == pytest.approx(1000 * 0.1 / 2 * 1.2 + 1e-3)
+    assert end == pytest.approx(150.0)
     assert choose_aggregators(burst, 100.0, done_by=100.5, **kw)[0] == 10
 
 
@@ -192,3 +196,44 @@ def test_latency_target_comes_from_the_job_api() -> None:
     assert JobSpec.from_api(api.JobSpec.model_validate(raw)).latency_target == 12.5
     raw["strategy"] = {"name": "jit"}
     assert JobSpec.from_api(api.JobSpec.model_validate(raw)).latency_target == "eager"
+
+
+def test_latest_ready_time_by_hand() -> None:
+    # One party due at exactly 10 s: ready at x is x - 10 late, so a budget of
+    # 0.5 s allows 10.5 s.
+    assert latest_ready_time(np.array([10.0]), np.array([0.0]), 0.5) == pytest.approx(10.5)
+    # One party N(0, 1): E[(x - T)+] = phi(x) + x Phi(x); at x = 0 that is
+    # 1 / sqrt(2 pi) = 0.3989, at x = -1 it is 0.0833.
+    mean, sigma = np.array([0.0]), np.array([1.0])
+    assert latest_ready_time(mean, sigma, 0.3989) == pytest.approx(0.0, abs=0.01)
+    assert latest_ready_time(mean, sigma, 0.0833) == pytest.approx(-1.0, abs=0.01)
+    # A second, independent party makes the last arrival later: the same budget
+    # allows a later start.
+    two = latest_ready_time(np.array([0.0, 0.0]), np.array([1.0, 1.0]), 0.0833)
+    assert two > -1.0 + 0.3
+    with pytest.raises(BadRequest):
+        latest_ready_time(mean, sigma, -1.0)
+
+
+def test_eager_target_arms_the_timer_later_when_eager_would_queue() -> None:
+    # Ten parties due together on one aggregator: eager serverless queues their
+    # ten stateless steps (2 x 1 s of state I/O each), JIT fuses them in memory.
+    # With that headroom, the timer waits longer for the last update.
+    from fedfaas.jit.learning import ArrivalLearner
+
+    parties = [_party(f"p{i}", t_epoch=60.0 + i * 0.1) for i in range(10)]
+    timers = {}
+    for target in ("fastest", "eager"):
+        job = JobSpec(job_id="j", model_bytes=100 * MB, n_agg=1, c_agg=2, b_dc=100 * MB,
+                      latency_target=target)
+        learner = ArrivalLearner()
+        est = DeadlineEstimator(job, parties, t_pair=0.1)
+        for r in range(3):
+            e = est.estimate(learner)
+            noise = 1 + 0.02 * np.sin(np.arange(10) + r)
+            learner.observe_round(r, e, e.t_upd_base * noise, detail=False)
+        timers[target] = est.estimate(learner)
+    fast, eager = timers["fastest"], timers["eager"]
+    assert fast.done_by is None and eager.done_by is not None
+    assert eager.t_rnd_early > fast.t_rnd_early
+    assert eager.deadline > fast.deadline
