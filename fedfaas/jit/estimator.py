@@ -60,10 +60,8 @@ def t_agg(n_parties: int, t_pair: float, c_agg: int, n_agg: int, model_bytes: fl
     return n_parties * t_pair / (c_agg * n_agg) + model_bytes / b_dc
 
 
-TIMER_BUDGET_SHARE = 0.25
-"""Share of the latency target's headroom the JIT timer may spend as expected lateness
-(:func:`latest_ready_time`); the rest absorbs the error of the learned arrival spreads,
-which in the simulator made realised lateness about twice the modelled one."""
+EAGER_DRAWS = 16
+"""Draws of the arrivals averaged for eager serverless' expected latency."""
 START_MARGIN = 0.2
 """With fewer aggregators than the job allows, JIT starts this fraction of their
 fusion time earlier, so a round whose updates run late still finishes in time."""
@@ -261,6 +259,9 @@ class JobEstimate:
     """Aggregators JIT plans for this round (:func:`choose_aggregators`); None: the job's."""
     done_by: float | None = None
     """Latest end of fusion the job's latency target allows (:meth:`DeadlineEstimator.done_by`)."""
+    target_latency: float | None = None
+    """The latency target in seconds from the last update to the published model (the
+    expected last arrival to ``done_by``, plus the model write)."""
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -286,6 +287,7 @@ class JobEstimate:
         out: dict[str, Any] = {"job_id": self.job_id, "t_rnd": self.t_rnd, "t_agg": self.t_agg,
                                "t_agg_paper": self.t_agg_paper, "t_rnd_early": self.t_rnd_early,
                                "slack": self.slack, "n_agg_planned": self.n_agg, "done_by": self.done_by,
+                               "target_latency": self.target_latency,
                                "deadline": self.deadline, "n_parties": len(self.party_ids),
                                **self.meta}
         if parties:
@@ -409,15 +411,31 @@ class DeadlineEstimator:
         j = self.job
         return t_agg(len(self.parties), self.t_pair, j.c_agg, j.n_agg, j.model_bytes, j.b_dc)
 
-    def done_by(self, arrivals: np.ndarray) -> float | None:
-        """Latest end of fusion the job's latency target allows, as an offset (None: fastest)."""
+    def done_by(self, arrivals: np.ndarray, spread: np.ndarray | None = None) -> float | None:
+        """Latest end of fusion the job's latency target allows, as an offset (None: fastest).
+
+        ``arrivals`` are the expected arrival offsets and ``spread`` their standard
+        deviations.  Under ``"eager"`` the allowance is eager serverless' expected
+        latency after the last update (:func:`eager_completion`), averaged over
+        ``EAGER_DRAWS`` seeded draws of the arrivals: at the means alone, parties
+        due together would look like a burst that eager must queue, which their
+        spread usually prevents.
+        """
         j = self.job
-        if j.latency_target == "fastest" or np.size(arrivals) == 0:
+        a = np.asarray(arrivals, dtype=np.float64)
+        if j.latency_target == "fastest" or a.size == 0:
             return None
-        if j.latency_target == "eager":
-            return eager_completion(arrivals, t_pair=self.t_pair, c_agg=j.c_agg, n_agg=j.n_agg,
-                                    model_bytes=j.model_bytes, b_dc=j.b_dc)
-        return float(np.max(arrivals)) + float(j.latency_target)
+        last = float(np.max(a))
+        if j.latency_target != "eager":
+            return last + float(j.latency_target)
+        kw = {"t_pair": self.t_pair, "c_agg": j.c_agg, "n_agg": j.n_agg,
+              "model_bytes": j.model_bytes, "b_dc": j.b_dc}
+        if spread is None or not np.any(spread > 0):
+            return eager_completion(a, **kw)
+        rng = np.random.default_rng(0)  # the same draws every round: a stable plan
+        draws = np.maximum(a + rng.standard_normal((EAGER_DRAWS, a.size)) * spread, 0.0)
+        waits = [eager_completion(d, **kw) - float(d.max()) for d in draws]
+        return last + float(np.mean(waits))
 
     def _expected_arrivals(self, upd: np.ndarray, learner: ArrivalLearner) -> np.ndarray:
         """Expected arrival offsets: active parties at ``t_upd``, intermittent ones spread
@@ -457,11 +475,14 @@ class DeadlineEstimator:
         if self.job.t_wait is not None:
             t_rnd = min(t_rnd, float(self.job.t_wait))
             t_rnd_early = min(t_rnd_early, float(self.job.t_wait))
-        n_agg = done_by = None
+        n_agg = done_by = target_latency = None
         if learner is not None:
             j = self.job
             expected = self._expected_arrivals(upd, learner)
-            done_by = self.done_by(expected)
+            spread = np.where(active, upd * learner.sigma_factors(ids), 0.0)
+            done_by = self.done_by(expected, spread)
+            if done_by is not None:
+                target_latency = done_by - float(np.max(expected)) + j.model_bytes / j.b_dc
             k, t_k, end = choose_aggregators(
                 expected, t_rnd_early, t_pair=self.t_pair, c_agg=j.c_agg, n_agg=j.n_agg,
                 model_bytes=j.model_bytes, b_dc=j.b_dc, overhead=learner.agg_residual,
@@ -472,8 +493,10 @@ class DeadlineEstimator:
                 # Headroom left by the plan: the timer may fire later, so that an
                 # aggregator waits less for the last update, at an expected lateness
                 # within a share of it.
-                ready = latest_ready_time(np.where(active & ~known, early, upd), sigma,
-                                          TIMER_BUDGET_SHARE * (done_by - end))
+                # Parties not yet seen twice count at their prior spread here: the
+                # budget bounds the expected lateness, which their early bound would
+                # overstate.
+                ready = latest_ready_time(upd, spread, learner.timer_share * (done_by - end))
                 t_rnd_early = max(t_rnd_early, ready)
                 if j.t_wait is not None:
                     t_rnd_early = min(t_rnd_early, float(j.t_wait))
@@ -483,5 +506,6 @@ class DeadlineEstimator:
             t_upd=upd, t_rnd=max(t_rnd, 0.0), t_agg=agg, t_agg_paper=agg_paper,
             t_rnd_early=max(t_rnd_early, 0.0), t_upd_early=early,
             t_upd_late=late, slack=slack, n_agg=n_agg, done_by=done_by,
+            target_latency=target_latency,
             meta={"t_pair": self.t_pair, "n_agg": self.job.n_agg, "c_agg": self.job.c_agg},
         )

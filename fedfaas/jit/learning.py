@@ -23,7 +23,10 @@ weighted moving averages (EWMA, weight ``alpha`` on the newest round):
 - per job, the residual of the aggregation time, from launch to published
   model, over the paper's formula (cold start, state load, checkpoint and
   finalisation, which the formula leaves out) and its mean absolute
-  deviation; ``z`` deviations become the timer's ``slack``.
+  deviation; ``z`` deviations become the timer's ``slack``;
+- per job, the observed aggregation latency over the latency target's
+  (``"eager"``: what eager serverless would take), which sets how much of the
+  target's headroom the timer may spend waiting less (``timer_share``).
 
 Every round leaves a :class:`RoundReport` (predicted vs observed per party and
 per job) that the gateway can serve as JSON.
@@ -43,6 +46,16 @@ from fedfaas.jit.estimator import JobEstimate
 
 CURVE_LEVELS = np.linspace(0.0, 1.0, 21)
 """Quantile levels of the learned intermittent arrival curve."""
+TIMER_SHARE_PRIOR = 0.15
+"""Initial share of the latency target's headroom the timer may spend: the lateness
+model's learned spreads are noisy at first (in the simulator, realised lateness ran at
+about twice the modelled one), so it starts low and :meth:`ArrivalLearner.observe_latency`
+adjusts it."""
+TIMER_SHARE_BOUNDS = (0.02, 1.0)
+LATENCY_AIM = 0.9
+"""Observed / target latency the timer's share is steered to (EWMA): 10% under the target."""
+LATENCY_GAIN = 1.0
+"""Log-step of the share per unit of latency-ratio error, per round."""
 
 
 def _nan_to_none(a: np.ndarray) -> list[float | None]:
@@ -134,7 +147,8 @@ class ArrivalLearner:
 
     def __init__(self, alpha: float = 0.3, ratio_bounds: tuple[float, float] = (0.2, 5.0),
                  prior_dev: float = 0.1, z: float = 3.0, round_quantile: float = 0.05,
-                 keep_reports: int = 100, agg_overhead: float = 0.0) -> None:
+                 keep_reports: int = 100, agg_overhead: float = 0.0,
+                 timer_share: float = TIMER_SHARE_PRIOR) -> None:
         if not 0 < alpha <= 1:
             raise BadRequest(f"alpha must be in (0, 1], got {alpha}")
         lo, hi = ratio_bounds
@@ -144,7 +158,15 @@ class ArrivalLearner:
             raise BadRequest("prior_dev, z, keep_reports and agg_overhead must be >= 0")
         if not 0 < round_quantile < 1:
             raise BadRequest(f"round_quantile must be in (0, 1), got {round_quantile}")
+        if not TIMER_SHARE_BOUNDS[0] <= timer_share <= TIMER_SHARE_BOUNDS[1]:
+            raise BadRequest(f"timer_share must be in {list(TIMER_SHARE_BOUNDS)}, got {timer_share}")
         self.round_quantile = round_quantile
+        self.timer_share = float(timer_share)
+        """Share of the latency target's headroom the JIT timer may spend as expected
+        lateness, adjusted every round by :meth:`observe_latency`."""
+        self.latency_ratio = 0.0
+        """EWMA of observed over target aggregation latency."""
+        self._lat_seen = False
         self.alpha = alpha
         self.ratio_bounds = (float(lo), float(hi))
         self.prior_dev = prior_dev
@@ -244,6 +266,24 @@ class ArrivalLearner:
         self.agg_residual = self._ewma(self.agg_residual, resid, self._agg_seen)
         self._agg_seen = True
 
+    def observe_latency(self, observed: float, target: float) -> None:
+        """A round was published ``observed`` seconds after its last update, where the job's
+        latency target allowed ``target``: move the timer's share of the headroom.
+
+        The share grows while the EWMA of ``observed / target`` stays under
+        ``LATENCY_AIM`` and shrinks above it (multiplicatively, within
+        ``TIMER_SHARE_BOUNDS``): the lateness model behind the timer
+        (:func:`~fedfaas.jit.estimator.latest_ready_time`) rests on learned
+        spreads, and this corrects its error per job.
+        """
+        if not (math.isfinite(observed) and math.isfinite(target)) or observed < 0 or target <= 0:
+            raise BadRequest("latencies must be finite, observed >= 0 and target > 0")
+        self.latency_ratio = self._ewma(self.latency_ratio, observed / target, self._lat_seen)
+        self._lat_seen = True
+        lo, hi = TIMER_SHARE_BOUNDS
+        step = math.exp(LATENCY_GAIN * (LATENCY_AIM - self.latency_ratio))
+        self.timer_share = min(hi, max(lo, self.timer_share * step))
+
     def observe_round(self, round_no: int, estimate: JobEstimate, observed_t_upd: np.ndarray,
                       *, t_agg_obs: float | None = None, detail: bool = True) -> RoundReport:
         """Learn from one round: ``observed_t_upd[i]`` is party ``i``'s arrival offset (NaN: none).
@@ -307,6 +347,8 @@ class ArrivalLearner:
         ids = sorted(self._index, key=self._index.__getitem__)
         return {"alpha": self.alpha, "ratio_bounds": list(self.ratio_bounds),
                 "prior_dev": self.prior_dev, "z": self.z, "round_quantile": self.round_quantile,
+                "timer_share": self.timer_share, "latency_ratio": self.latency_ratio,
+                "lat_seen": self._lat_seen,
                 "keep_reports": self.keep_reports,
                 "party_ids": ids, "ratio": self._ratio.tolist(), "dev": self._dev.tolist(),
                 "n_obs": self._n_obs.tolist(), "rnd_bias": self.rnd_bias,
@@ -335,6 +377,10 @@ class ArrivalLearner:
             out.rnd_bias, out._rnd_seen = float(data["rnd_bias"]), bool(data["rnd_seen"])
             out.agg_residual, out.agg_dev = float(data["agg_residual"]), float(data["agg_dev"])
             out._agg_seen = bool(data["agg_seen"])
+            # Absent from state saved before the latency target existed: the priors.
+            out.timer_share = float(data.get("timer_share", TIMER_SHARE_PRIOR))
+            out.latency_ratio = float(data.get("latency_ratio", 0.0))
+            out._lat_seen = bool(data.get("lat_seen", False))
             curve = data.get("intermittent_curve")
             if curve is not None:
                 out.intermittent_curve = np.asarray(curve, dtype=np.float64)

@@ -108,7 +108,7 @@ class JitService:
                   "t_upd_late": est.t_upd_late.tolist(), "t_rnd": est.t_rnd,
                   "t_agg": est.t_agg, "t_agg_paper": est.t_agg_paper,
                   "t_rnd_early": est.t_rnd_early, "slack": est.slack, "n_agg": task.n_agg,
-                  "done_by": est.done_by,
+                  "done_by": est.done_by, "target_latency": est.target_latency,
                   # The paper's formula for the aggregators planned: what the learner
                   # compares the observed aggregation time with.
                   "t_agg_formula": t_agg(len(est.party_ids), float(est.meta["t_pair"]),
@@ -142,13 +142,16 @@ class JitService:
         return self.scheduler.renew_leases(now)
 
     def finish_round(self, job_id: str, round_no: int, *, t_agg_obs: float | None = None,
-                     t_agg_pred: float | None = None) -> RoundReport:
+                     t_agg_pred: float | None = None,
+                     published_at: float | None = None) -> RoundReport:
         """Learn from the round's observed arrivals (and aggregation time) and keep the report.
 
         ``t_agg_obs`` is launch-to-published seconds of the round's aggregation
         when every update was in at launch; ``t_agg_pred`` the paper's formula
         for the same number of updates (defaults to the formula for the round's
-        planned aggregators).
+        planned aggregators).  ``published_at`` (default: now) is when the global
+        model was published: its delay after the last update, against the job's
+        latency target, tunes the JIT timer.
         """
         key = task_key(job_id, round_no)
         raw = self.r.get(self._k("estimate", key))
@@ -174,6 +177,10 @@ class JitService:
                 raise BadRequest("t_agg_obs must be >= 0")
             formula = float(rec.get("t_agg_formula", est.t_agg_paper))
             learner.observe_aggregation(formula if t_agg_pred is None else t_agg_pred, t_agg_obs)
+        target = rec.get("target_latency")
+        if target is not None and arrivals:
+            done = self.clock.now() if published_at is None else published_at
+            learner.observe_latency(max(0.0, done - max(arrivals.values())), float(target))
         report = learner.observe_round(round_no, est, observed, t_agg_obs=t_agg_obs)
         self.r.set(self._k("learner", job_id), json.dumps(learner.to_dict()))
         self.r.set(self._k("report", key), json.dumps(report.to_dict()), ex=ROUND_TTL_S)

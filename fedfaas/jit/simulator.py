@@ -405,8 +405,11 @@ class Simulator:
         last = float(rnd.arrivals[-1])
         wl = self.cfg.workload
         due = rnd.start + self.pop.t_wait if self.pop.t_wait is not None and wl is None else last
-        self._latencies.append(max(0.0, t - max(last, due)))
+        latency = max(0.0, t - max(last, due))
+        self._latencies.append(latency)
         if rnd.estimate is not None:
+            if rnd.estimate.target_latency is not None:
+                self.learner.observe_latency(latency, rnd.estimate.target_latency)
             t_agg_obs = None
             if rnd.chunk_obs is not None:
                 t_agg_obs = rnd.chunk_obs[1]

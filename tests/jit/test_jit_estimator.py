@@ -237,3 +237,16 @@ def test_eager_target_arms_the_timer_later_when_eager_would_queue() -> None:
     assert fast.done_by is None and eager.done_by is not None
     assert eager.t_rnd_early > fast.t_rnd_early
     assert eager.deadline > fast.deadline
+
+
+def test_eager_allowance_counts_the_spread_of_parties_due_together() -> None:
+    # Ten parties due at 100 s, eager steps of 0.25 s on one instance: at the means
+    # eager would queue all ten (2.5 s); with 2 s of spread each, arrivals are far
+    # enough apart that it mostly keeps up.
+    job = JobSpec(job_id="j", model_bytes=100 * MB, n_agg=1, c_agg=2, b_dc=1e9)
+    est = DeadlineEstimator(job, [_party(f"p{i}", t_epoch=80.0) for i in range(10)], t_pair=0.1)
+    a = np.full(10, 100.0)
+    assert est.done_by(a) == pytest.approx(102.5)
+    spread = est.done_by(a, np.full(10, 2.0))
+    assert spread is not None and 100.25 <= spread < 101.0
+    assert est.done_by(a, np.full(10, 2.0)) == spread  # seeded: the same plan every round

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
 
 from fedfaas.errors import BadRequest
 from fedfaas.jit.estimator import DeadlineEstimator
-from fedfaas.jit.learning import ArrivalLearner
+from fedfaas.jit.learning import (
+    LATENCY_AIM,
+    LATENCY_GAIN,
+    TIMER_SHARE_BOUNDS,
+    TIMER_SHARE_PRIOR,
+    ArrivalLearner,
+)
 from fedfaas.jit.spec import JobSpec, PartyProfile
 
 MB = 10**6
@@ -81,8 +88,11 @@ def test_learner_state_round_trips_through_json() -> None:
     est, learner = _estimator(), ArrivalLearner()
     learner.observe_round(0, est.estimate(learner), np.array([90.0, 70.0]))
     learner.observe_aggregation(1.0, 2.0)
+    learner.observe_latency(0.5, 2.0)
     # Execute
     restored = ArrivalLearner.from_dict(json.loads(json.dumps(learner.to_dict())))
+    assert restored.timer_share == learner.timer_share
+    assert restored.latency_ratio == learner.latency_ratio
     # Assert
     assert restored.ratios(["late", "punctual"]).tolist() == learner.ratios(
         ["late", "punctual"]).tolist()
@@ -120,3 +130,30 @@ def test_intermittent_arrival_curve_is_learned_and_persisted() -> None:
     # After: the updates come well before t_wait, and fewer aggregators suffice.
     assert before.n_agg == 4 and after.n_agg is not None and after.n_agg < 4
     assert restored.intermittent_arrivals(4) == pytest.approx(frac)
+
+
+def test_timer_share_follows_observed_over_target_latency() -> None:
+    # EWMA (alpha 0.5) of observed / target; the share moves by exp(aim - ratio) per round.
+    learner = ArrivalLearner(alpha=0.5, timer_share=0.2)
+    learner.observe_latency(0.5, 1.0)      # first observation: ratio 0.5
+    assert learner.latency_ratio == pytest.approx(0.5)
+    assert learner.timer_share == pytest.approx(0.2 * math.exp(LATENCY_GAIN * (LATENCY_AIM - 0.5)))
+    for _ in range(30):                    # always early: the share saturates at its bound
+        learner.observe_latency(0.1, 1.0)
+    assert learner.timer_share == TIMER_SHARE_BOUNDS[1]
+    for _ in range(30):                    # far too late: it falls to its floor
+        learner.observe_latency(5.0, 1.0)
+    assert learner.timer_share == TIMER_SHARE_BOUNDS[0]
+    with pytest.raises(BadRequest):
+        learner.observe_latency(1.0, 0.0)
+    with pytest.raises(BadRequest):
+        ArrivalLearner(timer_share=2.0)
+
+
+def test_state_saved_before_the_latency_target_loads_with_priors() -> None:
+    learner = ArrivalLearner()
+    state = learner.to_dict()
+    for key in ("timer_share", "latency_ratio", "lat_seen"):
+        del state[key]
+    restored = ArrivalLearner.from_dict(state)
+    assert restored.timer_share == TIMER_SHARE_PRIOR and restored.latency_ratio == 0.0

@@ -93,3 +93,25 @@ def test_jit_plans_fewer_aggregators_for_spread_arrivals_and_records_the_plan(
     assert est.n_agg is not None and est.n_agg < 4
     assert task.n_agg == est.n_agg
     assert est.to_dict(parties=False)["n_agg_planned"] == est.n_agg
+
+
+def test_finish_round_steers_the_timer_share_by_observed_latency(service: JitService) -> None:
+    # A JIT job whose rounds publish 0.2 s after the last update while eager would
+    # take ~0.6 s (two 100 MB state transfers at 1 GB/s, the write): under target,
+    # so the timer may spend more of the headroom; 30 s late shrinks it.
+    job = JobSpec(job_id="job-l", model_bytes=100 * MB, strategy="jit", c_agg=2, b_dc=1e9)
+    parties = [PartyProfile(party_id=p, t_epoch=60.0, b_down=10 * MB, b_up=10 * MB)
+               for p in ("a", "b")]
+    _, est = service.start_round(job, parties, 0, now=0.0, t_pair=0.1)
+    assert est.target_latency == pytest.approx(0.2 + 0.05 + 0.1, rel=0.2)
+    for pid, off in (("a", 80.0), ("b", 81.0)):
+        service.record_arrival(job.job_id, 0, pid, f"{pid}-r0", now=off)
+    share = service.learner(job.job_id).timer_share
+    service.finish_round(job.job_id, 0, published_at=81.2)
+    grown = service.learner(job.job_id).timer_share
+    assert grown > share
+    service.start_round(job, parties, 1, now=100.0, t_pair=0.1)
+    for pid, off in (("a", 180.0), ("b", 181.0)):
+        service.record_arrival(job.job_id, 1, pid, f"{pid}-r1", now=off)
+    service.finish_round(job.job_id, 1, published_at=211.0)
+    assert service.learner(job.job_id).timer_share < grown
