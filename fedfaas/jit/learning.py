@@ -271,8 +271,8 @@ class ArrivalLearner:
         latency target allowed ``target``: move the timer's share of the headroom.
 
         The share grows while the EWMA of ``observed / target`` stays under
-        ``LATENCY_AIM`` and shrinks above it (multiplicatively, within
-        ``TIMER_SHARE_BOUNDS``): the lateness model behind the timer
+        ``LATENCY_AIM`` and shrinks above it (multiplicatively, at most by 2x per
+        round, within ``TIMER_SHARE_BOUNDS``): the lateness model behind the timer
         (:func:`~fedfaas.jit.estimator.latest_ready_time`) rests on learned
         spreads, and this corrects its error per job.
         """
@@ -281,7 +281,9 @@ class ArrivalLearner:
         self.latency_ratio = self._ewma(self.latency_ratio, observed / target, self._lat_seen)
         self._lat_seen = True
         lo, hi = TIMER_SHARE_BOUNDS
-        step = math.exp(LATENCY_GAIN * (LATENCY_AIM - self.latency_ratio))
+        # At most halved or doubled per round: one cold round must not undo many warm ones.
+        step = math.exp(min(math.log(2), max(-math.log(2),
+                                             LATENCY_GAIN * (LATENCY_AIM - self.latency_ratio))))
         self.timer_share = min(hi, max(lo, self.timer_share * step))
 
     def observe_round(self, round_no: int, estimate: JobEstimate, observed_t_upd: np.ndarray,
