@@ -428,13 +428,15 @@ class DeadlineEstimator:
         last = float(np.max(a))
         if j.latency_target != "eager":
             return last + float(j.latency_target)
-        kw = {"t_pair": self.t_pair, "c_agg": j.c_agg, "n_agg": j.n_agg,
-              "model_bytes": j.model_bytes, "b_dc": j.b_dc}
+        def eager(arr: np.ndarray) -> float:
+            return eager_completion(arr, t_pair=self.t_pair, c_agg=j.c_agg, n_agg=j.n_agg,
+                                    model_bytes=j.model_bytes, b_dc=j.b_dc)
+
         if spread is None or not np.any(spread > 0):
-            return eager_completion(a, **kw)
+            return eager(a)
         rng = np.random.default_rng(0)  # the same draws every round: a stable plan
         draws = np.maximum(a + rng.standard_normal((EAGER_DRAWS, a.size)) * spread, 0.0)
-        waits = [eager_completion(d, **kw) - float(d.max()) for d in draws]
+        waits = [eager(d) - float(d.max()) for d in draws]
         return last + float(np.mean(waits))
 
     def _expected_arrivals(self, upd: np.ndarray, learner: ArrivalLearner) -> np.ndarray:
