@@ -86,19 +86,27 @@ def fluid_completion(arrivals: np.ndarray, start: float, work: float, k: int) ->
 
 
 def eager_completion(arrivals: np.ndarray, *, t_pair: float, c_agg: int, n_agg: int,
-                     model_bytes: float, b_dc: float) -> float:
+                     model_bytes: float, b_dc: float, cold_start_s: float = 0.0,
+                     keep_alive_s: float | None = None) -> float:
     """When eager serverless aggregation would have fused every update (fluid model).
 
     Eager runs one stateless step per update on arrival (load the aggregator's
     state, fuse, checkpoint: ``2 M / B_dc + t_pair / C_agg``) on up to ``n_agg``
-    instances; in a burst the steps queue.  This is the latency JIT promises
-    not to exceed under the ``"eager"`` latency target.
+    instances; in a burst the steps queue.  When the last update comes more than
+    ``keep_alive_s`` after the previous steps ended, the platform has stopped
+    their instances and its step pays ``cold_start_s`` first.  This is the
+    latency JIT promises not to exceed under the ``"eager"`` latency target.
     """
     a = np.sort(np.asarray(arrivals, dtype=np.float64))
     if a.size == 0:
         return 0.0
     step = 2 * model_bytes / b_dc + t_pair / c_agg
-    return fluid_completion(a, float(a[0]), step, n_agg)
+    done = fluid_completion(a, float(a[0]), step, n_agg)
+    if keep_alive_s is not None and a.size > 1:
+        before = fluid_completion(a[:-1], float(a[0]), step, n_agg)
+        if a[-1] - before > keep_alive_s:
+            done = max(done, float(a[-1]) + cold_start_s + step)
+    return done
 
 
 def choose_aggregators(arrivals: np.ndarray, t_rnd: float, *, t_pair: float, c_agg: int,
@@ -430,7 +438,8 @@ class DeadlineEstimator:
             return last + float(j.latency_target)
         def eager(arr: np.ndarray) -> float:
             return eager_completion(arr, t_pair=self.t_pair, c_agg=j.c_agg, n_agg=j.n_agg,
-                                    model_bytes=j.model_bytes, b_dc=j.b_dc)
+                                    model_bytes=j.model_bytes, b_dc=j.b_dc,
+                                    cold_start_s=j.cold_start_s, keep_alive_s=j.keep_alive_s)
 
         if spread is None or not np.any(spread > 0):
             return eager(a)

@@ -229,6 +229,7 @@ class Simulator:
             strategy=config.strategy,
             batch_size=(wl.batch_size if wl is not None else None) or batch_size_for(n),
             n_agg=self.n_agg, c_agg=cost.c_agg, b_dc=cost.b_dc,
+            cold_start_s=cost.cold_start_s, keep_alive_s=cost.keep_alive_s,
             latency_target=config.latency_target)
         self.pool = (KeepAlivePool(self.n_agg, cost.cold_start_s, cost.keep_alive_s)
                      if config.platform == "keep-alive" else None)

@@ -38,6 +38,13 @@ def _positive(value: float | None, name: str, *, allow_none: bool = True) -> Non
         raise BadRequest(f"{name} must be a finite number > 0, got {value!r}")
 
 
+def _non_negative(value: float, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadRequest(f"{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or value < 0:
+        raise BadRequest(f"{name} must be a finite number >= 0, got {value!r}")
+
+
 def _count(value: int | None, name: str, *, minimum: int = 1) -> None:
     if value is None:
         return
@@ -69,6 +76,9 @@ class JobSpec:
     n_agg, c_agg, b_dc
         Aggregator instances, usable cores per instance, intra-datacenter
         bandwidth in bytes/s (paper 5.4).
+    cold_start_s, keep_alive_s
+        The platform's cold start and how long it keeps an idle instance
+        (None: indefinitely), for the latency of eager serverless steps.
     latency_target
         How late JIT may publish a round's model (JIT only): ``"eager"``, no
         later than eager serverless aggregation would (the paper's promise of
@@ -89,6 +99,8 @@ class JobSpec:
     n_agg: int = 1
     c_agg: int = 1
     b_dc: float = DEFAULT_B_DC
+    cold_start_s: float = 0.0
+    keep_alive_s: float | None = None
     latency_target: float | str = "eager"
 
     def __post_init__(self) -> None:
@@ -107,6 +119,9 @@ class JobSpec:
         _count(self.n_agg, "n_agg")
         _count(self.c_agg, "c_agg")
         _positive(self.b_dc, "b_dc", allow_none=False)
+        _non_negative(self.cold_start_s, "cold_start_s")
+        if self.keep_alive_s is not None:
+            _non_negative(self.keep_alive_s, "keep_alive_s")
         if isinstance(self.latency_target, str):
             if self.latency_target not in LATENCY_TARGETS:
                 raise BadRequest(f"latency_target must be one of {', '.join(LATENCY_TARGETS)} or "

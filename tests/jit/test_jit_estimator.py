@@ -250,3 +250,15 @@ def test_eager_allowance_counts_the_spread_of_parties_due_together() -> None:
     spread = est.done_by(a, np.full(10, 2.0))
     assert spread is not None and 100.25 <= spread < 101.0
     assert est.done_by(a, np.full(10, 2.0)) == spread  # seeded: the same plan every round
+
+
+def test_eager_pays_a_cold_start_after_the_platform_stopped_its_instance() -> None:
+    # Steps of 0.102 s; the last update comes 100 s after the first step ended,
+    # past a 60 s keep-alive: 1.5 s of cold start before its step.
+    kw = {"t_pair": 0.2, "c_agg": 2, "n_agg": 1, "model_bytes": 1e6, "b_dc": 1e9}
+    a = np.array([0.0, 100.102])
+    assert eager_completion(a, **kw) == pytest.approx(100.204)
+    assert eager_completion(a, cold_start_s=1.5, keep_alive_s=60.0, **kw) == pytest.approx(101.704)
+    assert eager_completion(a, cold_start_s=1.5, keep_alive_s=120.0, **kw) == pytest.approx(100.204)
+    with pytest.raises(BadRequest, match="keep_alive_s"):
+        JobSpec(job_id="j", model_bytes=MB, keep_alive_s=-1.0)
