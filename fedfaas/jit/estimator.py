@@ -109,10 +109,29 @@ def eager_completion(arrivals: np.ndarray, *, t_pair: float, c_agg: int, n_agg: 
     return done
 
 
+def eager_instances(arrivals: np.ndarray, *, step: float, n_agg: int) -> int:
+    """Instances eager serverless starts: the most steps of ``step`` seconds that overlap.
+
+    A warm instance takes the next step, so a new one starts only while every
+    other is busy; each ends with a partial aggregate that finalisation merges.
+    """
+    a = np.sort(np.asarray(arrivals, dtype=np.float64))
+    if a.size == 0:
+        return 1
+    overlap = np.arange(a.size) - np.searchsorted(a, a - step, side="right") + 1
+    return int(min(n_agg, max(1, int(overlap.max()))))
+
+
+def merge_time(partials: int, step: float) -> float:
+    """Seconds to merge ``partials`` partial aggregates by a tree, ``step`` per merge."""
+    return math.ceil(math.log2(max(1, partials))) * step
+
+
 def choose_aggregators(arrivals: np.ndarray, t_rnd: float, *, t_pair: float, c_agg: int,
                        n_agg: int, model_bytes: float, b_dc: float,
-                       overhead: float = 0.0,
-                       done_by: float | None = None) -> tuple[int, float, float]:
+                       overhead: float = 0.0, done_by: float | None = None,
+                       margin: float = START_MARGIN,
+                       merge_s: float = 0.0) -> tuple[int, float, float]:
     """Fewest aggregators, their ``t_agg`` and when they finish, that finish a round in time.
 
     The paper's ``t_agg`` splits the round over the job's ``n_agg`` aggregators as
@@ -120,12 +139,13 @@ def choose_aggregators(arrivals: np.ndarray, t_rnd: float, *, t_pair: float, c_a
     ``t_rnd`` (heterogeneous or intermittent parties), fewer aggregators started
     earlier fuse them as they come and finish at the same time, and each
     aggregator not started saves its cold start, state load and checkpoint.
-    For each ``k`` the start is ``t_rnd - t_agg(k)`` (``START_MARGIN`` earlier when
-    ``k < n_agg``), and the smallest ``k`` is kept whose fluid completion
+    For each ``k`` the start is ``t_rnd - t_agg(k)`` (``margin`` of its fusion time
+    earlier when ``k < n_agg``), and the smallest ``k`` is kept whose fluid completion
     (:func:`fluid_completion`) is no later than the deadline: that of ``n_agg``
     started at ``t_rnd - t_agg(n_agg)`` (or the last update fused alone), or
-    ``done_by`` when that is later (the job's latency target: in a burst, where
-    the paper's plan needs every aggregator, fewer finish later but within it).
+    ``done_by`` less the merging of ``k`` partials (:func:`merge_time`, ``merge_s``
+    a step) when that is later (the job's latency target: in a burst, where the
+    paper's plan needs every aggregator, fewer finish later but within it).
     ``overhead`` (the learned residual over the paper's formula) is added to
     every ``t_agg``.
     """
@@ -138,12 +158,11 @@ def choose_aggregators(arrivals: np.ndarray, t_rnd: float, *, t_pair: float, c_a
 
     # No plan ends before the last update is in and fused by one aggregator.
     target = max(fluid_completion(a, t_rnd - agg(n_agg), work, n_agg), float(a[-1]) + work)
-    if done_by is not None:
-        target = max(target, done_by)
     for k in range(1, n_agg):
-        t_k = agg(k) + START_MARGIN * n * work / k
+        t_k = agg(k) + margin * n * work / k
         end = fluid_completion(a, t_rnd - t_k, work, k)
-        if end <= target:
+        allowed = target if done_by is None else max(target, done_by - merge_time(k, merge_s))
+        if end <= allowed:
             return k, t_k, end
     end = max(fluid_completion(a, t_rnd - agg(n_agg), work, n_agg), float(a[-1]) + work)
     return n_agg, agg(n_agg), end
@@ -420,14 +439,16 @@ class DeadlineEstimator:
         return t_agg(len(self.parties), self.t_pair, j.c_agg, j.n_agg, j.model_bytes, j.b_dc)
 
     def done_by(self, arrivals: np.ndarray, spread: np.ndarray | None = None) -> float | None:
-        """Latest end of fusion the job's latency target allows, as an offset (None: fastest).
+        """Latest end of fusion, one partial left, the job's latency target allows (None: fastest).
 
-        ``arrivals`` are the expected arrival offsets and ``spread`` their standard
-        deviations.  Under ``"eager"`` the allowance is eager serverless' expected
-        latency after the last update (:func:`eager_completion`), averaged over
-        ``EAGER_DRAWS`` seeded draws of the arrivals: at the means alone, parties
+        That is the latest time the global model may be published, less its
+        write.  ``arrivals`` are the expected arrival offsets and ``spread`` their
+        standard deviations.  Under ``"eager"`` it is when eager serverless would
+        be there: its fusion (:func:`eager_completion`) plus the tree merge of its
+        instances' partials, the wait after the last update averaged over
+        ``EAGER_DRAWS`` seeded draws of the arrivals (at the means alone, parties
         due together would look like a burst that eager must queue, which their
-        spread usually prevents.
+        spread usually prevents).
         """
         j = self.job
         a = np.asarray(arrivals, dtype=np.float64)
@@ -435,18 +456,30 @@ class DeadlineEstimator:
             return None
         last = float(np.max(a))
         if j.latency_target != "eager":
-            return last + float(j.latency_target)
+            return last + float(j.latency_target) - j.model_bytes / j.b_dc
+
         def eager(arr: np.ndarray) -> float:
             return eager_completion(arr, t_pair=self.t_pair, c_agg=j.c_agg, n_agg=j.n_agg,
                                     model_bytes=j.model_bytes, b_dc=j.b_dc,
                                     cold_start_s=j.cold_start_s, keep_alive_s=j.keep_alive_s)
 
+        step = 2 * j.model_bytes / j.b_dc + self.t_pair / j.c_agg
+
+        def wait(arr: np.ndarray) -> float:
+            # Fusion after the last update, then merging the instances' partials.
+            p = eager_instances(arr, step=step, n_agg=j.n_agg)
+            return eager(arr) - float(arr.max()) + merge_time(p, self.merge_step)
+
         if spread is None or not np.any(spread > 0):
-            return eager(a)
+            return last + wait(a)
         rng = np.random.default_rng(0)  # the same draws every round: a stable plan
         draws = np.maximum(a + rng.standard_normal((EAGER_DRAWS, a.size)) * spread, 0.0)
-        waits = [eager(d) - float(d.max()) for d in draws]
-        return last + float(np.mean(waits))
+        return last + float(np.mean([wait(d) for d in draws]))
+
+    @property
+    def merge_step(self) -> float:
+        """Merging one partial into another: load it and fuse it (``M / B_dc + t_pair / C_agg``)."""
+        return self.job.model_bytes / self.job.b_dc + self.t_pair / self.job.c_agg
 
     def _expected_arrivals(self, upd: np.ndarray, learner: ArrivalLearner) -> np.ndarray:
         """Expected arrival offsets: active parties at ``t_upd``, intermittent ones spread
@@ -497,17 +530,27 @@ class DeadlineEstimator:
             k, t_k, end = choose_aggregators(
                 expected, t_rnd_early, t_pair=self.t_pair, c_agg=j.c_agg, n_agg=j.n_agg,
                 model_bytes=j.model_bytes, b_dc=j.b_dc, overhead=learner.agg_residual,
-                done_by=done_by)
+                # Until the parties were seen twice their spreads are priors: fewer
+                # aggregators only on an allowance computed from learned ones.
+                done_by=done_by if learner.rounds_seen >= 2 else None, merge_s=self.merge_step,
+                # A job whose latency stays well within its target (a large learned
+                # share) needs less of the early start that guards the paper's plan.
+                margin=START_MARGIN * (1.0 - learner.timer_share) if done_by is not None
+                else START_MARGIN)
             if j.n_agg > 1:
                 n_agg, agg = k, t_k
+            if done_by is not None:
+                end += merge_time(k, self.merge_step)
             if done_by is not None and done_by > end:
                 # Headroom left by the plan: the timer may fire later, so that an
                 # aggregator waits less for the last update, at an expected lateness
-                # within a share of it.
-                # Parties not yet seen twice count at their prior spread here: the
-                # budget bounds the expected lateness, which their early bound would
-                # overstate.
-                ready = latest_ready_time(upd, spread, learner.timer_share * (done_by - end))
+                # within a share of it. Until the parties were seen twice, their
+                # arrivals are modelled as the timer's quantile models them (at their
+                # early bounds), which keeps the shift small while reports are unproven.
+                learned = learner.rounds_seen >= 2
+                ready = latest_ready_time(
+                    upd if learned else np.where(active & ~known, early, upd),
+                    spread if learned else sigma, learner.timer_share * (done_by - end))
                 t_rnd_early = max(t_rnd_early, ready)
                 if j.t_wait is not None:
                     t_rnd_early = min(t_rnd_early, float(j.t_wait))

@@ -54,7 +54,7 @@ adjusts it."""
 TIMER_SHARE_BOUNDS = (0.02, 1.0)
 LATENCY_AIM = 0.9
 """Observed / target latency the timer's share is steered to (EWMA): 10% under the target."""
-LATENCY_GAIN = 1.0
+LATENCY_GAIN = 0.5
 """Log-step of the share per unit of latency-ratio error, per round."""
 
 
@@ -165,8 +165,9 @@ class ArrivalLearner:
         """Share of the latency target's headroom the JIT timer may spend as expected
         lateness, adjusted every round by :meth:`observe_latency`."""
         self.latency_ratio = 0.0
-        """EWMA of observed over target aggregation latency."""
+        """EWMA of observed over target aggregation latency (reported)."""
         self._lat_seen = False
+        self.rounds_seen = 0
         self.alpha = alpha
         self.ratio_bounds = (float(lo), float(hi))
         self.prior_dev = prior_dev
@@ -270,21 +271,25 @@ class ArrivalLearner:
         """A round was published ``observed`` seconds after its last update, where the job's
         latency target allowed ``target``: move the timer's share of the headroom.
 
-        The share grows while the EWMA of ``observed / target`` stays under
-        ``LATENCY_AIM`` and shrinks above it (multiplicatively, at most by 2x per
-        round, within ``TIMER_SHARE_BOUNDS``): the lateness model behind the timer
-        (:func:`~fedfaas.jit.estimator.latest_ready_time`) rests on learned
-        spreads, and this corrects its error per job.
+        The lateness model behind the timer
+        (:func:`~fedfaas.jit.estimator.latest_ready_time`) rests on learned spreads;
+        this corrects its error per job.  Each round multiplies the share by
+        ``exp(LATENCY_GAIN * (LATENCY_AIM - observed / target))`` (within 4x either
+        way and ``TIMER_SHARE_BOUNDS``): the share stops moving, on average, where
+        the mean of ``observed / target`` is ``LATENCY_AIM``, even though a round is
+        either on time or a cold start late.  Rounds scheduled before the parties
+        were seen twice (no learned spreads yet) are not counted.
         """
         if not (math.isfinite(observed) and math.isfinite(target)) or observed < 0 or target <= 0:
             raise BadRequest("latencies must be finite, observed >= 0 and target > 0")
-        self.latency_ratio = self._ewma(self.latency_ratio, observed / target, self._lat_seen)
+        ratio = observed / target
+        self.latency_ratio = self._ewma(self.latency_ratio, ratio, self._lat_seen)
         self._lat_seen = True
+        if self.rounds_seen < 2:
+            return
         lo, hi = TIMER_SHARE_BOUNDS
-        # At most halved or doubled per round: one cold round must not undo many warm ones.
-        step = math.exp(min(math.log(2), max(-math.log(2),
-                                             LATENCY_GAIN * (LATENCY_AIM - self.latency_ratio))))
-        self.timer_share = min(hi, max(lo, self.timer_share * step))
+        log_step = min(math.log(4), max(-math.log(4), LATENCY_GAIN * (LATENCY_AIM - ratio)))
+        self.timer_share = min(hi, max(lo, self.timer_share * math.exp(log_step)))
 
     def observe_round(self, round_no: int, estimate: JobEstimate, observed_t_upd: np.ndarray,
                       *, t_agg_obs: float | None = None, detail: bool = True) -> RoundReport:
@@ -330,6 +335,7 @@ class ArrivalLearner:
             err = t_rnd_obs - float(np.max(corrected))
             self.rnd_bias = self._ewma(self.rnd_bias, err, self._rnd_seen)
             self._rnd_seen = True
+        self.rounds_seen += 1
         report = RoundReport(
             round=round_no, party_ids=estimate.party_ids if detail else (),
             predicted_t_upd=estimate.t_upd if detail else np.zeros(0),
@@ -350,7 +356,7 @@ class ArrivalLearner:
         return {"alpha": self.alpha, "ratio_bounds": list(self.ratio_bounds),
                 "prior_dev": self.prior_dev, "z": self.z, "round_quantile": self.round_quantile,
                 "timer_share": self.timer_share, "latency_ratio": self.latency_ratio,
-                "lat_seen": self._lat_seen,
+                "lat_seen": self._lat_seen, "rounds_seen": self.rounds_seen,
                 "keep_reports": self.keep_reports,
                 "party_ids": ids, "ratio": self._ratio.tolist(), "dev": self._dev.tolist(),
                 "n_obs": self._n_obs.tolist(), "rnd_bias": self.rnd_bias,
@@ -383,6 +389,7 @@ class ArrivalLearner:
             out.timer_share = float(data.get("timer_share", TIMER_SHARE_PRIOR))
             out.latency_ratio = float(data.get("latency_ratio", 0.0))
             out._lat_seen = bool(data.get("lat_seen", False))
+            out.rounds_seen = int(data.get("rounds_seen", len(out._saved)))
             curve = data.get("intermittent_curve")
             if curve is not None:
                 out.intermittent_curve = np.asarray(curve, dtype=np.float64)

@@ -11,8 +11,10 @@ from fedfaas.jit.estimator import (
     calibrate_t_pair,
     choose_aggregators,
     eager_completion,
+    eager_instances,
     fluid_completion,
     latest_ready_time,
+    merge_time,
     t_agg,
     t_comm,
 )
@@ -172,10 +174,11 @@ def test_done_by_lets_fewer_aggregators_take_a_burst() -> None:
     assert choose_aggregators(burst, 100.0, done_by=100.5, **kw)[0] == 10
 
 
-@pytest.mark.parametrize("target, expected", [("fastest", None), (30.0, 130.0), ("eager", 100.75)])
+@pytest.mark.parametrize("target, expected", [("fastest", None), (30.0, 129.9), ("eager", 100.75)])
 def test_latency_target_sets_done_by(target: object, expected: float | None) -> None:
     # Three updates in at 100 s. Eager: three steps of 2 x 100 MB / (1 GB/s) +
-    # 0.1 / 2 s on one instance, 0.75 s; 30 s: 30 s after the last update.
+    # 0.1 / 2 s on one instance, 0.75 s, one partial to merge; 30 s: published 30 s
+    # after the last update, so fusion ends before the 0.1 s write.
     job = JobSpec(job_id="j", model_bytes=100 * MB, n_agg=1, c_agg=2, b_dc=1e9,
                   latency_target=target)  # type: ignore[arg-type]
     est = DeadlineEstimator(job, [_party(p, t_epoch=80.0) for p in "abc"], t_pair=0.1)
@@ -262,3 +265,13 @@ def test_eager_pays_a_cold_start_after_the_platform_stopped_its_instance() -> No
     assert eager_completion(a, cold_start_s=1.5, keep_alive_s=120.0, **kw) == pytest.approx(100.204)
     with pytest.raises(BadRequest, match="keep_alive_s"):
         JobSpec(job_id="j", model_bytes=MB, keep_alive_s=-1.0)
+
+
+def test_eager_instances_and_the_merge_of_their_partials_by_hand() -> None:
+    # Three updates within one 0.5 s step overlap: three instances, capped at n_agg.
+    a = np.array([0.0, 0.1, 0.2, 5.0])
+    assert eager_instances(a, step=0.5, n_agg=8) == 3
+    assert eager_instances(a, step=0.5, n_agg=2) == 2
+    assert eager_instances(a, step=0.05, n_agg=8) == 1
+    # A tree merges 4 partials in 2 rounds of merges, 5 in 3, 1 in none.
+    assert merge_time(4, 0.5) == 1.0 and merge_time(5, 0.5) == 1.5 and merge_time(1, 0.5) == 0.0

@@ -133,17 +133,33 @@ def test_intermittent_arrival_curve_is_learned_and_persisted() -> None:
 
 
 def test_timer_share_follows_observed_over_target_latency() -> None:
-    # EWMA (alpha 0.5) of observed / target; the share moves by exp(aim - ratio) per round.
-    learner = ArrivalLearner(alpha=0.5, timer_share=0.2)
-    learner.observe_latency(0.5, 1.0)      # first observation: ratio 0.5
-    assert learner.latency_ratio == pytest.approx(0.5)
+    est, learner = _estimator(), ArrivalLearner(timer_share=0.2)
+    # Rounds scheduled before the parties were seen twice do not move the share.
+    learner.observe_latency(5.0, 1.0)
+    assert learner.timer_share == 0.2
+    for r in range(2):
+        learner.observe_round(r, est.estimate(learner), np.array([80.0, 80.0]))
+    # Then each round multiplies it by exp(gain x (aim - observed / target)).
+    learner.observe_latency(0.5, 1.0)
     assert learner.timer_share == pytest.approx(0.2 * math.exp(LATENCY_GAIN * (LATENCY_AIM - 0.5)))
     for _ in range(30):                    # always early: the share saturates at its bound
         learner.observe_latency(0.1, 1.0)
     assert learner.timer_share == TIMER_SHARE_BOUNDS[1]
+    learner.observe_latency(100.0, 1.0)    # one outlier divides it by 4 at most
+    assert learner.timer_share == pytest.approx(TIMER_SHARE_BOUNDS[1] / 4)
     for _ in range(30):                    # far too late: it falls to its floor
         learner.observe_latency(5.0, 1.0)
     assert learner.timer_share == TIMER_SHARE_BOUNDS[0]
+    # On time one round in two, a cold start late in the other: what moves the share
+    # is the mean ratio against the aim (0.9), not the many rounds on time.
+    learner.timer_share = 0.3
+    learner.observe_latency(0.2, 1.0)
+    learner.observe_latency(1.8, 1.0)      # mean 1.0: too late on average
+    assert learner.timer_share < 0.3
+    learner.timer_share = 0.3
+    learner.observe_latency(0.2, 1.0)
+    learner.observe_latency(1.4, 1.0)      # mean 0.8: room to spare
+    assert learner.timer_share > 0.3
     with pytest.raises(BadRequest):
         learner.observe_latency(1.0, 0.0)
     with pytest.raises(BadRequest):
