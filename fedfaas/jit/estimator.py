@@ -60,6 +60,13 @@ def t_agg(n_parties: int, t_pair: float, c_agg: int, n_agg: int, model_bytes: fl
     return n_parties * t_pair / (c_agg * n_agg) + model_bytes / b_dc
 
 
+MEASURED_SOURCES = frozenset({"t_ep", "t_mb x steps", "N_mb x t_mb", "N_mb x t_ep / steps"})
+"""``t_train`` sources that rest on times the party measured (the rest are regressed or
+filled in)."""
+MEASURED_PRIOR_DEV = 0.05
+"""Prior mean absolute deviation of a party whose times are measured, until it is seen
+twice: a measured epoch time is good to a few percent, while a regressed one keeps the
+learner's wider ``prior_dev`` (10%)."""
 EAGER_DRAWS = 16
 """Draws of the arrivals averaged for eager serverless' expected latency."""
 START_MARGIN = 0.2
@@ -503,6 +510,8 @@ class DeadlineEstimator:
         t_rnd = t_rnd_early = float(np.max(upd))
         if learner is not None:
             active = np.array([m == "active" for m in modes])
+            measured = np.array([src in MEASURED_SOURCES for src in base["sources"]])
+            learner.use_priors(ids, np.where(measured, MEASURED_PRIOR_DEV, learner.prior_dev))
             upd = np.where(active, upd * learner.ratios(ids), upd)
             early = np.where(active, upd * learner.early_factors(ids), 0.0)  # any time in t_wait
             late = np.where(active, upd * learner.late_factors(ids), upd)

@@ -209,6 +209,13 @@ class ArrivalLearner:
         self._last_ids, self._last_idx = key, idx
         return idx
 
+    def use_priors(self, party_ids: Sequence[str], prior_devs: np.ndarray) -> None:
+        """Spread priors for parties not yet observed twice (whose spread is still a prior),
+        e.g. tighter for a party that measured its times than for one regressed."""
+        idx = self._indices(party_ids)
+        fresh = self._n_obs[idx] < 2
+        self._dev[idx[fresh]] = np.asarray(prior_devs, dtype=np.float64)[fresh]
+
     def ratios(self, party_ids: Sequence[str]) -> np.ndarray:
         """Learned observed/predicted ratio per party (1.0 for parties never observed)."""
         idx = self._indices(party_ids)  # may grow the arrays, so index after

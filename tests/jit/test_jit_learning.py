@@ -77,9 +77,10 @@ def test_deadline_uses_spread_learned_from_second_observation_on() -> None:
     for r, t in enumerate([80.0, 84.0, 76.0, 80.0]):
         learner.observe_round(r, est.estimate(learner), np.array([t, 80.0]))
     later = est.estimate(learner)
-    # Assert: before any observation the timer aims at the early bound, 80 x (1 - 2 x 0.1);
-    # afterwards at a low quantile of the last arrival: at least the punctual party's 80 s
-    assert first.t_rnd_early == pytest.approx(64.0)
+    # Assert: before any observation the timer aims at the early bound of parties that
+    # measured their epoch, 80 x (1 - 2 x 0.05); afterwards at a low quantile of the
+    # last arrival: at least the punctual party's 80 s
+    assert first.t_rnd_early == pytest.approx(72.0)
     assert later.t_rnd_early == pytest.approx(80.0, abs=0.01)
 
 
@@ -173,3 +174,15 @@ def test_state_saved_before_the_latency_target_loads_with_priors() -> None:
         del state[key]
     restored = ArrivalLearner.from_dict(state)
     assert restored.timer_share == TIMER_SHARE_PRIOR and restored.latency_ratio == 0.0
+
+
+def test_regressed_parties_keep_the_wider_spread_prior() -> None:
+    # "guess" reports no times: its 60 s epoch is filled in (median of the others),
+    # so until seen twice its early bound is 80 x (1 - 3 x 0.1) against the measured
+    # party's 80 x (1 - 3 x 0.05).
+    job = JobSpec(job_id="j", model_bytes=100 * MB, latency_target="fastest")
+    parties = [PartyProfile(party_id="measured", t_epoch=60.0, b_down=10 * MB, b_up=10 * MB),
+               PartyProfile(party_id="guess", b_down=10 * MB, b_up=10 * MB)]
+    est = DeadlineEstimator(job, parties, t_pair=0.0).estimate(ArrivalLearner())
+    assert est.sources == ("t_ep", "fallback:median")
+    assert est.t_upd_early.tolist() == pytest.approx([68.0, 56.0])
