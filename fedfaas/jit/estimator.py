@@ -553,13 +553,9 @@ class DeadlineEstimator:
             if done_by is not None and done_by > end:
                 # Headroom left by the plan: the timer may fire later, so that an
                 # aggregator waits less for the last update, at an expected lateness
-                # within a share of it. Until the parties were seen twice, their
-                # arrivals are modelled as the timer's quantile models them (at their
-                # early bounds), which keeps the shift small while reports are unproven.
-                learned = learner.rounds_seen >= 2
-                ready = latest_ready_time(
-                    upd if learned else np.where(active & ~known, early, upd),
-                    spread if learned else sigma, learner.timer_share * (done_by - end))
+                # within a share of it. Parties not yet seen twice count at their
+                # prior spread (tighter for measured times than for regressed ones).
+                ready = latest_ready_time(upd, spread, learner.timer_share * (done_by - end))
                 t_rnd_early = max(t_rnd_early, ready)
                 if j.t_wait is not None:
                     t_rnd_early = min(t_rnd_early, float(j.t_wait))
