@@ -121,6 +121,8 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
             for s in ("eager-always-on", "eager-serverless", "batched-serverless", "lazy", "jit"):
                 ax.plot(xs, [r["container_s"][s] for r in sub], marker="o", color=colors[s],
                         label=SHORT[s], linewidth=2.2 if s == "jit" else 1.2)
+            ax.plot(xs, [r["jit_fastest"]["container_s"] for r in sub], color=colors["jit"],
+                    linestyle=":", linewidth=1.4, label="JIT, paper's plan ('fastest')")
             ax.plot(xs, [r["floor_container_s"] for r in sub], color="black", linestyle="--",
                     linewidth=1.0, label="floor (no strategy below)")
             ax.set_xscale("log")
