@@ -79,6 +79,9 @@ class JitBridge:
             "t_agg_s": round(float(est.t_agg), 4),
             # The scheduler's timer: t_rnd's low quantile minus t_agg and its slack.
             "jit_start_at": record.started_at + float(est.deadline),
+            # The job's latency target in seconds after the last update (None: "fastest").
+            "target_latency_s": (None if est.target_latency is None
+                                 else round(float(est.target_latency), 4)),
         }
         self.registry.set_round_state(job.job_id, record.round, record.state,
                                       extra=json.dumps({**record.extra, "estimate": summary}))

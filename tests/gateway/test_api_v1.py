@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import numpy as np
+import pytest
 
 from fedfaas import codec
 from fedfaas.store import ObjectStore
@@ -172,3 +173,20 @@ def test_round_can_select_a_subset_of_parties(api: Api) -> None:
     assert refused.status_code == 409
     assert api.call("POST", f"/v1/jobs/{jid}/rounds/1/updates", alice,
                     data=_update(jid, 1, "alice")).status_code == 201
+
+
+def test_round_start_reports_the_jit_latency_target(api: Api) -> None:
+    # A JIT job with a 12.5 s latency target: the round's estimate says so (plus the
+    # model write); with "fastest" there is no target.
+    for target, expected in ((12.5, 12.5), ("fastest", None)):
+        job = _job(api, strategy={"name": "jit", "latency_target": target})
+        _party(api, job, "alice")
+        _party(api, job, "bob")
+        resp = api.call("POST", f"/v1/jobs/{job['job_id']}/rounds", api.admin_token)
+        assert resp.status_code == 201, resp.text
+        got = resp.json()["estimate"]["target_latency_s"]
+        assert got == (None if expected is None else pytest.approx(expected, abs=0.01))
+    bad = api.call("POST", "/v1/jobs", api.admin_token,
+                   json={"model": {"name": "m", "size_bytes": 8},
+                         "strategy": {"name": "jit", "latency_target": "soon"}})
+    assert bad.status_code == 400 and "latency_target" in bad.text
