@@ -52,7 +52,7 @@ LR = 0.1
 
 def build_apps(admin: AdminClient, outcome: dict[str, Any], *, clients: int, rounds: int,
                aggregate_in_fedfaas: bool, upload_mod: bool, local_epochs: int,
-               seed: int) -> tuple[ServerApp, ClientApp]:
+               seed: int, train_nodes: int | None = None) -> tuple[ServerApp, ClientApp]:
     """The Flower ServerApp and ClientApp of this example; results land in ``outcome``."""
     digits = load_digits_dataset(seed=seed)
     parts = iid_split(len(digits.y_train), clients, seed=seed)
@@ -84,7 +84,9 @@ def build_apps(admin: AdminClient, outcome: dict[str, Any], *, clients: int, rou
 
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
-        inner = FedAvg(fraction_evaluate=0.0, min_train_nodes=clients, min_available_nodes=clients)
+        sampled = clients if train_nodes is None else train_nodes
+        inner = FedAvg(fraction_train=sampled / clients, fraction_evaluate=0.0,
+                       min_train_nodes=sampled, min_available_nodes=clients)
         strategy = FedfaasStrategy(inner, admin, aggregate_in_fedfaas=aggregate_in_fedfaas,
                                    local_epochs=local_epochs, round_timeout_s=120,
                                    job_spec={"name": "flower-digits-fedavg"})
@@ -113,13 +115,16 @@ def _config(local_epochs: int) -> ConfigRecord:
 
 def run(admin: AdminClient, *, clients: int = 3, rounds: int = 2,
         aggregate_in_fedfaas: bool = False, upload_mod: bool = True, local_epochs: int = 1,
-        seed: int = 0) -> dict[str, Any]:
-    """Run the Flower job; returns the fedfaas job id, round mapping, accuracies and final model."""
+        seed: int = 0, train_nodes: int | None = None) -> dict[str, Any]:
+    """Run the Flower job; returns the fedfaas job id, round mapping, accuracies and final model.
+
+    ``train_nodes`` samples that many of the ``clients`` per round (default: all).
+    """
     torch.set_num_threads(1)
     outcome: dict[str, Any] = {}
     server_app, client_app = build_apps(
         admin, outcome, clients=clients, rounds=rounds, aggregate_in_fedfaas=aggregate_in_fedfaas,
-        upload_mod=upload_mod, local_epochs=local_epochs, seed=seed)
+        upload_mod=upload_mod, local_epochs=local_epochs, seed=seed, train_nodes=train_nodes)
     run_inprocess(server_app, client_app, num_supernodes=clients, num_workers=min(clients, 2))
     if "job_id" not in outcome:
         raise RuntimeError("the Flower ServerApp did not finish")

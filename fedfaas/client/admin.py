@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fedfaas import codec
@@ -123,10 +123,16 @@ class AdminClient:
         return self.http.json("PUT", f"/v1/jobs/{check_id(job_id, 'job id')}/model", data=body,
                               headers={"Content-Type": "application/octet-stream"})
 
-    def start_round(self, job_id: str) -> dict[str, Any]:
-        """Open the job's next round; the answer is its status (``round`` is its number)."""
+    def start_round(self, job_id: str, parties: Sequence[str] | None = None) -> dict[str, Any]:
+        """Open the job's next round; the answer is its status (``round`` is its number).
+
+        ``parties`` restricts the round to those registered parties (client sampling):
+        it closes as soon as their updates are in.  By default every registered
+        party is expected.
+        """
+        body = None if parties is None else {"parties": [check_id(p, "party id") for p in parties]}
         return self.http.json("POST", f"/v1/jobs/{check_id(job_id, 'job id')}/rounds",
-                              idempotent=False)
+                              json_body=body, idempotent=False)
 
     def round_status(self, job_id: str, rnd: int) -> dict[str, Any]:
         """Round status, including ``arrived_parties``."""

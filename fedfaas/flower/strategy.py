@@ -11,11 +11,10 @@ upload straight to fedfaas and send only a reference, which the wrapper
 resolves.
 
 Each Flower node is a fedfaas party ``<party_prefix>-<node id>``, registered by
-the wrapper the first time the node is sampled.  fedfaas expects an update from
-every registered party in every round, so a round in which some registered
-node was not sampled, or failed, closes only at the job's ``t_wait_s`` (with
-its quorum); sample every node (``fraction_train=1``) for rounds that close
-as soon as the last reply is in.
+the wrapper the first time the node is sampled.  Each fedfaas round expects
+exactly the nodes Flower sampled for it, so it closes as soon as their replies
+are in; a round in which a sampled node failed closes at the job's
+``t_wait_s`` (with its quorum).
 """
 
 from __future__ import annotations
@@ -197,7 +196,9 @@ class FedfaasStrategy(Strategy):
             return messages
         self._wait_previous_round()
         parties = {m.metadata.dst_node_id: self._party(m.metadata.dst_node_id) for m in messages}
-        fround = int(self.admin.start_round(self._job())["round"])
+        # The round expects exactly the sampled nodes: it closes when their replies are in.
+        fround = int(self.admin.start_round(
+            self._job(), parties=[p.party_id for p in parties.values()])["round"])
         self.rounds[server_round] = fround
         if not self.send_credentials:
             return messages

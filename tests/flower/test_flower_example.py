@@ -70,3 +70,16 @@ def test_flower_run_aggregated_by_fedfaas_returns_its_global_model(admin: AdminC
     expected = _fedavg(updates)
     for name in STATE_NAMES:
         np.testing.assert_allclose(model.tensors[name], expected[name], rtol=1e-5, atol=1e-6)
+
+
+def test_sampled_flower_rounds_expect_only_the_sampled_nodes(admin: AdminClient,
+                                                             example: ModuleType) -> None:
+    # Execute: Flower samples 2 of 3 nodes per round; the job's t_wait is 600 s, so a
+    # round expecting every registered node would not close within the run's timeout.
+    outcome = example.run(admin, clients=3, rounds=2, upload_mod=True, seed=2, train_nodes=2)
+    # Assert: each fedfaas round expected and got exactly its two sampled nodes
+    job = outcome["job_id"]
+    for rnd in (1, 2):
+        status = admin.round_status(job, rnd)
+        assert status["state"] == "closed" and status["expected"] == 2
+        assert len(status["arrived_parties"]) == 2
