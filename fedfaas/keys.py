@@ -39,6 +39,11 @@ def round_(job_id: str, rnd: int) -> str:
     return f"{PREFIX}:job:{job_id}:round:{rnd}"
 
 
+def round_expected(job_id: str, rnd: int) -> str:
+    """Redis set: the parties expected in a round (membership checked on every update)."""
+    return f"{PREFIX}:job:{job_id}:round:{rnd}:expected"
+
+
 def round_updates(job_id: str, rnd: int) -> str:
     """Redis hash: party id -> JSON record of its stored update."""
     return f"{PREFIX}:job:{job_id}:round:{rnd}:updates"

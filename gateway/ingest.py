@@ -87,8 +87,8 @@ class Ingest:
                ) -> IngestResult:
         """Store ``body`` as ``party``'s update for round ``rnd``; see the module docstring."""
         now = time.time() if now is None else now
-        record = self.registry.get_round(job.job_id, rnd)
-        if party not in record.expected:
+        record = self.registry.round_gate(job.job_id, rnd, party)
+        if not record.expected:
             raise self._reject(job.job_id, "not_in_round",
                                Conflict(f"party {party!r} is not expected in round {rnd} "
                                         "(not selected, or registered after the round started)"))

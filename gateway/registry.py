@@ -26,6 +26,15 @@ from gateway.auth import Principal, new_token, store_token
 ROUND_STATES = ("open", "aggregating", "closed", "failed")
 
 
+@dataclass(frozen=True)
+class RoundGate:
+    """A round's state and deadline, and whether one party is expected in it."""
+
+    state: str
+    deadline_at: float
+    expected: bool
+
+
 @dataclass
 class JobRecord:
     """A job as stored."""
@@ -234,6 +243,7 @@ class Registry:
                     )
                     pipe.multi()
                     pipe.hset(keys.round_(job.job_id, rnd), mapping=self._round_fields(record))
+                    pipe.sadd(keys.round_expected(job.job_id, rnd), *parties)
                     pipe.hset(keys.job(job.job_id), mapping={"current_round": rnd, "state": "running"})
                     pipe.sadd(keys.active_rounds(), f"{job.job_id}:{rnd}")
                     pipe.execute()
@@ -275,6 +285,22 @@ class Registry:
             model_key=text(raw.get(b"model_key")) or None,
             extra=json.loads(raw.get(b"extra") or b"{}"),
         )
+
+    def round_gate(self, job_id: str, rnd: int, party: str) -> RoundGate:
+        """What an incoming update needs of its round, without loading the expected list:
+        one round trip, however many parties the round has; 404 when never started."""
+        if rnd < 1:
+            raise BadRequest("round numbers start at 1")
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.round_(job_id, rnd), ["state", "deadline_at"])
+            pipe.sismember(keys.round_expected(job_id, rnd), party)
+            pipe.exists(keys.round_expected(job_id, rnd))
+            (state, deadline), member, has_set = pipe.execute()
+        if state is None:
+            raise NotFound(f"round {rnd} of job {job_id!r} has not been started")
+        if not has_set:  # a round opened before the set existed: its JSON list
+            member = party in self.get_round(job_id, rnd).expected
+        return RoundGate(state=text(state), deadline_at=float(deadline), expected=bool(member))
 
     def set_round_state(self, job_id: str, rnd: int, state: str, **fields: Any) -> None:
         """Move a round to ``state`` with optional extra fields (reason, model_key, ...)."""

@@ -190,3 +190,28 @@ def test_round_start_reports_the_jit_latency_target(api: Api) -> None:
                    json={"model": {"name": "m", "size_bytes": 8},
                          "strategy": {"name": "jit", "latency_target": "soon"}})
     assert bad.status_code == 400 and "latency_target" in bad.text
+
+
+def test_round_gate_checks_membership_without_the_expected_list(api: Api, api_stack) -> None:  # type: ignore[no-untyped-def]
+    import redis
+
+    from fedfaas import keys
+    from fedfaas.errors import NotFound
+    from gateway.registry import Registry
+
+    job = _job(api, quorum=1)
+    jid = job["job_id"]
+    _party(api, job, "alice")
+    _party(api, job, "bob")
+    api.call("POST", f"/v1/jobs/{jid}/rounds", api.admin_token, json={"parties": ["alice"]})
+    client = redis.Redis.from_url(api_stack.env()["FEDFAAS_REDIS_URL"], socket_timeout=10)
+    registry = Registry(client, ObjectStore(api_stack.settings()))
+    gate = registry.round_gate(jid, 1, "alice")
+    assert gate.expected and gate.state == "open" and gate.deadline_at > 0
+    assert not registry.round_gate(jid, 1, "bob").expected
+    # A round stored before the set existed: membership from its JSON list.
+    client.delete(keys.round_expected(jid, 1))
+    assert registry.round_gate(jid, 1, "alice").expected
+    assert not registry.round_gate(jid, 1, "bob").expected
+    with pytest.raises(NotFound):
+        registry.round_gate(jid, 7, "alice")
