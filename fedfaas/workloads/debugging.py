@@ -22,7 +22,7 @@ norms, relative changes and the most changed layers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,31 +54,12 @@ PARAMS = (
 )
 
 
-def neuron_activations(model: nn.Module, x: torch.Tensor) -> np.ndarray:
-    """``(inputs, neurons)`` ReLU'd outputs of every leaf Linear/Conv2d layer, concatenated."""
+def _layer_outputs(model: nn.Module, x: torch.Tensor,
+                   keep: Callable[[torch.Tensor], torch.Tensor]) -> list[torch.Tensor]:
+    """``keep(output)`` of every leaf Linear/Conv2d layer, in forward order, for one pass."""
     layers = [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
     outputs: list[torch.Tensor] = []
-    hooks = [m.register_forward_hook(lambda _m, _i, out: outputs.append(out.detach()))
-             for m in layers]
-    try:
-        with torch.no_grad():
-            model.eval()
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    return torch.cat([torch.relu(o).flatten(1) for o in outputs], dim=1).numpy()
-
-
-def neuron_profiles(model: nn.Module, x: torch.Tensor, threshold: float) -> np.ndarray:
-    """``(inputs, neurons)`` booleans: ``neuron_activations(model, x) > threshold``.
-
-    For ``threshold >= 0``, ``relu(o) > threshold`` is ``o > threshold``, so each
-    layer's output is compared as it is produced and no float copy is kept.
-    """
-    layers = [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
-    outputs: list[torch.Tensor] = []
-    hooks = [m.register_forward_hook(lambda _m, _i, out: outputs.append((out > threshold).flatten(1)))
+    hooks = [m.register_forward_hook(lambda _m, _i, out: outputs.append(keep(out)))
              for m in layers]
     try:
         with torch.inference_mode():
@@ -87,6 +68,22 @@ def neuron_profiles(model: nn.Module, x: torch.Tensor, threshold: float) -> np.n
     finally:
         for h in hooks:
             h.remove()
+    return outputs
+
+
+def neuron_activations(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+    """``(inputs, neurons)`` ReLU'd outputs of every leaf Linear/Conv2d layer, concatenated."""
+    outputs = _layer_outputs(model, x, lambda out: torch.relu(out).flatten(1))
+    return torch.cat(outputs, dim=1).numpy()
+
+
+def neuron_profiles(model: nn.Module, x: torch.Tensor, threshold: float) -> np.ndarray:
+    """``(inputs, neurons)`` booleans: ``neuron_activations(model, x) > threshold``.
+
+    For ``threshold >= 0``, ``relu(o) > threshold`` is ``o > threshold``, so each
+    layer's output is compared as it is produced and no float copy is kept.
+    """
+    outputs = _layer_outputs(model, x, lambda out: (out > threshold).flatten(1))
     return torch.cat(outputs, dim=1).numpy()
 
 
