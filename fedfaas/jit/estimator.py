@@ -92,6 +92,11 @@ def fluid_completion(arrivals: np.ndarray, start: float, work: float, k: int) ->
     return float(np.max(np.maximum(start, a) + left * (work / k)))
 
 
+def eager_step(*, t_pair: float, c_agg: int, model_bytes: float, b_dc: float) -> float:
+    """One stateless eager step: load the aggregator's state, fuse one update, checkpoint."""
+    return 2 * model_bytes / b_dc + t_pair / c_agg
+
+
 def eager_completion(arrivals: np.ndarray, *, t_pair: float, c_agg: int, n_agg: int,
                      model_bytes: float, b_dc: float, cold_start_s: float = 0.0,
                      keep_alive_s: float | None = None) -> float:
@@ -107,7 +112,7 @@ def eager_completion(arrivals: np.ndarray, *, t_pair: float, c_agg: int, n_agg: 
     a = np.sort(np.asarray(arrivals, dtype=np.float64))
     if a.size == 0:
         return 0.0
-    step = 2 * model_bytes / b_dc + t_pair / c_agg
+    step = eager_step(t_pair=t_pair, c_agg=c_agg, model_bytes=model_bytes, b_dc=b_dc)
     done = fluid_completion(a, float(a[0]), step, n_agg)
     if keep_alive_s is not None and a.size > 1:
         before = fluid_completion(a[:-1], float(a[0]), step, n_agg)
@@ -470,7 +475,7 @@ class DeadlineEstimator:
                                     model_bytes=j.model_bytes, b_dc=j.b_dc,
                                     cold_start_s=j.cold_start_s, keep_alive_s=j.keep_alive_s)
 
-        step = 2 * j.model_bytes / j.b_dc + self.t_pair / j.c_agg
+        step = eager_step(t_pair=self.t_pair, c_agg=j.c_agg, model_bytes=j.model_bytes, b_dc=j.b_dc)
 
         def wait(arr: np.ndarray) -> float:
             # Fusion after the last update, then merging the instances' partials.
@@ -522,7 +527,8 @@ class DeadlineEstimator:
             t_rnd = float(np.max(upd)) + learner.rnd_bias
             # A party observed less than twice counts at its early bound: its spread is a guess.
             known = active & (learner.observations(ids) >= 2)
-            sigma = np.where(known, upd * learner.sigma_factors(ids), 0.0)
+            spread = np.where(active, upd * learner.sigma_factors(ids), 0.0)
+            sigma = np.where(known, spread, 0.0)
             t_rnd_early = last_arrival_quantile(np.where(active & ~known, early, upd), sigma,
                                                 learner.round_quantile)
         if self.job.t_wait is not None:
@@ -532,7 +538,6 @@ class DeadlineEstimator:
         if learner is not None:
             j = self.job
             expected = self._expected_arrivals(upd, learner)
-            spread = np.where(active, upd * learner.sigma_factors(ids), 0.0)
             done_by = self.done_by(expected, spread)
             if done_by is not None:
                 target_latency = done_by - float(np.max(expected)) + j.model_bytes / j.b_dc
