@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -19,10 +20,44 @@ from pathlib import Path
 
 import psutil
 
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+PORT_FLOOR = 10000
+"""Lowest port handed out (well above the services that usually own low ports)."""
+_random = random.SystemRandom()
+
+
+def _ephemeral_low() -> int | None:
+    """Start of the kernel's ephemeral port range, or None where it cannot be read."""
+    try:
+        return int(EPHEMERAL_RANGE_FILE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now (and +10000 is usable too)."""
-    while True:
+    """A TCP port on 127.0.0.1 that is free right now (and +10000 is usable too).
+
+    Ports come from below the kernel's ephemeral range, port + 10000 included:
+    a port in that range can be taken by any outgoing connection between this
+    check and the service binding it, which made a service exit with "address
+    already in use" now and then.
+    """
+    low = _ephemeral_low()
+    if low is not None and low - 10000 > PORT_FLOOR + 100:
+        for _ in range(200):
+            port = _random.randrange(PORT_FLOOR, low - 10000)
+            if _bindable(port) and _bindable(port + 10000):
+                return port
+    while True:  # no usable range known: let the kernel choose
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
