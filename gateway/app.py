@@ -131,11 +131,13 @@ def create_app(settings: Settings | None = None, start_background: bool = True) 
         app.extensions["fedfaas_flstore"] = flstore
         if start_background:
             flstore.start()
-    from gateway.driver import driver_delta_s, new_coordinator, start_driver
+    from gateway.driver import aggregate_labels, driver_delta_s, new_coordinator, start_driver
+    from gateway.platform import PlatformFigures
     from gateway.scheduling import JitBridge
 
     coordinator = new_coordinator(services.registry, settings)
-    bridge = JitBridge(services.redis, services.registry, coordinator, driver_delta_s())
+    platform = PlatformFigures(services.redis, aggregate_labels(settings))
+    bridge = JitBridge(services.redis, services.registry, coordinator, driver_delta_s(), platform)
     app.extensions["fedfaas_jit"] = bridge
     if start_background:
         app.extensions["fedfaas_driver"] = start_driver(services.registry, coordinator, bridge, settings)

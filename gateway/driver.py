@@ -14,6 +14,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, cast
 
 from fedfaas import keys
@@ -53,6 +54,20 @@ def function_invoker(settings: Settings) -> Any:
         return body
 
     return invoke
+
+
+def aggregate_labels(settings: Settings) -> Callable[[], dict[str, str]]:
+    """A callable that returns the ``aggregate`` function's OpenFaaS labels."""
+    client = FaasClient(settings.faas_gateway_url, settings.faas_basic_auth, timeout=5)
+
+    def labels() -> dict[str, str]:
+        try:
+            status = client.function(AGGREGATE_FUNCTION)
+        except ValueError:
+            raise Unavailable("the platform answered non-JSON for the aggregate function") from None
+        return dict(status.get("labels") or {})
+
+    return labels
 
 
 class Driver:

@@ -27,6 +27,7 @@ from fedfaas.jit.service import JitService
 from fedfaas.jit.spec import JobSpec as JitJobSpec
 from fedfaas.jit.spec import PartyProfile as JitPartyProfile
 from fedfaas.jit.state import Decision, task_key
+from gateway.platform import AggregatorPlatform, PlatformFigures
 from gateway.registry import JobRecord, Registry, RoundRecord
 from gateway.rounds import RoundCoordinator
 
@@ -47,10 +48,13 @@ class JitBridge:
     """Connects the registry and round coordinator to :class:`JitService`."""
 
     def __init__(self, client: redis.Redis, registry: Registry, coordinator: RoundCoordinator,
-                 delta_s: float = 0.5) -> None:
+                 delta_s: float = 0.5, platform: PlatformFigures | None = None) -> None:
         capacity = os.environ.get("FEDFAAS_AGG_CAPACITY")
         self.registry = registry
         self.coordinator = coordinator
+        # The platform's cold start, keep-alive and measured steps (None: the
+        # formulas alone, eager assumed warm).
+        self.platform = platform
         self.service = JitService(
             client, namespace=NAMESPACE, owner=uuid.uuid4().hex[:12],
             config=SchedulerConfig(capacity=int(capacity) if capacity else None, delta=delta_s),
@@ -62,7 +66,11 @@ class JitBridge:
     # --- events ----------------------------------------------------------------------
     def round_started(self, job: JobRecord, record: RoundRecord) -> dict[str, Any]:
         """Estimate the round and open its aggregation task; returns the estimate summary."""
-        spec = JitJobSpec.from_api(job.spec, job_id=job.job_id)
+        figures = (AggregatorPlatform(cold_start_s=0.0, keep_alive_s=None) if self.platform is None
+                   else self.platform.current(job.spec.model.size_bytes))
+        spec = JitJobSpec.from_api(job.spec, job_id=job.job_id, cold_start_s=figures.cold_start_s,
+                                   keep_alive_s=figures.keep_alive_s,
+                                   eager_step_s=figures.eager_step_s)
         profiles = self.registry.list_parties(job.job_id)
         default_bps = _env_float("FEDFAAS_DEFAULT_BANDWIDTH_BPS", DEFAULT_BANDWIDTH_BPS)
         parties = []
@@ -74,7 +82,7 @@ class JitBridge:
                 profile[name] = profile.get(name) or default_bps
             parties.append(JitPartyProfile.from_api(profile, party_id=party))
         _, est = self.service.start_round(spec, parties, record.round, now=record.started_at)
-        summary = {
+        summary: dict[str, Any] = {
             "t_rnd_s": round(float(est.t_rnd), 4),
             "t_agg_s": round(float(est.t_agg), 4),
             # The scheduler's timer: t_rnd's low quantile minus t_agg and its slack.
@@ -83,6 +91,8 @@ class JitBridge:
             "target_latency_s": (None if est.target_latency is None
                                  else round(float(est.target_latency), 4)),
         }
+        if self.platform is not None:
+            summary["platform"] = figures.to_dict()
         self.registry.set_round_state(job.job_id, record.round, record.state,
                                       extra=json.dumps({**record.extra, "estimate": summary}))
         return summary
@@ -153,7 +163,12 @@ class JitBridge:
             for part, ids in enumerate(d.update_ids or []):
                 if part in d.parts_done:
                     continue
-                self.coordinator.fold(job, d.round, list(ids))
+                started = time.monotonic()
+                folded = self.coordinator.fold(job, d.round, list(ids))
+                if self.platform is not None and len(ids) == 1 and folded.get("folded"):
+                    # An eager serverless step, whatever the job's strategy.
+                    self.platform.record_step(job.spec.model.size_bytes,
+                                              time.monotonic() - started)
                 self.service.complete(d.decision_id, part=part)
         elif d.kind == "finalise":
             # Under the round's lease: the driver's safety net finalises rounds it finds

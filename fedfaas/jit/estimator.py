@@ -99,23 +99,30 @@ def eager_step(*, t_pair: float, c_agg: int, model_bytes: float, b_dc: float) ->
 
 def eager_completion(arrivals: np.ndarray, *, t_pair: float, c_agg: int, n_agg: int,
                      model_bytes: float, b_dc: float, cold_start_s: float = 0.0,
-                     keep_alive_s: float | None = None) -> float:
+                     keep_alive_s: float | None = None, step: float | None = None) -> float:
     """When eager serverless aggregation would have fused every update (fluid model).
 
     Eager runs one stateless step per update on arrival (load the aggregator's
     state, fuse, checkpoint: ``2 M / B_dc + t_pair / C_agg``) on up to ``n_agg``
-    instances; in a burst the steps queue.  When the last update comes more than
-    ``keep_alive_s`` after the previous steps ended, the platform has stopped
-    their instances and its step pays ``cold_start_s`` first.  This is the
+    instances; in a burst the steps queue.  ``arrivals`` are offsets from the
+    round's start, when the previous round's last step ran: an instance idle
+    longer than ``keep_alive_s`` has been stopped by the platform, so the first
+    update pays ``cold_start_s`` first when it comes later than that (and the
+    backlog it leaves may reach the last update), and so does the last update
+    when it comes that long after the previous steps ended.  This is the
     latency JIT promises not to exceed under the ``"eager"`` latency target.
+    ``step`` is a measured warm step (None: :func:`eager_step`).
     """
     a = np.sort(np.asarray(arrivals, dtype=np.float64))
     if a.size == 0:
         return 0.0
-    step = eager_step(t_pair=t_pair, c_agg=c_agg, model_bytes=model_bytes, b_dc=b_dc)
-    done = fluid_completion(a, float(a[0]), step, n_agg)
+    if step is None:
+        step = eager_step(t_pair=t_pair, c_agg=c_agg, model_bytes=model_bytes, b_dc=b_dc)
+    cold = keep_alive_s is not None and float(a[0]) > keep_alive_s
+    start = float(a[0]) + (cold_start_s if cold else 0.0)
+    done = fluid_completion(a, start, step, n_agg)
     if keep_alive_s is not None and a.size > 1:
-        before = fluid_completion(a[:-1], float(a[0]), step, n_agg)
+        before = fluid_completion(a[:-1], start, step, n_agg)
         if a[-1] - before > keep_alive_s:
             done = max(done, float(a[-1]) + cold_start_s + step)
     return done
@@ -470,12 +477,16 @@ class DeadlineEstimator:
         if j.latency_target != "eager":
             return last + float(j.latency_target) - j.model_bytes / j.b_dc
 
+        step = j.eager_step_s
+        if step is None:
+            step = eager_step(t_pair=self.t_pair, c_agg=j.c_agg, model_bytes=j.model_bytes,
+                              b_dc=j.b_dc)
+
         def eager(arr: np.ndarray) -> float:
             return eager_completion(arr, t_pair=self.t_pair, c_agg=j.c_agg, n_agg=j.n_agg,
                                     model_bytes=j.model_bytes, b_dc=j.b_dc,
-                                    cold_start_s=j.cold_start_s, keep_alive_s=j.keep_alive_s)
-
-        step = eager_step(t_pair=self.t_pair, c_agg=j.c_agg, model_bytes=j.model_bytes, b_dc=j.b_dc)
+                                    cold_start_s=j.cold_start_s, keep_alive_s=j.keep_alive_s,
+                                    step=step)
 
         def wait(arr: np.ndarray) -> float:
             # Fusion after the last update, then merging the instances' partials.

@@ -79,6 +79,9 @@ class JobSpec:
     cold_start_s, keep_alive_s
         The platform's cold start and how long it keeps an idle instance
         (None: indefinitely), for the latency of eager serverless steps.
+    eager_step_s
+        Seconds of one warm eager serverless step as measured on the platform
+        (None: the formula ``2 M / B_dc + t_pair / C_agg``).
     latency_target
         How late JIT may publish a round's model (JIT only): ``"eager"``, no
         later than eager serverless aggregation would (the paper's promise of
@@ -101,6 +104,7 @@ class JobSpec:
     b_dc: float = DEFAULT_B_DC
     cold_start_s: float = 0.0
     keep_alive_s: float | None = None
+    eager_step_s: float | None = None
     latency_target: float | str = "eager"
 
     def __post_init__(self) -> None:
@@ -122,6 +126,8 @@ class JobSpec:
         _non_negative(self.cold_start_s, "cold_start_s")
         if self.keep_alive_s is not None:
             _non_negative(self.keep_alive_s, "keep_alive_s")
+        if self.eager_step_s is not None:
+            _non_negative(self.eager_step_s, "eager_step_s")
         if isinstance(self.latency_target, str):
             if self.latency_target not in LATENCY_TARGETS:
                 raise BadRequest(f"latency_target must be one of {', '.join(LATENCY_TARGETS)} or "
@@ -131,8 +137,11 @@ class JobSpec:
 
     @classmethod
     def from_api(cls, spec: api.JobSpec, *, job_id: str | None = None,
-                 c_agg: int = 1, b_dc: float = DEFAULT_B_DC) -> JobSpec:
-        """The estimator's view of a gateway :class:`fedfaas.spec.JobSpec`."""
+                 c_agg: int = 1, b_dc: float = DEFAULT_B_DC, cold_start_s: float = 0.0,
+                 keep_alive_s: float | None = None,
+                 eager_step_s: float | None = None) -> JobSpec:
+        """The estimator's view of a gateway :class:`fedfaas.spec.JobSpec` on a platform
+        with the given cold start, keep-alive and measured eager step."""
         jid = job_id or spec.job_id
         if not jid:
             raise BadRequest("the job has no job_id yet")
@@ -141,7 +150,8 @@ class JobSpec:
             sync="epoch" if spec.sync.unit == "epoch" else "minibatch", n_mb=spec.sync.every,
             t_wait=spec.t_wait_s, quorum=spec.quorum, rounds=spec.rounds,
             strategy=spec.strategy.name, batch_size=spec.strategy.batch_size,
-            n_agg=spec.strategy.n_agg, c_agg=c_agg, b_dc=b_dc,
+            n_agg=spec.strategy.n_agg, c_agg=c_agg, b_dc=b_dc, cold_start_s=cold_start_s,
+            keep_alive_s=keep_alive_s, eager_step_s=eager_step_s,
             latency_target=spec.strategy.latency_target,
         )
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from fedfaas import codec
+from gateway.platform import keep_alive_from_labels
 from tests.conftest import Api
 
 pytestmark = pytest.mark.stack
@@ -143,3 +144,26 @@ def test_round_closes_at_t_wait_with_quorum(stack_api: Api) -> None:
     assert status["state"] == "closed" and status["parties_included"] == ["p0", "p1"]
     model = codec.decode(stack_api.call("GET", f"/v1/jobs/{jid}/model", tokens[2]).content).tensors
     np.testing.assert_array_equal(model["w"], np.full(2, 2.0, np.float32))
+
+
+def test_jit_round_start_uses_the_platforms_keep_alive_and_measured_eager_steps(
+        stack_api: Api, faas: Any) -> None:
+    # Prepare: an eager serverless job runs single-update steps on aggregate for
+    # 5000-byte models; the router runs stack.yml, whose aggregate scales to zero.
+    parties = 4
+    _run_job(stack_api, {"name": "eager-serverless"}, _updates(parties, 1), parties, 1)
+    labels = faas.function("aggregate")["labels"]
+    # Execute: a JIT job with models of that size opens a round.
+    job = stack_api.call("POST", "/v1/jobs", stack_api.admin_token, json={
+        "job_id": f"e2e-{uuid.uuid4().hex[:8]}", "model": {"name": "cnn", "size_bytes": 5000},
+        "t_wait_s": 120, "rounds": 1, "strategy": {"name": "jit"}}).json()
+    for i in range(2):
+        stack_api.call("POST", f"/v1/jobs/{job['job_id']}/parties", job["enrollment_token"],
+                       json={"party_id": f"p{i}", "epoch_time_s": 5.0})
+    resp = stack_api.call("POST", f"/v1/jobs/{job['job_id']}/rounds", stack_api.admin_token)
+    # Assert: its estimate models eager on this platform.
+    assert resp.status_code == 201, resp.text
+    figures = resp.json()["estimate"]["platform"]
+    assert figures["keep_alive_s"] == keep_alive_from_labels(labels)
+    assert figures["keep_alive_s"] is not None
+    assert figures["eager_step_s"] is not None and 0 < figures["eager_step_s"] < 10

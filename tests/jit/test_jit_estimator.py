@@ -267,6 +267,19 @@ def test_eager_pays_a_cold_start_after_the_platform_stopped_its_instance() -> No
         JobSpec(job_id="j", model_bytes=MB, keep_alive_s=-1.0)
 
 
+def test_eager_first_step_pays_a_cold_start_when_the_round_idled_past_keep_alive() -> None:
+    # The previous round's last step ran at the round's start (offset 0). Three
+    # updates at 80, 80.1 and 80.2 s, one instance, steps of 0.102 s: warm, the
+    # queue ends at 80.0 + 3 x 0.102; cold (80 s > 60 s idle), 1.5 s later, and
+    # that backlog reaches the last update.
+    kw = {"t_pair": 0.2, "c_agg": 2, "n_agg": 1, "model_bytes": 1e6, "b_dc": 1e9}
+    a = np.array([80.0, 80.1, 80.2])
+    assert eager_completion(a, **kw) == pytest.approx(80.306)
+    assert eager_completion(a, cold_start_s=1.5, keep_alive_s=60.0, **kw) == pytest.approx(81.806)
+    # Within the keep-alive the instance is still warm.
+    assert eager_completion(a, cold_start_s=1.5, keep_alive_s=90.0, **kw) == pytest.approx(80.306)
+
+
 def test_eager_instances_and_the_merge_of_their_partials_by_hand() -> None:
     # Three updates within one 0.5 s step overlap: three instances, capped at n_agg.
     a = np.array([0.0, 0.1, 0.2, 5.0])

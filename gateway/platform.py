@@ -1,0 +1,160 @@
+"""What the FaaS platform does with the ``aggregate`` function, for JIT's ``"eager"`` latency target.
+
+JIT promises to publish no later than eager serverless aggregation would
+(:meth:`fedfaas.jit.estimator.DeadlineEstimator.done_by`).  That latency
+depends on the platform, not on the paper's formulas alone:
+
+- *keep-alive*: how long an idle instance lives, read from the function's
+  OpenFaaS labels (``com.openfaas.scale.zero`` and ``-zero-duration``, via
+  ``GET /system/function/aggregate``; an instance is never stopped without them,
+  e.g. on Community Edition) unless ``FEDFAAS_AGG_KEEP_ALIVE_S`` says otherwise;
+- *cold start*: ``FEDFAAS_AGG_COLD_START_S`` (the platform exposes no figure);
+- *a warm eager step*: measured, as the median of the latest single-update
+  steps the gateway ran on ``aggregate`` for a model of that size (the formula
+  ``2 M / B_dc + t_pair / C_agg`` ignores the storage round trips that bound a
+  real step); the formula until a few were seen.
+
+Steps live in Redis, so every gateway replica sees the same figures; the
+labels are cached per process for ``LABELS_TTL_S``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from fedfaas.errors import FedfaasError
+from fedfaas.faas.stackfile import (
+    LABEL_SCALE_MIN,
+    LABEL_SCALE_ZERO,
+    LABEL_SCALE_ZERO_DURATION,
+    StackFileError,
+    parse_duration,
+)
+
+log = logging.getLogger("fedfaas.platform")
+
+LABELS_TTL_S = 60.0
+"""Seconds a process reuses the function's labels before asking the platform again."""
+STEPS_KEPT = 32
+"""Latest single-update step durations kept per model size."""
+STEPS_NEEDED = 3
+"""Steps measured before they replace the formula; their median ignores the odd cold one."""
+STEPS_TTL_S = 7 * 24 * 3600
+DEFAULT_COLD_START_S = 1.0
+
+
+@dataclass(frozen=True)
+class AggregatorPlatform:
+    """The platform's figures for ``aggregate`` (see the module docstring).
+
+    Parameters
+    ----------
+    cold_start_s
+        Seconds to start an instance.
+    keep_alive_s
+        Idle seconds before the platform stops an instance (None: never).
+    eager_step_s
+        Median warm single-update step, seconds (None: not measured yet).
+    """
+
+    cold_start_s: float
+    keep_alive_s: float | None
+    eager_step_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready figures."""
+        return {"cold_start_s": self.cold_start_s, "keep_alive_s": self.keep_alive_s,
+                "eager_step_s": self.eager_step_s}
+
+
+def keep_alive_from_labels(labels: dict[str, str]) -> float | None:
+    """Idle seconds before OpenFaaS scales the function to zero, from its labels (None: never).
+
+    Scale to zero needs ``com.openfaas.scale.zero: "true"`` and no minimum above
+    zero; without a ``zero-duration`` label the platform's own default applies,
+    which the labels do not tell, so it is taken as never.
+    """
+    if str(labels.get(LABEL_SCALE_ZERO, "")).lower() != "true":
+        return None
+    if str(labels.get(LABEL_SCALE_MIN, "0")).strip() not in ("", "0"):
+        return None
+    text = labels.get(LABEL_SCALE_ZERO_DURATION)
+    if text is None:
+        return None
+    try:
+        return parse_duration(text, f"label {LABEL_SCALE_ZERO_DURATION}")
+    except StackFileError as exc:
+        log.warning("ignoring the aggregate function's keep-alive: %s", exc)
+        return None
+
+
+class PlatformFigures:
+    """The current :class:`AggregatorPlatform` of one deployment.
+
+    Parameters
+    ----------
+    client
+        Redis (with a socket timeout), where measured steps are kept.
+    labels
+        Returns the ``aggregate`` function's labels; may raise
+        :class:`~fedfaas.errors.FedfaasError` (the platform is unreachable), in
+        which case the last known labels, or none, are used.
+    namespace
+        Key prefix of the deployment's JIT state.
+    """
+
+    def __init__(self, client: redis.Redis, labels: Callable[[], dict[str, str]], *,
+                 namespace: str = "ff:jit") -> None:
+        self.redis = client
+        self._fetch_labels = labels
+        self.ns = namespace
+        self._labels: dict[str, str] = {}
+        self._labels_at = -LABELS_TTL_S
+
+    def _steps_key(self, model_bytes: int) -> str:
+        return f"{self.ns}:eager_step:{int(model_bytes)}"
+
+    def labels(self) -> dict[str, str]:
+        """The function's labels, at most ``LABELS_TTL_S`` old."""
+        now = time.monotonic()
+        if now - self._labels_at >= LABELS_TTL_S:
+            self._labels_at = now
+            try:
+                self._labels = {str(k): str(v) for k, v in self._fetch_labels().items()}
+            except FedfaasError as exc:
+                log.warning("cannot read the aggregate function's labels: %s", exc.message)
+        return self._labels
+
+    def record_step(self, model_bytes: int, seconds: float) -> None:
+        """One single-update step on ``aggregate`` took ``seconds``."""
+        key = self._steps_key(model_bytes)
+        with self.redis.pipeline() as pipe:
+            pipe.lpush(key, repr(float(seconds)))
+            pipe.ltrim(key, 0, STEPS_KEPT - 1)
+            pipe.expire(key, STEPS_TTL_S)
+            pipe.execute()
+
+    def eager_step(self, model_bytes: int) -> float | None:
+        """Median of the latest measured single-update steps (None: fewer than ``STEPS_NEEDED``)."""
+        raw = self.redis.lrange(self._steps_key(model_bytes), 0, -1)
+        steps = [float(x) for x in raw]
+        return statistics.median(steps) if len(steps) >= STEPS_NEEDED else None
+
+    def current(self, model_bytes: int) -> AggregatorPlatform:
+        """The figures for a job whose updates are ``model_bytes`` long."""
+        env_keep = os.environ.get("FEDFAAS_AGG_KEEP_ALIVE_S")
+        if env_keep:
+            keep: float | None = None if env_keep.lower() == "never" else float(env_keep)
+        else:
+            keep = keep_alive_from_labels(self.labels())
+        cold = float(os.environ.get("FEDFAAS_AGG_COLD_START_S", str(DEFAULT_COLD_START_S)))
+        return AggregatorPlatform(cold_start_s=cold, keep_alive_s=keep,
+                                  eager_step_s=self.eager_step(model_bytes))

@@ -1,0 +1,78 @@
+"""The platform figures behind JIT's "eager" latency target: labels, cold start, measured steps."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from fedfaas.errors import Unavailable
+from gateway import platform
+from gateway.platform import PlatformFigures, keep_alive_from_labels
+
+ZERO = {"com.openfaas.scale.zero": "true", "com.openfaas.scale.min": "0"}
+
+
+@pytest.mark.parametrize(("labels", "expected"), [
+    ({**ZERO, "com.openfaas.scale.zero-duration": "1m30s"}, 90.0),
+    ({**ZERO, "com.openfaas.scale.zero-duration": "3s"}, 3.0),
+    # No scale to zero (Community Edition ignores the labels; none given here).
+    ({}, None),
+    ({"com.openfaas.scale.zero": "false", "com.openfaas.scale.zero-duration": "3s"}, None),
+    # A minimum above zero keeps an instance up.
+    ({**ZERO, "com.openfaas.scale.min": "1", "com.openfaas.scale.zero-duration": "3s"}, None),
+    # Scale to zero after the platform's own default, which the labels do not tell.
+    (ZERO, None),
+    ({**ZERO, "com.openfaas.scale.zero-duration": "soon"}, None),
+])
+def test_keep_alive_from_labels(labels: dict[str, str], expected: float | None) -> None:
+    assert keep_alive_from_labels(labels) == expected
+
+
+def test_steps_replace_the_formula_once_measured_and_the_median_ignores_a_cold_one(
+        redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Prepare
+    monkeypatch.delenv("FEDFAAS_AGG_KEEP_ALIVE_S", raising=False)
+    monkeypatch.setenv("FEDFAAS_AGG_COLD_START_S", "0.7")
+    figures = PlatformFigures(redis_client, lambda: {**ZERO, "com.openfaas.scale.zero-duration": "30s"},
+                              namespace="t:jit")
+    # Execute / Assert: two steps are not enough; a cold 2 s step among four does not move the median.
+    figures.record_step(5000, 0.10)
+    figures.record_step(5000, 0.12)
+    assert figures.current(5000).eager_step_s is None
+    figures.record_step(5000, 2.0)
+    figures.record_step(5000, 0.11)
+    got = figures.current(5000)
+    assert got.eager_step_s == pytest.approx(0.115)
+    assert got.keep_alive_s == 30.0 and got.cold_start_s == 0.7
+    # Per model size; the list keeps the latest STEPS_KEPT.
+    assert figures.current(999).eager_step_s is None
+    for _ in range(platform.STEPS_KEPT):
+        figures.record_step(5000, 0.5)
+    assert redis_client.llen("t:jit:eager_step:5000") == platform.STEPS_KEPT
+    assert figures.current(5000).eager_step_s == 0.5
+
+
+def test_an_unreachable_platform_keeps_the_last_labels_and_the_env_overrides(
+        redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Prepare
+    calls = {"n": 0}
+
+    def labels() -> dict[str, str]:
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise Unavailable("GET /system/function/aggregate failed: connection refused")
+        return {**ZERO, "com.openfaas.scale.zero-duration": "45s"}
+
+    monkeypatch.delenv("FEDFAAS_AGG_KEEP_ALIVE_S", raising=False)
+    monkeypatch.delenv("FEDFAAS_AGG_COLD_START_S", raising=False)
+    figures = PlatformFigures(redis_client, labels, namespace="t:jit")
+    # Execute / Assert
+    assert figures.current(10).keep_alive_s == 45.0
+    assert figures.current(10).keep_alive_s == 45.0 and calls["n"] == 1  # cached
+    figures._labels_at -= platform.LABELS_TTL_S  # the cache expired
+    assert figures.current(10).keep_alive_s == 45.0 and calls["n"] == 2  # failed: last known
+    monkeypatch.setenv("FEDFAAS_AGG_KEEP_ALIVE_S", "never")
+    assert figures.current(10).keep_alive_s is None
+    monkeypatch.setenv("FEDFAAS_AGG_KEEP_ALIVE_S", "12")
+    assert figures.current(10).keep_alive_s == 12.0
+    assert figures.current(10).cold_start_s == platform.DEFAULT_COLD_START_S
