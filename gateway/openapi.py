@@ -179,8 +179,16 @@ def _schemas() -> dict[str, Any]:
         "RoundStart": {"type": "object", "properties": {"parties": {
             "type": "array", "items": ID,
             "description": "Registered parties expected in this round (default: all)."}}},
-        "Estimates": {"type": "object", "required": ["job_id", "rounds"], "properties": {
-            "job_id": ID, "rounds": {"type": "array", "items": {"type": "object"}}}},
+        "Estimates": {"type": "object", "required": ["job_id", "learner", "rounds"], "properties": {
+            "job_id": ID,
+            "learner": {"type": "object", "description": (
+                "What the next estimate applies beyond per-party corrections: rounds_seen, "
+                "timer_share (the JIT timer's learned share of the latency headroom), latency_ratio "
+                "(EWMA of observed over target latency), t_agg_residual, slack, t_rnd_bias (s).")},
+            "rounds": {"type": "array", "items": {"type": "object", "description": (
+                "Per round: predicted and observed t_rnd and t_agg and their errors, per-party "
+                "t_upd errors, latency (last update to published model, s) and target_latency "
+                "(null under \"fastest\").")}}}},
         "UpdateRecord": {"type": "object", "required": ["party", "round", "key", "digest", "size"],
                          "properties": {
                              "party": ID, "round": {"type": "integer"}, "key": {"type": "string"},

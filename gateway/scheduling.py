@@ -138,7 +138,8 @@ class JitBridge:
             except NotFound:
                 detail = {}
             rounds.append({**summary, "parties": detail.get("parties", detail.get("rows", []))})
-        return {"job_id": job_id, "rounds": rounds}
+        return {"job_id": job_id, "learner": self.service.learner(job_id).controller(),
+                "rounds": rounds}
 
     # --- the loop --------------------------------------------------------------------
     def tick(self, now: float | None = None) -> int:

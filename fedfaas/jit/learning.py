@@ -76,6 +76,10 @@ class RoundReport:
     t_agg_obs: float | None
     error_stats: dict[str, Any]
     """Per-party error figures, kept even when the per-party arrays are not."""
+    latency: float | None = None
+    """Seconds from the last update to the published model (None: not measured)."""
+    target_latency: float | None = None
+    """What the job's latency target allowed this round (None: ``"fastest"``)."""
 
     @property
     def error(self) -> np.ndarray:
@@ -104,6 +108,7 @@ class RoundReport:
             "t_rnd_error": None if self.t_rnd_obs is None else self.t_rnd_obs - self.t_rnd_pred,
             "t_agg_pred": self.t_agg_pred, "t_agg_obs": opt(self.t_agg_obs),
             "t_agg_error": None if self.t_agg_obs is None else self.t_agg_obs - self.t_agg_pred,
+            "latency": opt(self.latency), "target_latency": opt(self.target_latency),
         }
 
     def to_dict(self, *, parties: bool = True) -> dict[str, Any]:
@@ -299,11 +304,14 @@ class ArrivalLearner:
         self.timer_share = min(hi, max(lo, self.timer_share * math.exp(log_step)))
 
     def observe_round(self, round_no: int, estimate: JobEstimate, observed_t_upd: np.ndarray,
-                      *, t_agg_obs: float | None = None, detail: bool = True) -> RoundReport:
+                      *, t_agg_obs: float | None = None, detail: bool = True,
+                      latency: float | None = None) -> RoundReport:
         """Learn from one round: ``observed_t_upd[i]`` is party ``i``'s arrival offset (NaN: none).
 
         ``estimate`` is the estimate the round was scheduled with, in the same
-        party order.  Returns (and keeps) the round's report.
+        party order; ``latency`` the seconds from the last update to the published
+        model, reported against the estimate's target (learn from it with
+        :meth:`observe_latency`).  Returns (and keeps) the round's report.
         """
         obs = np.asarray(observed_t_upd, dtype=np.float64)
         if obs.shape != (len(estimate.party_ids),):
@@ -349,6 +357,7 @@ class ArrivalLearner:
             observed_t_upd=obs if detail else np.zeros(0),
             t_rnd_pred=estimate.t_rnd, t_rnd_obs=t_rnd_obs, t_agg_pred=estimate.t_agg,
             t_agg_obs=t_agg_obs, error_stats=RoundReport.stats(estimate.t_upd, obs),
+            latency=latency, target_latency=estimate.target_latency,
         )
         if self.keep_reports:
             self.reports.append(report)
@@ -406,6 +415,13 @@ class ArrivalLearner:
         except (KeyError, TypeError, ValueError) as exc:
             raise BadRequest(f"invalid learner state: {exc}") from None
         return out
+
+    def controller(self) -> dict[str, Any]:
+        """What the learner applies to the next estimate beyond per-party corrections."""
+        return {"rounds_seen": self.rounds_seen, "timer_share": self.timer_share,
+                "latency_ratio": self.latency_ratio if self._lat_seen else None,
+                "t_agg_residual": self.agg_residual, "slack": self.slack(),
+                "t_rnd_bias": self.rnd_bias}
 
     def report_history(self) -> list[dict[str, Any]]:
         """Summaries of the kept rounds, oldest first (including those restored from JSON)."""

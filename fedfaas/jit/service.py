@@ -170,18 +170,21 @@ class JitService:
             t_upd=np.asarray(rec["t_upd"]), t_rnd=rec["t_rnd"], t_agg=rec["t_agg"],
             t_agg_paper=rec["t_agg_paper"], t_rnd_early=rec["t_rnd_early"],
             t_upd_early=np.asarray(rec["t_upd_early"]), t_upd_late=np.asarray(rec["t_upd_late"]),
-            slack=rec["slack"])
+            slack=rec["slack"], target_latency=rec.get("target_latency"))
         learner = self.learner(job_id)
         if t_agg_obs is not None:
             if t_agg_obs < 0:
                 raise BadRequest("t_agg_obs must be >= 0")
             formula = float(rec.get("t_agg_formula", est.t_agg_paper))
             learner.observe_aggregation(formula if t_agg_pred is None else t_agg_pred, t_agg_obs)
-        target = rec.get("target_latency")
-        if target is not None and arrivals:
+        latency = None
+        if arrivals:
             done = self.clock.now() if published_at is None else published_at
-            learner.observe_latency(max(0.0, done - max(arrivals.values())), float(target))
-        report = learner.observe_round(round_no, est, observed, t_agg_obs=t_agg_obs)
+            latency = max(0.0, done - max(arrivals.values()))
+            if est.target_latency is not None:
+                learner.observe_latency(latency, float(est.target_latency))
+        report = learner.observe_round(round_no, est, observed, t_agg_obs=t_agg_obs,
+                                       latency=latency)
         self.r.set(self._k("learner", job_id), json.dumps(learner.to_dict()))
         self.r.set(self._k("report", key), json.dumps(report.to_dict()), ex=ROUND_TTL_S)
         return report

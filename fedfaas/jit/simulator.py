@@ -416,7 +416,7 @@ class Simulator:
                 t_agg_obs = rnd.chunk_obs[1]
                 self.learner.observe_aggregation(*rnd.chunk_obs)
             report = self.learner.observe_round(rnd.number, rnd.estimate, rnd.offsets,
-                                                t_agg_obs=t_agg_obs, detail=False)
+                                                t_agg_obs=t_agg_obs, detail=False, latency=latency)
             self._reports.append(report.summary())
         self._end = t
         if rnd.number + 1 < self.cfg.rounds:

@@ -114,3 +114,10 @@ def test_finish_round_steers_the_timer_share_by_observed_latency(service: JitSer
         shares.append(service.learner(job.job_id).timer_share)
     assert shares[0] == shares[1] < shares[2]
     assert shares[3] < shares[2]
+    # Each round's report says how late it published against what its target allowed.
+    rows = service.reports(job.job_id)
+    assert [r["latency"] for r in rows] == pytest.approx([0.2, 0.2, 0.2, 30.0])
+    assert all(r["target_latency"] == pytest.approx(0.35, rel=0.2) for r in rows)
+    state = service.learner(job.job_id).controller()
+    assert state["rounds_seen"] == 4 and state["timer_share"] == shares[3]
+    assert state["latency_ratio"] is not None and state["latency_ratio"] > 1
