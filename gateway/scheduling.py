@@ -11,6 +11,7 @@ once.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -71,6 +72,8 @@ class JitBridge:
         spec = JitJobSpec.from_api(job.spec, job_id=job.job_id, cold_start_s=figures.cold_start_s,
                                    keep_alive_s=figures.keep_alive_s,
                                    eager_step_s=figures.eager_step_s)
+        # A round opened for fewer parties than the job's quorum needs them all.
+        spec = dataclasses.replace(spec, quorum=record.quorum)
         profiles = self.registry.list_parties(job.job_id)
         default_bps = _env_float("FEDFAAS_DEFAULT_BANDWIDTH_BPS", DEFAULT_BANDWIDTH_BPS)
         parties = []

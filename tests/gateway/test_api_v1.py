@@ -192,6 +192,18 @@ def test_round_start_reports_the_jit_latency_target(api: Api) -> None:
     assert bad.status_code == 400 and "latency_target" in bad.text
 
 
+def test_a_round_for_fewer_parties_than_the_quorum_is_still_estimated(api: Api) -> None:
+    # The job wants 2 updates; a round opened for alice alone needs just hers.
+    job = _job(api, strategy={"name": "jit"})
+    _party(api, job, "alice")
+    _party(api, job, "bob")
+    resp = api.call("POST", f"/v1/jobs/{job['job_id']}/rounds", api.admin_token,
+                    json={"parties": ["alice"]})
+    assert resp.status_code == 201, resp.text
+    assert "estimate_error" not in resp.json(), resp.json()
+    assert resp.json()["estimate"]["t_rnd_s"] > 0
+
+
 def test_round_gate_checks_membership_without_the_expected_list(api: Api, api_stack) -> None:  # type: ignore[no-untyped-def]
     import redis
 
