@@ -47,7 +47,7 @@ def main() -> None:
               help="Start only these components (repeatable).")
 @click.option("--port", "ports", multiple=True, metavar="NAME=PORT",
               help="Fixed port for a component, e.g. --port gateway=8000 (default: free ports).")
-@click.option("--idle-timeout", type=float, default=None,
+@click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Scale idle function instances to zero after this many seconds.")
 def up(data_dir: str | None, stack_file: str | None, only: tuple[str, ...], ports: tuple[str, ...],
        idle_timeout: float | None) -> None:
@@ -138,13 +138,13 @@ def kill(data_dir: str | None, function: str, instance: int | None) -> None:
 
 @main.group()
 def stack() -> None:
-    """Generate and check stack.yml layouts."""
+    """Generate stack.yml layouts."""
 
 
 @stack.command("generate")
-@click.option("--cache-functions", type=int, default=4, show_default=True,
+@click.option("--cache-functions", type=click.IntRange(min=2), default=4, show_default=True,
               help="Number of FLStore cache functions (cache-0 .. cache-N-1).")
-@click.option("--budget-bytes", type=int, default=1024**3, show_default=True,
+@click.option("--budget-bytes", type=click.IntRange(min=1), default=1024**3, show_default=True,
               help="Memory budget of each cache function.")
 @click.option("--out", type=click.Path(dir_okay=False), default="-", help="File to write (default stdout).")
 def stack_generate(cache_functions: int, budget_bytes: int, out: str) -> None:
