@@ -34,6 +34,8 @@ def parse_json(event: Any) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("request body is not valid JSON") from None
+    except RecursionError:
+        raise BadRequest("request body is nested too deeply") from None
 
 
 def guarded(fn: Callable[[Any, Any], Response]) -> Callable[[Any, Any], Response]:

@@ -34,6 +34,7 @@ from fedfaas.errors import BadRequest, NotFound
 from fedfaas.spec import check_id
 from fedfaas.store import ObjectStore
 from fedfaas.workloads import TENSORS_KEY, ClientUpdate, WorkloadInputs, get_workload
+from fedfaas.workloads.params import check_numeric_array
 from fedfaas.workloads.prepared import Prepared
 from fedfaas.workloads.updates import count_sketch, is_float, nonfinite_clients
 
@@ -62,6 +63,25 @@ def _check_s3_key(s3_key: Any) -> str:
     if not isinstance(s3_key, str) or not s3_key.startswith("tenants/") or ".." in s3_key:
         raise BadRequest(f"invalid object reference {s3_key!r}")
     return s3_key
+
+
+def _objects(value: Any, what: str) -> list[dict[str, Any]]:
+    """``value`` as a list of JSON objects (None: empty); BadRequest otherwise."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise BadRequest(f"{what} must be a list of objects")
+    return value
+
+
+def _ref(item: dict[str, Any], what: str, *fields: str) -> dict[str, Any]:
+    """``item`` after checking it has ``key``, ``s3`` and ``fields`` (``round``: an integer)."""
+    missing = [f for f in ("key", "s3", *fields) if f not in item]
+    if missing:
+        raise BadRequest(f"{what} lacks {', '.join(repr(f) for f in missing)}")
+    if "round" in fields and (isinstance(item["round"], bool) or not isinstance(item["round"], int)):
+        raise BadRequest(f"{what} 'round' must be an integer, got {item['round']!r}")
+    return item
 
 
 class ServerlessCache:
@@ -141,7 +161,7 @@ class ServerlessCache:
     def load(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         """Fetch ``[{"key", "s3"}]`` from S3 into memory (placement and prefetch)."""
         loaded, missing = [], []
-        for item in items:
+        for item in _objects(items, "'items'"):
             key, s3_key = str(item.get("key", "")), _check_s3_key(item.get("s3"))
             try:
                 entry = self._put(key, self.store.get(s3_key))
@@ -177,10 +197,20 @@ class ServerlessCache:
         spec = get_workload(str(request.get("workload", "")))
         params = request.get("params") or {}
         data = request.get("data") or {}
+        if not isinstance(data, dict):
+            raise BadRequest("request 'data' must be an object")
+        job, rnd, client = request.get("job") or {}, request.get("round"), request.get("client")
+        if not isinstance(job, dict):
+            raise BadRequest("request 'job' must be an object (the job spec)")
+        if rnd is not None and (isinstance(rnd, bool) or not isinstance(rnd, int)):
+            raise BadRequest(f"request 'round' must be an integer or null, got {rnd!r}")
+        if client is not None and not isinstance(client, str):
+            raise BadRequest(f"request 'client' must be a party id or null, got {client!r}")
         hits = misses = 0
         updates = []
         held: dict[str, Any] = {}  # data key -> the decoded tensors this request uses
-        for item in data.get("updates", []):
+        for item in _objects(data.get("updates"), "'data.updates'"):
+            _ref(item, "an item of 'data.updates'", "client", "round")
             entry, hit = self.get(str(item["key"]), item["s3"])
             hits, misses = hits + hit, misses + (not hit)
             held[str(item["key"])] = entry.update.tensors
@@ -188,20 +218,27 @@ class ServerlessCache:
                                         tensors=entry.update.tensors, meta=entry.update.meta,
                                         round=int(item["round"])))
         models: dict[int, Any] = {}
-        for item in data.get("global_models", []):
+        for item in _objects(data.get("global_models"), "'data.global_models'"):
+            _ref(item, "an item of 'data.global_models'", "round")
             entry, hit = self.get(str(item["key"]), item["s3"])
             hits, misses = hits + hit, misses + (not hit)
             held[str(item["key"])] = entry.update.tensors
             models[int(item["round"])] = entry.update.tensors
         arrays: dict[str, np.ndarray] = {}
         if data.get("validation"):
+            if not isinstance(data["validation"], dict):
+                raise BadRequest("request 'data.validation' must be an object")
+            _ref(data["validation"], "'data.validation'")
             entry, hit = self.get(str(data["validation"]["key"]), data["validation"]["s3"])
             hits, misses = hits + hit, misses + (not hit)
             arrays.update(entry.update.tensors)
-        for name, value in (request.get("arrays") or {}).items():
-            arrays[name] = np.asarray(value, dtype=np.float32)
+        request_arrays = request.get("arrays") or {}
+        if not isinstance(request_arrays, dict):
+            raise BadRequest("request 'arrays' must be an object of numeric arrays")
+        for name, value in request_arrays.items():
+            arrays[name] = check_numeric_array(value, f"array {name!r}").astype(np.float32)
         inputs = WorkloadInputs(
-            job=request.get("job") or {}, round=request.get("round"), client=request.get("client"),
+            job=job, round=rnd, client=client,
             updates=updates, global_models=models, metadata=data.get("metadata") or [], arrays=arrays,
             prepared=self.prepared,
         )

@@ -30,7 +30,9 @@ def check_id(value: str, what: str) -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: JSON bodies may carry NaN/Infinity, which the stored spec
+    # (serialised as strict JSON) could not hold; refuse them with a 400 instead.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelSpec(_Strict):

@@ -9,6 +9,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from fedfaas import codec
 from fedfaas.errors import BadRequest, Forbidden, Unavailable
 from fedfaas.workloads import WORKLOADS
+from gateway.bodies import read_body
 from request_tracker.data import validation_key
 
 blueprint = Blueprint("queries", __name__, url_prefix="/v1")
@@ -65,7 +66,7 @@ def put_validation(job_id: str) -> Response:
     """Upload the job's validation set (arrays ``x_val`` and ``y_val``) for contribution workloads."""
     svc = _svc()
     job = svc.registry.job_for(svc.principal(), job_id, admin=True)
-    body = request.get_data(cache=False)
+    body = read_body()  # a chunked body over the limit is a 413, not a "truncated" 400
     decoded = codec.decode(body, codec.Limits(max_total_bytes=svc.settings.max_body_bytes))
     missing = {"x_val", "y_val"} - set(decoded.tensors)
     if missing:

@@ -11,6 +11,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from fedfaas import keys
 from fedfaas.errors import BadRequest, FedfaasError, Forbidden, NotFound
+from fedfaas.fusion import get_strategy
 from fedfaas.spec import JobSpec, PartyProfile, check_id, parse
 from gateway.bodies import read_body
 
@@ -33,6 +34,8 @@ def _json_body() -> dict[str, Any]:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("request body is not valid JSON") from None
+    except RecursionError:
+        raise BadRequest("request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise BadRequest("request body must be a JSON object")
     return data
@@ -78,6 +81,8 @@ def create_job() -> Response:
     spec = cast(JobSpec, parse(JobSpec, _json_body(), "job spec"))
     tenant = spec.tenant or principal.tenant or "default"
     principal.require_admin(tenant)
+    # Refuse now what every aggregation of the job would refuse (400 naming the problem).
+    get_strategy(spec.algorithm.name, **dict(spec.algorithm.params))
     job, enroll = svc.registry.create_job(spec, tenant)
     return _created({**job.public(), "enrollment_token": enroll})
 

@@ -53,7 +53,7 @@ def workload_job_spec(job: Any) -> dict[str, Any]:
     if raw not in (None, ""):
         try:
             kwargs = json.loads(raw) if isinstance(raw, str) else None
-        except ValueError:
+        except (ValueError, RecursionError):
             kwargs = None
         if not isinstance(kwargs, dict):
             raise BadRequest("job hyperparameter 'model_kwargs' must be a JSON object in a string, "

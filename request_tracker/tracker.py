@@ -29,6 +29,7 @@ from fedfaas.errors import BadRequest, FedfaasError, NotFound, Unavailable
 from fedfaas.faas.client import FaasClient
 from fedfaas.meta import text
 from fedfaas.workloads import get_workload
+from fedfaas.workloads.params import check_numeric_array
 from request_tracker.data import DataResolver, ResolvedData
 
 log = logging.getLogger("fedfaas.tracker")
@@ -76,6 +77,8 @@ class Query:
         arrays = body.get("arrays") or {}
         if not isinstance(arrays, dict):
             raise BadRequest("query 'arrays' must be an object of numeric lists")
+        for name, value in arrays.items():
+            check_numeric_array(value, f"query array {name!r}")
         return cls(workload, rnd, client, params, arrays)
 
 

@@ -42,7 +42,7 @@ def _lookup(name: str) -> type[Strategy]:
     return cls
 
 
-def get_strategy(name: str, **params: Any) -> Strategy:
+def get_strategy(name: str, /, **params: Any) -> Strategy:
     """Build strategy ``name`` with validated ``params``; raises :class:`BadRequest` if invalid."""
     allowed = strategy_params(name)
     unknown = sorted(set(params) - set(allowed))

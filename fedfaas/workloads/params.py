@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+
 from fedfaas.errors import BadRequest
 
 Kind = Literal["int", "float", "bool", "str", "str_list", "map", "list"]
@@ -137,6 +139,19 @@ def describe_params(schema: Sequence[Param]) -> list[dict[str, Any]]:
                 row[key] = getattr(p, key) if key != "choices" else list(p.choices or ())
         rows.append(row)
     return rows
+
+
+def check_numeric_array(value: Any, what: str) -> np.ndarray:
+    """``value`` (nested JSON lists) as a finite numeric array; BadRequest naming ``what`` otherwise."""
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError, OverflowError):
+        raise BadRequest(f"{what} must be a numeric array of rectangular nested lists") from None
+    if arr.dtype.kind not in "biuf":
+        raise BadRequest(f"{what} must hold only numbers")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise BadRequest(f"{what} holds NaN or infinite values")
+    return arr
 
 
 SEED = Param("seed", "int", 0, "seed for every random choice", minimum=0, maximum=2**32 - 1)

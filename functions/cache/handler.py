@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from fedfaas.config import load_settings
+from fedfaas.errors import BadRequest
 from fedfaas.handlers import guarded, json_response, parse_json
 from fedfaas.serverless_cache import ServerlessCache
 from fedfaas.store import ObjectStore
@@ -29,10 +30,15 @@ def handle(event: Any, context: Any) -> dict[str, Any]:
     if event.method != "POST":
         return json_response(405, {"error": "method_not_allowed", "message": f"{event.method} {path}"})
     body = parse_json(event)
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
     if path == "/load":
-        return json_response(200, _cache.load(list(body.get("items", []))))
+        return json_response(200, _cache.load(body.get("items", [])))
     if path == "/evict":
-        return json_response(200, _cache.evict([str(k) for k in body.get("keys", [])]))
+        keys = body.get("keys", [])
+        if not isinstance(keys, list):
+            raise BadRequest("'keys' must be a list of data keys")
+        return json_response(200, _cache.evict([str(k) for k in keys]))
     if path == "/run":
         return json_response(200, _cache.run(body))
     return json_response(404, {"error": "not_found", "message": f"no such path {path!r}"})

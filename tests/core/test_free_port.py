@@ -15,7 +15,7 @@ def test_free_ports_avoid_the_ephemeral_range_and_are_bindable_with_their_twin()
         pytest.skip("no readable ephemeral port range here")
     for _ in range(20):
         port = procs.free_port()
-        assert procs.PORT_FLOOR <= port and port + 10000 < low
+        assert port >= procs.PORT_FLOOR and port + 10000 < low
         for p in (port, port + 10000):
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
                 sock.bind(("127.0.0.1", p))
