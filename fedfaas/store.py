@@ -28,6 +28,8 @@ from fedfaas.errors import NotFound, Unavailable
 # A single PUT up to this size; SeaweedFS and MinIO both take it, and one
 # request is much cheaper than a multipart upload for typical model sizes.
 PART_SIZE = 128 * 1024**2
+HEALTH_TIMEOUT_S = 2.0
+"""Longest a health probe waits for S3 (well inside a readiness probe's own timeout)."""
 
 
 class _ViewReader:
@@ -74,14 +76,17 @@ class ObjectStore:
             retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504)),
         )
         self._http = http
-        self._client = Minio(
-            settings.s3_endpoint,
-            access_key=settings.s3_access_key,
-            secret_key=settings.s3_secret_key,
-            secure=settings.s3_secure,
-            region=settings.s3_region,
-            http_client=http,
-        )
+        self._client = self._minio(http)
+        # Readiness probes must answer within their own timeout even when S3 hangs
+        # (accepts connections, never answers): a short read and no retries.
+        self._probe = self._minio(urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=HEALTH_TIMEOUT_S, read=HEALTH_TIMEOUT_S),
+            maxsize=2, retries=False))
+
+    def _minio(self, http: urllib3.PoolManager) -> Minio:
+        s = self._settings
+        return Minio(s.s3_endpoint, access_key=s.s3_access_key, secret_key=s.s3_secret_key,
+                     secure=s.s3_secure, region=s.s3_region, http_client=http)
 
     @property
     def client(self) -> Minio:
@@ -206,9 +211,9 @@ class ObjectStore:
             raise Unavailable(f"list {prefix}: S3 unreachable ({type(exc).__name__})") from None
 
     def healthy(self) -> bool:
-        """True when S3 answers a bucket request."""
+        """True when S3 answers a bucket request within ``HEALTH_TIMEOUT_S``."""
         try:
-            self._call("health", self._client.bucket_exists, self.bucket)
+            self._call("health", self._probe.bucket_exists, self.bucket)
         except Unavailable:
             return False
         return True

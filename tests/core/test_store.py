@@ -42,6 +42,26 @@ def test_unreachable_s3_is_unavailable_quickly() -> None:
         store.put("x", b"1")
 
 
+def test_health_probe_answers_quickly_when_s3_hangs(s3_settings: Settings) -> None:
+    # A server that accepts connections and never answers (a frozen S3): requests wait
+    # out the 30 s S3 timeout and its retries, the readiness probe only HEALTH_TIMEOUT_S.
+    import socket
+    import time
+    from dataclasses import replace
+
+    from fedfaas import store as store_module
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(8)
+        port = hung.getsockname()[1]
+        store = ObjectStore(replace(s3_settings, s3_endpoint=f"127.0.0.1:{port}", s3_timeout_s=30.0))
+        started = time.monotonic()
+        assert not store.healthy()
+        assert time.monotonic() - started < store_module.HEALTH_TIMEOUT_S + 2.0
+    assert ObjectStore(s3_settings).healthy()
+
+
 def test_redis_client_round_trip(s3_settings: Settings) -> None:
     client = connect(s3_settings)
     client.set("tests:key", b"v")
