@@ -82,6 +82,21 @@ class Query:
         return cls(workload, rnd, client, params, arrays)
 
 
+WORKLOAD_FAILED = (500, 507)
+"""Statuses a function itself answers when a workload raised or ran out of memory; the
+platform answers 502-504 (and 429) when the instance is gone, stuck or busy."""
+
+
+def _message(resp: Any) -> str:
+    """The error message of a function's answer, JSON or not, cut to 300 characters."""
+    try:
+        body = resp.json()
+        text_ = str(body.get("message", body)) if isinstance(body, dict) else str(body)
+    except ValueError:
+        text_ = resp.text
+    return text_[:300]
+
+
 class RequestTracker:
     """Routes non-training requests to the functions holding their data."""
 
@@ -186,6 +201,12 @@ class RequestTracker:
     def _call(self, function_id: str, body: dict[str, Any]) -> dict[str, Any]:
         resp = self.faas.invoke(function_id, json.dumps(body), path="run",
                                 headers={"Content-Type": "application/json"}, timeout=self.run_timeout_s)
+        if resp.status_code in WORKLOAD_FAILED:
+            # The function answered, so its instance and what it holds are alive: the
+            # workload failed on this request, and a replica would fail the same way.
+            raise FedfaasError(f"{body.get('workload')} failed on {function_id} "
+                               f"({resp.status_code}): {_message(resp)}", status=500,
+                               code="workload_failed")
         if resp.status_code >= 500 or resp.status_code == 429:
             raise Unavailable(f"{function_id} answered {resp.status_code}")
         try:
