@@ -327,7 +327,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             secrets = Path(env["FEDFAAS_SECRETS_DIR"])
             api = Api(env["FEDFAAS_GATEWAY_URL"], (secrets / "fedfaas-admin-token").read_text().strip())
             settings = stack.settings()
-            faas = FaasClient(env["FEDFAAS_FAAS_GATEWAY_URL"], settings.faas_basic_auth, timeout=30)
+            faas = FaasClient.from_settings(settings, timeout=30)
             agg = Aggregator(env)
             started = time.perf_counter()
             job = make_job(api, s, base, x_val, y_val)

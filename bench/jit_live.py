@@ -199,13 +199,11 @@ class LiveRig:
                            "FEDFAAS_AGG_OVERHEAD_S": str(AGG_OVERHEAD_S)}))
             env_stack = self.stack.env()
             secrets = Path(env_stack["FEDFAAS_SECRETS_DIR"])
-            auth = ((secrets / "basic-auth-user").read_text().strip(),
-                    (secrets / "basic-auth-password").read_text().strip())
             base_url = env_stack["FEDFAAS_GATEWAY_URL"]
             self._clients = _Clients(
                 base_url,
                 AdminClient(base_url, (secrets / "fedfaas-admin-token").read_text().strip()),
-                FaasClient(env_stack["FEDFAAS_FAAS_GATEWAY_URL"], auth, timeout=30))
+                FaasClient.from_settings(self.stack.settings(), timeout=30))
             for party in self.parties:
                 party.expect("ready", 300.0)
         except BaseException:

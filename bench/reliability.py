@@ -53,9 +53,7 @@ class Run:
         self.stack = stack
         self.base = env["FEDFAAS_GATEWAY_URL"]
         self.admin = (secrets / "fedfaas-admin-token").read_text().strip()
-        auth = ((secrets / "basic-auth-user").read_text().strip(),
-                (secrets / "basic-auth-password").read_text().strip())
-        self.faas = FaasClient(env["FEDFAAS_FAAS_GATEWAY_URL"], auth, timeout=30)
+        self.faas = FaasClient.from_settings(stack.settings(), timeout=30)
         self.store = ObjectStore(stack.settings())
         self.lock = threading.Lock()
         self.local = threading.local()

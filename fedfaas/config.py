@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SECRETS_DIR_DEFAULT = "/var/openfaas/secrets"
+#: Header carrying the internal token on every function call of the gateway.
+INTERNAL_TOKEN_HEADER = "X-Fedfaas-Internal-Token"
 
 
 def secrets_dir() -> Path:
@@ -32,6 +34,16 @@ def read_secret(name: str, default: str | None = None) -> str | None:
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         env = os.environ.get("FEDFAAS_SECRET_" + name.upper().replace("-", "_"))
         return env if env is not None else default
+
+
+def internal_token() -> str | None:
+    """The shared secret ``fedfaas-internal-token`` of the gateway and the functions.
+
+    Functions serve data only to callers that present it (the OpenFaaS
+    gateway's ``/function/<name>`` routes are not authenticated), so an empty
+    value counts as absent.
+    """
+    return read_secret("fedfaas-internal-token") or None
 
 
 def _env(name: str, default: str) -> str:
@@ -60,6 +72,8 @@ class Settings:
     faas_gateway_url: str = "http://127.0.0.1:8080"
     faas_basic_auth: tuple[str, str] | None = None
     admin_token: str | None = None
+    # Kept out of repr so that a logged Settings never shows it.
+    internal_token: str | None = field(default=None, repr=False)
     max_body_bytes: int = 256 * 1024**2
     redis_timeout_s: float = 5.0
     s3_timeout_s: float = 30.0
@@ -84,6 +98,7 @@ def load_settings() -> Settings:
         faas_gateway_url=_env("FAAS_GATEWAY_URL", Settings.faas_gateway_url).rstrip("/"),
         faas_basic_auth=(faas_user, faas_password) if faas_user and faas_password else None,
         admin_token=read_secret("fedfaas-admin-token"),
+        internal_token=internal_token(),
         max_body_bytes=_env_int("MAX_BODY_BYTES", Settings.max_body_bytes),
         redis_timeout_s=_env_float("REDIS_TIMEOUT_S", Settings.redis_timeout_s),
         s3_timeout_s=_env_float("S3_TIMEOUT_S", Settings.s3_timeout_s),

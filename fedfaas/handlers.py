@@ -2,16 +2,23 @@
 
 Handlers stay as thin as the python3-http template: parse, call the core,
 return.  This module is the one boundary where exceptions become responses.
+
+The OpenFaaS gateway does not authenticate ``/function/<name>``, and a
+function's request names S3 objects of any tenant, so every call that reads
+or writes data must carry the internal token only the fedfaas gateway holds
+(:func:`require_internal_token`).
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from fedfaas.errors import BadRequest, FedfaasError
+from fedfaas.config import INTERNAL_TOKEN_HEADER, internal_token
+from fedfaas.errors import BadRequest, FedfaasError, Forbidden, Unauthorized
 
 log = logging.getLogger("fedfaas.function")
 
@@ -36,6 +43,42 @@ def parse_json(event: Any) -> Any:
         raise BadRequest("request body is not valid JSON") from None
     except RecursionError:
         raise BadRequest("request body is nested too deeply") from None
+
+
+def _header(event: Any, name: str) -> str | None:
+    """Header ``name`` of the event, case-insensitively (Flask's headers or a plain dict)."""
+    headers = getattr(event, "headers", None) or {}
+    value = headers.get(name)
+    if value is None:
+        wanted = name.lower()
+        value = next((v for k, v in headers.items() if str(k).lower() == wanted), None)
+    return None if value is None else str(value)
+
+
+def require_internal_token(event: Any) -> None:
+    """Refuse the call unless it carries the internal token (constant-time comparison).
+
+    The secret is read on every call, so a rotated secret file takes effect
+    without a restart.
+
+    Raises
+    ------
+    Unauthorized
+        The call has no ``X-Fedfaas-Internal-Token`` header.
+    Forbidden
+        The token is wrong, or this function has no token configured (fail closed).
+    """
+    expected = internal_token()
+    if expected is None:
+        raise Forbidden("this function has no internal token configured (OpenFaaS secret "
+                        "'fedfaas-internal-token'), so it refuses every data call",
+                        code="internal_token_not_configured")
+    given = _header(event, INTERNAL_TOKEN_HEADER)
+    if not given:
+        raise Unauthorized(f"missing {INTERNAL_TOKEN_HEADER} header: only the fedfaas gateway "
+                           "may call this function", code="internal_token_required")
+    if not hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8", "replace")):
+        raise Forbidden(f"wrong {INTERNAL_TOKEN_HEADER}", code="internal_token_invalid")
 
 
 def guarded(fn: Callable[[Any, Any], Response]) -> Callable[[Any, Any], Response]:

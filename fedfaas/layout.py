@@ -33,7 +33,10 @@ ENV = {
     "read_timeout": "300s",
     "write_timeout": "300s",
 }
-SECRETS = ["s3-access-key", "s3-secret-key"]
+# Every function reads or writes tenants' data, so every one checks the
+# internal token the fedfaas gateway sends (the OpenFaaS gateway's
+# /function/<name> routes are not authenticated).
+SECRETS = ["s3-access-key", "s3-secret-key", "fedfaas-internal-token"]
 
 
 def _function(handler: str, role: str, *, env: dict[str, str] | None = None, scale_min: int = 0,

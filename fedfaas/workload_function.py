@@ -3,7 +3,8 @@
 A workload function runs one non-training workload on data it reads from S3
 (keeping it in memory within a small budget).  The Request Tracker sends it a
 request when no cache function holding the data answers: FLStore's fallback
-to the persistent store (FLStore 4.5).
+to the persistent store (FLStore 4.5).  ``POST`` needs the internal token;
+``GET /`` describes the workload and stays open.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from fedfaas.config import load_settings
 from fedfaas.errors import BadRequest
-from fedfaas.handlers import guarded, json_response, parse_json
+from fedfaas.handlers import guarded, json_response, parse_json, require_internal_token
 from fedfaas.serverless_cache import ServerlessCache
 from fedfaas.store import ObjectStore
 from fedfaas.workloads import get_workload
@@ -34,6 +35,7 @@ def make_handler(workload: str) -> Callable[[Any, Any], dict[str, Any]]:
             return json_response(200, spec.describe())
         if event.method != "POST":
             return json_response(405, {"error": "method_not_allowed", "message": "POST a request"})
+        require_internal_token(event)
         body = parse_json(event)
         if not isinstance(body, dict):
             raise BadRequest("request body must be a JSON object")

@@ -64,6 +64,9 @@ def error_response(exc: FedfaasError) -> Response:
 def create_app(settings: Settings | None = None, start_background: bool = True) -> Flask:
     """Build the gateway app."""
     settings = settings or load_settings()
+    if settings.internal_token is None:
+        log.warning("no fedfaas-internal-token secret: every function will refuse this gateway's "
+                    "data calls")
     app = Flask("fedfaas-gateway", static_folder=None)  # an API: no static files
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]

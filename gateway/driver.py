@@ -37,14 +37,18 @@ below the aggregate function's scale-to-zero idle time (``FEDFAAS_ALWAYS_ON_PING
 
 def function_invoker(settings: Settings) -> Any:
     """A callable that runs one step on the ``aggregate`` function and returns its JSON."""
-    client = FaasClient(settings.faas_gateway_url, settings.faas_basic_auth,
-                        timeout=settings.function_timeout_s)
+    client = FaasClient.from_settings(settings, timeout=settings.function_timeout_s)
 
     def invoke(request: dict[str, Any]) -> dict[str, Any]:
         resp = client.invoke(AGGREGATE_FUNCTION, json.dumps(request),
                              headers={"Content-Type": "application/json"})
         if resp.status_code >= 500 or resp.status_code == 429:
             raise Unavailable(f"aggregate answered {resp.status_code}: {resp.text[:200]}")
+        if resp.status_code in (401, 403):
+            # The deployment's secret is wrong, not the step: keep the round and retry.
+            log.error("aggregate refused the gateway's internal token (%d): check the "
+                      "fedfaas-internal-token secret of both", resp.status_code)
+            raise Unavailable(f"aggregate refused the gateway's internal token ({resp.status_code})")
         try:
             body: dict[str, Any] = resp.json()
         except ValueError:
@@ -58,7 +62,7 @@ def function_invoker(settings: Settings) -> Any:
 
 def aggregate_labels(settings: Settings) -> Callable[[], dict[str, str]]:
     """A callable that returns the ``aggregate`` function's OpenFaaS labels."""
-    client = FaasClient(settings.faas_gateway_url, settings.faas_basic_auth, timeout=5)
+    client = FaasClient.from_settings(settings, timeout=5)
 
     def labels() -> dict[str, str]:
         try:
@@ -162,7 +166,7 @@ def start_driver(registry: Registry, coordinator: RoundCoordinator, bridge: JitB
     """Start the driver unless ``FEDFAAS_DRIVER=0`` (e.g. API-only replicas)."""
     if os.environ.get("FEDFAAS_DRIVER", "1") == "0":
         return None
-    client = FaasClient(settings.faas_gateway_url, settings.faas_basic_auth, timeout=10)
+    client = FaasClient.from_settings(settings, timeout=10)
 
     def warm() -> None:
         client.invoke(AGGREGATE_FUNCTION, b"", method="GET")

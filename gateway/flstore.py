@@ -77,8 +77,9 @@ class FLStoreService:
             # (e.g. P2: keep the latest round hot) shapes placement at ingest.
             default_workloads=list(WORKLOADS),
         )
-        self.faas = FaasClient(settings.faas_gateway_url, settings.faas_basic_auth,
-                               timeout=float(os.environ.get("FEDFAAS_CACHE_TIMEOUT_S", "30")))
+        # Carries the internal token, so the Request Tracker's calls do too.
+        self.faas = FaasClient.from_settings(
+            settings, timeout=float(os.environ.get("FEDFAAS_CACHE_TIMEOUT_S", "30")))
         self.resolver = DataResolver(registry, store)
         self.tracker = RequestTracker(client, self.engine, self.faas, self.resolver,
                                       run_timeout_s=settings.function_timeout_s, on_lost=self.function_lost)

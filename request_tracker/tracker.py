@@ -209,6 +209,12 @@ class RequestTracker:
                                code="workload_failed")
         if resp.status_code >= 500 or resp.status_code == 429:
             raise Unavailable(f"{function_id} answered {resp.status_code}")
+        if resp.status_code in (401, 403):
+            # The deployment's secret, not the analyst's credentials: a server-side error,
+            # and the function and what it holds are fine.
+            raise FedfaasError(f"{function_id} refused the gateway's internal token "
+                               f"({resp.status_code}): check the fedfaas-internal-token secret",
+                               status=500, code="internal_token_rejected")
         try:
             answer: dict[str, Any] = resp.json()
         except ValueError:

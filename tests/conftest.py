@@ -116,11 +116,7 @@ def stack_api(local_stack: LocalStack) -> Api:
 
 @pytest.fixture(scope="session")
 def faas(local_stack: LocalStack):  # type: ignore[no-untyped-def]
-    """Client of the local OpenFaaS router (with its basic auth)."""
+    """Client of the local OpenFaaS router, with its basic auth and the gateway's internal token."""
     from fedfaas.faas.client import FaasClient
 
-    env = local_stack.env()
-    secrets = Path(env["FEDFAAS_SECRETS_DIR"])
-    auth = ((secrets / "basic-auth-user").read_text().strip(),
-            (secrets / "basic-auth-password").read_text().strip())
-    return FaasClient(env["FEDFAAS_FAAS_GATEWAY_URL"], auth, timeout=30)
+    return FaasClient.from_settings(local_stack.settings(), timeout=30)

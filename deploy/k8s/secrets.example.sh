@@ -2,8 +2,11 @@
 # Creates fedfaas's secrets from random values, in the namespaces that read them:
 #   openfaas-fn  the functions (stack.yml "secrets:"), mounted at /var/openfaas/secrets/<name>
 #   fedfaas      the gateway, MinIO and the bucket job
-# Secrets: s3-access-key, s3-secret-key, fedfaas-admin-token (both namespaces) and
-# openfaas-basic-auth (fedfaas; a copy of OpenFaaS's basic-auth secret).
+# Secrets: s3-access-key, s3-secret-key, fedfaas-admin-token, fedfaas-internal-token
+# (both namespaces) and openfaas-basic-auth (fedfaas; a copy of OpenFaaS's basic-auth
+# secret).  fedfaas-internal-token is the gateway's proof to the functions that a
+# call comes from it: OpenFaaS does not authenticate /function/<name>, so without it
+# anyone reaching the OpenFaaS gateway could read any tenant's data through a function.
 #
 # Idempotent: a secret that already exists in fedfaas is reused, never rotated
 # (rotating s3-* would lock the gateway out of MinIO's data until both restart).
@@ -13,6 +16,7 @@
 # Needs kubectl with access to the cluster and the OpenFaaS chart installed
 # (for basic-auth).  With only faas-cli, the function-side equivalent is
 #   faas-cli secret create s3-access-key --from-file ./s3-access-key
+#   faas-cli secret create fedfaas-internal-token --from-file ./fedfaas-internal-token
 set -euo pipefail
 
 FN_NS="${FN_NS:-openfaas-fn}"
@@ -46,8 +50,9 @@ put() {
 existing s3-access-key || printf 'fedfaas-%s' "$(random_hex 6)" > "$work/s3-access-key"
 existing s3-secret-key || random_hex 20 > "$work/s3-secret-key"
 existing fedfaas-admin-token || random_hex 32 > "$work/fedfaas-admin-token"
+existing fedfaas-internal-token || random_hex 32 > "$work/fedfaas-internal-token"
 
-for name in s3-access-key s3-secret-key fedfaas-admin-token; do
+for name in s3-access-key s3-secret-key fedfaas-admin-token fedfaas-internal-token; do
     put "$FN_NS" "$name"
     put "$APP_NS" "$name"
 done

@@ -110,7 +110,7 @@ def _start_stack(stack: LocalStack, idle_s: float, progress: Progress) -> None:
 
 
 def _clients(stack: LocalStack) -> tuple[AdminClient, FaasClient]:
-    """A tenant admin of a fresh tenant, and the router's client with its basic auth."""
+    """A tenant admin of a fresh tenant, and the router's client with its basic auth and internal token."""
     env = stack.env()
     secrets = Path(env["FEDFAAS_SECRETS_DIR"])
 
@@ -120,8 +120,7 @@ def _clients(stack: LocalStack) -> tuple[AdminClient, FaasClient]:
     with AdminClient(env["FEDFAAS_GATEWAY_URL"], secret("fedfaas-admin-token")) as root:
         tenant = root.create_tenant(f"demo-{uuid.uuid4().hex[:6]}")
     admin = AdminClient(env["FEDFAAS_GATEWAY_URL"], str(tenant["admin_token"]))
-    faas = FaasClient(env["FEDFAAS_FAAS_GATEWAY_URL"],
-                      (secret("basic-auth-user"), secret("basic-auth-password")))
+    faas = FaasClient.from_settings(stack.settings())
     return admin, faas
 
 

@@ -5,6 +5,10 @@ is the caller's business); ``/system`` calls raise a :class:`FedfaasError`
 subclass on a 4xx/5xx and :class:`Unavailable` (safe to retry) when the
 gateway cannot be reached.  The local-only calls (``accounting``, ``kill``,
 ``instances``) exist only on the fedfaas router.
+
+A client built with an internal token (:meth:`FaasClient.from_settings` does
+so) sends it in ``X-Fedfaas-Internal-Token`` on every function call, sync and
+async: the functions serve data only to callers holding it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 
 import requests
 
+from fedfaas.config import INTERNAL_TOKEN_HEADER, Settings
 from fedfaas.errors import (
     BadRequest,
     FedfaasError,
@@ -45,6 +50,9 @@ class FaasClient:
         Basic-auth ``(user, password)`` for ``/system``; ``None`` when the gateway has none.
     timeout
         Default timeout in seconds of every request.
+    internal_token
+        Sent in ``X-Fedfaas-Internal-Token`` on function calls (not on
+        ``/system``, which has its own auth); ``None`` sends nothing.
     """
 
     def __init__(
@@ -52,11 +60,19 @@ class FaasClient:
         base_url: str,
         auth: tuple[str, str] | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
+        internal_token: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._session = requests.Session()
         self._session.auth = auth
+        self._internal_token = internal_token or None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, timeout: float = DEFAULT_TIMEOUT_S) -> FaasClient:
+        """A client of ``settings``' OpenFaaS gateway with its basic auth and internal token."""
+        return cls(settings.faas_gateway_url, settings.faas_basic_auth, timeout=timeout,
+                   internal_token=settings.internal_token)
 
     def close(self) -> None:
         """Close pooled connections."""
@@ -91,7 +107,7 @@ class FaasClient:
             method,
             self._function_url("function", name, path),
             data=body or None,
-            headers=dict(headers or {}),
+            headers=self._function_headers(headers),
             params=params,
             timeout=timeout,
             check=False,
@@ -106,7 +122,7 @@ class FaasClient:
         callback_url: str | None = None,
     ) -> str:
         """Queue a call (``/async-function/<name>``); returns its ``X-Call-Id``."""
-        all_headers = dict(headers or {})
+        all_headers = self._function_headers(headers)
         if callback_url is not None:
             all_headers["X-Callback-Url"] = callback_url
         response = self._request(
@@ -197,6 +213,14 @@ class FaasClient:
             time.sleep(_POLL_S)
 
     # --------------------------------------------------------------- helpers
+
+    def _function_headers(self, headers: Mapping[str, str] | None) -> dict[str, str]:
+        """The caller's headers plus the internal token (a caller's own value wins, e.g. in tests)."""
+        out = {INTERNAL_TOKEN_HEADER: self._internal_token} if self._internal_token else {}
+        given = dict(headers or {})
+        if any(k.lower() == INTERNAL_TOKEN_HEADER.lower() for k in given):
+            out = {}
+        return {**out, **given}
 
     def _function_url(self, kind: str, name: str, path: str) -> str:
         tail = "/" + path.lstrip("/") if path else ""

@@ -99,6 +99,8 @@ class LocalStack:
         folder.chmod(0o700)
         wanted = {
             "fedfaas-admin-token": lambda: secrets.token_urlsafe(32),
+            # The gateway's proof to the functions that a call comes from it.
+            "fedfaas-internal-token": lambda: secrets.token_urlsafe(32),
             "s3-access-key": lambda: "fedfaas",
             "s3-secret-key": lambda: secrets.token_urlsafe(24),
             "basic-auth-user": lambda: "admin",

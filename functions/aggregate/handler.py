@@ -1,7 +1,8 @@
 """OpenFaaS function ``aggregate``: one aggregation step (see fedfaas.aggregation).
 
-POST a JSON step request; the answer names the partial aggregate or global
-model written to S3.  The store client lives at module level, which the
+POST a JSON step request (with the internal token); the answer names the
+partial aggregate or global model written to S3.  ``GET`` is an open warm ping
+that returns no data.  The store client lives at module level, which the
 python3-http template keeps between calls.
 """
 
@@ -12,7 +13,7 @@ from typing import Any
 from fedfaas.aggregation import AggregationStep, StepRequest
 from fedfaas.config import load_settings
 from fedfaas.fusion.kernels import reuse_freed_memory
-from fedfaas.handlers import guarded, json_response, parse_json
+from fedfaas.handlers import guarded, json_response, parse_json, require_internal_token
 from fedfaas.store import ObjectStore
 
 # A warm instance allocates an accumulator per step; keeping freed blocks
@@ -28,5 +29,6 @@ def handle(event: Any, context: Any) -> dict[str, Any]:
         return json_response(200, {"status": "ok"})  # keep-alive and health
     if event.method != "POST":
         return json_response(405, {"error": "method_not_allowed", "message": "POST a step request"})
+    require_internal_token(event)
     request = StepRequest.parse(parse_json(event))
     return json_response(200, _step.run(request))

@@ -3,7 +3,8 @@
 One handler serves every cache shard and replica; ``FEDFAAS_CACHE_ID`` names
 the instance.  Paths: ``GET /ping`` (keep-alive), ``GET /keys``,
 ``POST /load`` ``{"items": [{"key", "s3"}]}``, ``POST /evict`` ``{"keys": [...]}``,
-``POST /run`` (a workload request from the Request Tracker).
+``POST /run`` (a workload request from the Request Tracker).  Every path but
+the ping (counts only, no keys or data) needs the internal token.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from fedfaas.config import load_settings
 from fedfaas.errors import BadRequest
-from fedfaas.handlers import guarded, json_response, parse_json
+from fedfaas.handlers import guarded, json_response, parse_json, require_internal_token
 from fedfaas.serverless_cache import ServerlessCache
 from fedfaas.store import ObjectStore
 
@@ -25,6 +26,8 @@ def handle(event: Any, context: Any) -> dict[str, Any]:
     path = (event.path or "/").rstrip("/") or "/"
     if path in ("/ping", "/") and event.method == "GET":
         return json_response(200, _cache.ping())
+    # Before the body is even parsed: the request names S3 objects of any tenant.
+    require_internal_token(event)
     if path == "/keys" and event.method == "GET":
         return json_response(200, {"function": _cache.function_id, "keys": _cache.held()})
     if event.method != "POST":

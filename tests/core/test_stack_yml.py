@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from fedfaas.faas.stackfile import load_stack
+from fedfaas.layout import generate, render
 
 ROOT = Path(__file__).resolve().parents[2]
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -52,3 +53,16 @@ def test_fits_community_edition_and_is_well_formed() -> None:
 def test_secrets_are_declared_for_s3_access() -> None:
     for name, fn in _raw()["functions"].items():
         assert {"s3-access-key", "s3-secret-key"} <= set(fn.get("secrets", [])), name
+
+
+def test_every_function_declares_the_internal_token() -> None:
+    # Every function serves tenants' data and refuses calls without this secret.
+    for name, fn in _raw()["functions"].items():
+        assert "fedfaas-internal-token" in fn.get("secrets", []), name
+
+
+def test_stack_yml_is_what_the_layout_generator_writes() -> None:
+    # Execute
+    generated = render(generate())
+    # Assert
+    assert (ROOT / "stack.yml").read_text() == generated

@@ -30,6 +30,8 @@ def handle(event, context):
     body = json.loads(event.body or b"{}")
     if body.get("params", {}).get("boom"):
         raise RuntimeError("the workload hit a bug")
+    if body.get("params", {}).get("refuse"):
+        return {"statusCode": 403, "body": {"error": "internal_token_invalid", "message": "wrong token"}}
     if body.get("params", {}).get("stuck") == os.environ["NAME"]:
         time.sleep(5)  # past exec_timeout: the platform gives up on the instance
     return {"statusCode": 200, "body": {"result": {"ok": True}, "function": context.hostname}}
@@ -122,3 +124,16 @@ def test_a_function_the_platform_gives_up_on_is_lost_and_its_replica_answers(
     # Assert
     assert lost == [primary]
     assert outcome["result"] == {"ok": True}
+
+
+def test_a_function_refusing_the_gateways_token_is_a_server_error_not_a_lost_function(
+        redis_client: redis.Redis, cache_router: RouterProcess) -> None:
+    # Prepare
+    lost: list[str] = []
+    tracker, key = _tracker(redis_client, cache_router, lost)
+    # Execute
+    with pytest.raises(FedfaasError) as refused:
+        _run(tracker, key, {"refuse": True})
+    # Assert: not the analyst's 403, and nothing wiped.
+    assert refused.value.code == "internal_token_rejected" and refused.value.status == 500
+    assert lost == []

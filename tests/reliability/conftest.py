@@ -9,7 +9,6 @@ server turn into a 503 within seconds.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
@@ -34,10 +33,7 @@ class FaultStack:
         self.stack = stack
         self.base = env["FEDFAAS_GATEWAY_URL"]
         self.admin = admin_token(stack)
-        secrets = Path(env["FEDFAAS_SECRETS_DIR"])
-        auth = ((secrets / "basic-auth-user").read_text().strip(),
-                (secrets / "basic-auth-password").read_text().strip())
-        self.faas = FaasClient(env["FEDFAAS_FAAS_GATEWAY_URL"], auth, timeout=30)
+        self.faas = FaasClient.from_settings(stack.settings(), timeout=30)
         self.session = requests.Session()
 
     def ensure_running(self) -> None:

@@ -3,6 +3,8 @@
 The real ``functions/cache`` and ``functions/wl-inference`` handlers are imported
 as the python3-http template does, with their store pointed at the real S3 of
 ``api_stack``; a handler that raises is what the template turns into a 500.
+Every call carries the internal token, as the gateway's calls do, so that the
+body checks (not the token check) are what these tests reach.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 import pytest
 
 from fedfaas import codec, keys
+from fedfaas.config import INTERNAL_TOKEN_HEADER
 from fedfaas.localstack.stack import LocalStack
 from fedfaas.models import build_model, state_arrays
 from fedfaas.store import ObjectStore
@@ -32,9 +35,9 @@ DEEP = b"[" * 100_000 + b"]" * 100_000
 class Event:
     """The template's event: method, path, body, headers, query."""
 
-    def __init__(self, body: bytes, path: str = "/", method: str = "POST") -> None:
+    def __init__(self, body: bytes, token: str, path: str = "/", method: str = "POST") -> None:
         self.body, self.path, self.method = body, path, method
-        self.headers: dict[str, str] = {"Content-Type": "application/json"}
+        self.headers: dict[str, str] = {"Content-Type": "application/json", INTERNAL_TOKEN_HEADER: token}
         self.query: dict[str, str] = {}
 
 
@@ -59,6 +62,12 @@ def handlers(api_stack: LocalStack) -> Iterator[dict[str, ModuleType]]:
 
 
 @pytest.fixture(scope="module")
+def token(api_stack: LocalStack) -> str:
+    """The internal token the stack's gateway sends to its functions."""
+    return (Path(api_stack.env()["FEDFAAS_SECRETS_DIR"]) / "fedfaas-internal-token").read_text().strip()
+
+
+@pytest.fixture(scope="module")
 def stored_model(api_stack: LocalStack) -> dict[str, Any]:
     """A digits-mlp global model of round 1 in real S3, as the Request Tracker references it."""
     tenant, job = "audit", f"au-{uuid.uuid4().hex[:10]}"
@@ -70,9 +79,10 @@ def stored_model(api_stack: LocalStack) -> dict[str, Any]:
             "data": {"global_models": [{"key": f"{tenant}:{job}:model:1", "s3": s3, "round": 1}]}}
 
 
-def _call(module: ModuleType, body: bytes | dict[str, Any], path: str = "/") -> tuple[int, dict[str, Any]]:
+def _call(module: ModuleType, token: str, body: bytes | dict[str, Any],
+          path: str = "/") -> tuple[int, dict[str, Any]]:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    answer = module.handle(Event(raw, path), None)
+    answer = module.handle(Event(raw, token, path), None)
     return answer["statusCode"], json.loads(answer["body"])
 
 
@@ -94,9 +104,9 @@ def _call(module: ModuleType, body: bytes | dict[str, Any], path: str = "/") -> 
              b' "round": "x"}]}}', ("'round'",)),
 ])
 def test_the_cache_handler_refuses_malformed_requests_with_a_400(
-        handlers: dict[str, ModuleType], path: str, body: bytes, words: tuple[str, ...]) -> None:
+        handlers: dict[str, ModuleType], token: str, path: str, body: bytes, words: tuple[str, ...]) -> None:
     # Execute
-    status, answer = _call(handlers["cache"], body, path)
+    status, answer = _call(handlers["cache"], token, body, path)
     # Assert
     assert status == 400, answer
     for word in words:
@@ -105,13 +115,13 @@ def test_the_cache_handler_refuses_malformed_requests_with_a_400(
 
 @pytest.mark.parametrize("function", ["cache", "wl-inference"])
 def test_bad_arrays_next_to_real_cached_data_get_a_400_and_good_ones_still_run(
-        handlers: dict[str, ModuleType], stored_model: dict[str, Any], function: str) -> None:
+        handlers: dict[str, ModuleType], token: str, stored_model: dict[str, Any], function: str) -> None:
     # Prepare
     bad = {**stored_model, "arrays": {"x": [["a"] * 64]}}
     good = {**stored_model, "arrays": {"x": np.zeros((2, 64)).tolist()}}
     # Execute
-    bad_status, bad_answer = _call(handlers[function], bad, "/run")
-    good_status, good_answer = _call(handlers[function], good, "/run")
+    bad_status, bad_answer = _call(handlers[function], token, bad, "/run")
+    good_status, good_answer = _call(handlers[function], token, good, "/run")
     # Assert
     assert bad_status == 400 and "'x'" in bad_answer["message"], bad_answer
     assert good_status == 200, good_answer
@@ -120,9 +130,9 @@ def test_bad_arrays_next_to_real_cached_data_get_a_400_and_good_ones_still_run(
 
 @pytest.mark.parametrize("body", [DEEP, b'{"workload": "inference", "data": [1]}'])
 def test_the_workload_handler_refuses_malformed_requests_with_a_400(
-        handlers: dict[str, ModuleType], body: bytes) -> None:
+        handlers: dict[str, ModuleType], token: str, body: bytes) -> None:
     # Execute
-    status, answer = _call(handlers["wl-inference"], body)
+    status, answer = _call(handlers["wl-inference"], token, body)
     # Assert
     assert status == 400, answer
     assert answer["error"] == "bad_request"

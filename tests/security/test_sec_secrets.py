@@ -72,7 +72,7 @@ def test_no_raw_token_is_stored_in_redis(api: Api, api_stack: LocalStack) -> Non
 def test_secrets_live_in_private_files_and_not_in_the_gateways_environment(api_stack: LocalStack) -> None:
     # Prepare
     folder = Path(api_stack.env()["FEDFAAS_SECRETS_DIR"])
-    names = ["fedfaas-admin-token", "s3-secret-key", "basic-auth-password"]
+    names = ["fedfaas-admin-token", "fedfaas-internal-token", "s3-secret-key", "basic-auth-password"]
     gateway = psutil.Process(int(api_stack.read_state()["pids"]["gateway"]))  # type: ignore[index]
     # Execute
     environments = [p.environ() for p in [gateway, *gateway.children(recursive=True)]]
