@@ -62,7 +62,11 @@ class StepRequest:
             job = check_id(data["job"], "job id")
             rnd = data["round"]
             algorithm = data.get("algorithm", {"name": "fedavg"})
-            parties = [check_id(p, "party id") for p in data.get("parties", [])]
+            given = data.get("parties", [])
+            if not isinstance(given, list):
+                # A string would iterate as one-letter party ids.
+                raise TypeError("parties")
+            parties = [check_id(p, "party id") for p in given]
         except KeyError as exc:
             raise BadRequest(f"aggregation request lacks field {exc.args[0]!r}") from None
         except TypeError:

@@ -69,3 +69,19 @@ def test_missing_update_is_not_found_whatever_its_place(s3_settings: Settings) -
     for missing in (["ghost", *parties], [*parties, "ghost"]):
         with pytest.raises(NotFound):
             step.run(StepRequest("t", job, 1, "fedavg", {}, missing))
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("parties", "alice", "'parties' must be a list"),
+    ("parties", ["alice", "alice"], "a party twice"),
+    ("parties", [3], "party id"),
+    ("round", 0, "'round' must be an integer >= 1"),
+    ("base", "../x", "'base' must be a partial id"),
+])
+def test_malformed_step_requests_are_refused_naming_the_field(field: str, value: object,
+                                                                message: str) -> None:
+    from fedfaas.errors import BadRequest
+
+    body = {"tenant": "acme", "job": "job-1", "round": 1, "parties": ["alice"], field: value}
+    with pytest.raises(BadRequest, match=message):
+        StepRequest.parse(body)
