@@ -81,18 +81,31 @@ def require_internal_token(event: Any) -> None:
         raise Forbidden(f"wrong {INTERNAL_TOKEN_HEADER}", code="internal_token_invalid")
 
 
+FUNCTION_ERROR_HEADER = "X-Fedfaas-Function-Error"
+"""Set on every error a function answers itself.  Callers tell it from the platform's
+own errors (an instance gone, stuck or unreachable: OpenFaaS' proxy answers 500-504
+without it), which mean the instance and what it holds may be lost."""
+
+
 def guarded(fn: Callable[[Any, Any], Response]) -> Callable[[Any, Any], Response]:
-    """Wrap a handler so that fedfaas errors become JSON 4xx/5xx responses."""
+    """Wrap a handler so that every error becomes a JSON 4xx/5xx response marked as the
+    function's own (:data:`FUNCTION_ERROR_HEADER`)."""
 
     def wrapper(event: Any, context: Any) -> Response:
+        mark = {FUNCTION_ERROR_HEADER: "1"}
         try:
             return fn(event, context)
         except FedfaasError as exc:
-            headers = {"Retry-After": "2"} if exc.retryable else None
+            headers = {**mark, "Retry-After": "2"} if exc.retryable else mark
             return json_response(exc.status, exc.to_json(), headers)
         except MemoryError:
             log.exception("out of memory")
-            return json_response(507, {"error": "out_of_memory", "message": "function ran out of memory"})
+            return json_response(507, {"error": "out_of_memory", "message": "function ran out of memory"},
+                                 mark)
+        except Exception as exc:  # a bug: answer it as this function's failure, keep serving
+            log.exception("unexpected error")
+            return json_response(500, {"error": "function_error",
+                                       "message": f"{type(exc).__name__}: {exc}"[:300]}, mark)
 
     wrapper.__name__ = getattr(fn, "__name__", "handle")
     wrapper.__doc__ = fn.__doc__

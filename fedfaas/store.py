@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit
 import urllib3
 from minio import Minio
 from minio.credentials import Credentials
-from minio.error import S3Error
+from minio.error import MinioException, S3Error
 from minio.signer import sign_v4_s3
 
 from fedfaas.config import Settings
@@ -100,6 +100,8 @@ class ObjectStore:
             if exc.code in ("NoSuchKey", "NoSuchObject", "NoSuchBucket"):
                 raise NotFound(f"{what}: object not found") from None
             raise Unavailable(f"{what}: S3 error {exc.code}") from None
+        except MinioException as exc:  # e.g. a 5xx answer with no S3 error body
+            raise Unavailable(f"{what}: S3 answered an error ({type(exc).__name__})") from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise Unavailable(f"{what}: S3 unreachable ({type(exc).__name__})") from None
 

@@ -62,7 +62,9 @@ def function_invoker(settings: Settings) -> Any:
 
 def aggregate_labels(settings: Settings) -> Callable[[], dict[str, str]]:
     """A callable that returns the ``aggregate`` function's OpenFaaS labels."""
-    client = FaasClient.from_settings(settings, timeout=5)
+    # Read during a round's start (once a minute per process): a hung platform must not
+    # hold the request long.
+    client = FaasClient.from_settings(settings, timeout=2)
 
     def labels() -> dict[str, str]:
         try:

@@ -6,10 +6,11 @@ depends on the platform, not on the paper's formulas alone:
 
 - *keep-alive*: how long an idle instance lives, read from the function's
   OpenFaaS labels (``com.openfaas.scale.zero`` and ``-zero-duration``, via
-  ``GET /system/function/aggregate``; an instance is never stopped without them,
-  e.g. on Community Edition) unless ``FEDFAAS_AGG_KEEP_ALIVE_S`` says otherwise;
+  ``GET /system/function/aggregate``; an instance is never stopped without them)
+  unless ``FEDFAAS_AGG_KEEP_ALIVE_S`` says otherwise (``never`` on Community
+  Edition, which ignores those labels: the deploy manifests set it);
 - *cold start*: ``FEDFAAS_AGG_COLD_START_S`` (the platform exposes no figure);
-- *a warm eager step*: measured, as the median of the latest single-update
+- *a warm eager step*: measured, as the lower quartile of the latest single-update
   steps the gateway ran on ``aggregate`` for a model of that size (the formula
   ``2 M / B_dc + t_pair / C_agg`` ignores the storage round trips that bound a
   real step); the formula until a few were seen.
@@ -46,7 +47,7 @@ LABELS_TTL_S = 60.0
 STEPS_KEPT = 32
 """Latest single-update step durations kept per model size."""
 STEPS_NEEDED = 3
-"""Steps measured before they replace the formula; their median ignores the odd cold one."""
+"""Steps measured before they replace the formula."""
 STEPS_TTL_S = 7 * 24 * 3600
 DEFAULT_COLD_START_S = 1.0
 
@@ -109,6 +110,13 @@ class PlatformFigures:
         which case the last known labels, or none, are used.
     namespace
         Key prefix of the deployment's JIT state.
+
+    Raises
+    ------
+    ValueError
+        ``FEDFAAS_AGG_KEEP_ALIVE_S`` or ``FEDFAAS_AGG_COLD_START_S`` is not a duration
+        (``"never"`` is allowed for the keep-alive), so that a gateway with a typo
+        stops at start instead of failing rounds.
     """
 
     def __init__(self, client: redis.Redis, labels: Callable[[], dict[str, str]], *,
@@ -118,6 +126,13 @@ class PlatformFigures:
         self.ns = namespace
         self._labels: dict[str, str] = {}
         self._labels_at = -LABELS_TTL_S
+        keep = os.environ.get("FEDFAAS_AGG_KEEP_ALIVE_S", "").strip()
+        self._keep_override = keep or None
+        self._keep_env = None if keep.lower() in ("", "never") else _duration(
+            keep, "FEDFAAS_AGG_KEEP_ALIVE_S")
+        self.cold_start_s = _duration(
+            os.environ.get("FEDFAAS_AGG_COLD_START_S", "").strip() or str(DEFAULT_COLD_START_S),
+            "FEDFAAS_AGG_COLD_START_S")
 
     def _steps_key(self, model_bytes: int) -> str:
         return f"{self.ns}:eager_step:{int(model_bytes)}"
@@ -143,18 +158,25 @@ class PlatformFigures:
             pipe.execute()
 
     def eager_step(self, model_bytes: int) -> float | None:
-        """Median of the latest measured single-update steps (None: fewer than ``STEPS_NEEDED``)."""
+        """Lower quartile of the latest measured single-update steps (None: fewer than
+        ``STEPS_NEEDED``): warm steps are the faster ones, and the model adds cold starts."""
         raw = self.redis.lrange(self._steps_key(model_bytes), 0, -1)
         steps = [float(x) for x in raw]
-        return statistics.median(steps) if len(steps) >= STEPS_NEEDED else None
+        if len(steps) < STEPS_NEEDED:
+            return None
+        return statistics.quantiles(steps, n=4, method="inclusive")[0]
 
     def current(self, model_bytes: int) -> AggregatorPlatform:
         """The figures for a job whose updates are ``model_bytes`` long."""
-        env_keep = os.environ.get("FEDFAAS_AGG_KEEP_ALIVE_S")
-        if env_keep:
-            keep: float | None = None if env_keep.lower() == "never" else float(env_keep)
-        else:
-            keep = keep_alive_from_labels(self.labels())
-        cold = float(os.environ.get("FEDFAAS_AGG_COLD_START_S", str(DEFAULT_COLD_START_S)))
-        return AggregatorPlatform(cold_start_s=cold, keep_alive_s=keep,
+        keep = (self._keep_env if self._keep_override is not None
+                else keep_alive_from_labels(self.labels()))
+        return AggregatorPlatform(cold_start_s=self.cold_start_s, keep_alive_s=keep,
                                   eager_step_s=self.eager_step(model_bytes))
+
+
+def _duration(text: str, name: str) -> float:
+    """Seconds from ``text`` (``"30"``, ``"30s"``, ``"1m30s"``); ValueError naming ``name``."""
+    try:
+        return parse_duration(text, name)
+    except StackFileError as exc:
+        raise ValueError(f"{name}: {exc}") from None

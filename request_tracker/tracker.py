@@ -27,6 +27,7 @@ from cache_engine.keys import DataKey
 from fedfaas import keys
 from fedfaas.errors import BadRequest, FedfaasError, NotFound, Unavailable
 from fedfaas.faas.client import FaasClient
+from fedfaas.handlers import FUNCTION_ERROR_HEADER
 from fedfaas.meta import text
 from fedfaas.workloads import get_workload
 from fedfaas.workloads.params import check_numeric_array
@@ -83,8 +84,17 @@ class Query:
 
 
 WORKLOAD_FAILED = (500, 507)
-"""Statuses a function itself answers when a workload raised or ran out of memory; the
-platform answers 502-504 (and 429) when the instance is gone, stuck or busy."""
+"""Statuses of a function's own answer (marked by ``guarded``) when a workload raised or
+ran out of memory.  Unmarked 5xx and 429 come from the platform: the instance is gone,
+stuck, unreachable or busy (OpenFaaS' proxy answers 500 "Can't reach service")."""
+
+
+class FunctionUnavailable(Unavailable):
+    """A function could not serve a request; ``lost`` when what it holds may be gone too."""
+
+    def __init__(self, message: str, *, lost: bool) -> None:
+        super().__init__(message)
+        self.lost = lost
 
 
 def _message(resp: Any) -> str:
@@ -190,7 +200,7 @@ class RequestTracker:
                 outcome = self._call(function_id, body)
             except Unavailable as exc:
                 tried[-1]["status"] = f"unavailable: {exc.message[:120]}"
-                if not function_id.startswith("wl-"):
+                if getattr(exc, "lost", True) and not function_id.startswith("wl-"):
                     self.on_lost(function_id)
                 continue
             tried[-1]["status"] = "done"
@@ -201,20 +211,22 @@ class RequestTracker:
     def _call(self, function_id: str, body: dict[str, Any]) -> dict[str, Any]:
         resp = self.faas.invoke(function_id, json.dumps(body), path="run",
                                 headers={"Content-Type": "application/json"}, timeout=self.run_timeout_s)
-        if resp.status_code in WORKLOAD_FAILED:
-            # The function answered, so its instance and what it holds are alive: the
-            # workload failed on this request, and a replica would fail the same way.
-            raise FedfaasError(f"{body.get('workload')} failed on {function_id} "
-                               f"({resp.status_code}): {_message(resp)}", status=500,
-                               code="workload_failed")
-        if resp.status_code >= 500 or resp.status_code == 429:
-            raise Unavailable(f"{function_id} answered {resp.status_code}")
+        own = resp.headers.get(FUNCTION_ERROR_HEADER) is not None
         if resp.status_code in (401, 403):
             # The deployment's secret, not the analyst's credentials: a server-side error,
             # and the function and what it holds are fine.
             raise FedfaasError(f"{function_id} refused the gateway's internal token "
                                f"({resp.status_code}): check the fedfaas-internal-token secret",
                                status=500, code="internal_token_rejected")
+        if own and resp.status_code in WORKLOAD_FAILED:
+            # The function answered, so its instance and what it holds are alive: the
+            # workload failed on this request, and a replica would fail the same way.
+            raise FedfaasError(f"{body.get('workload')} failed on {function_id} "
+                               f"({resp.status_code}): {_message(resp)}", status=500,
+                               code="workload_failed")
+        if resp.status_code >= 500 or resp.status_code == 429:
+            # The function's own 503 (e.g. S3 unreachable from it) keeps what it holds.
+            raise FunctionUnavailable(f"{function_id} answered {resp.status_code}", lost=not own)
         try:
             answer: dict[str, Any] = resp.json()
         except ValueError:

@@ -149,8 +149,11 @@ def check_numeric_array(value: Any, what: str) -> np.ndarray:
         raise BadRequest(f"{what} must be a numeric array of rectangular nested lists") from None
     if arr.dtype.kind not in "biuf":
         raise BadRequest(f"{what} must hold only numbers")
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise BadRequest(f"{what} holds NaN or infinite values")
+    with np.errstate(over="ignore", invalid="ignore"):
+        # Workloads compute in float32: a value beyond its range would become inf there.
+        finite = np.isfinite(arr.astype(np.float32)).all()
+    if not finite:
+        raise BadRequest(f"{what} holds NaN, infinite values or values beyond float32's range")
     return arr
 
 

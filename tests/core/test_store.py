@@ -62,6 +62,36 @@ def test_health_probe_answers_quickly_when_s3_hangs(s3_settings: Settings) -> No
     assert ObjectStore(s3_settings).healthy()
 
 
+def test_s3_answering_503_is_unhealthy_and_unavailable(s3_settings: Settings) -> None:
+    # An S3 front answering 503 with no S3 error body (overloaded, or a proxy before it).
+    import threading
+    from dataclasses import replace
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Busy(BaseHTTPRequestHandler):
+        def _busy(self) -> None:
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_HEAD = do_PUT = _busy  # noqa: N815 (http.server's method names)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        store = ObjectStore(replace(s3_settings, s3_endpoint=f"127.0.0.1:{server.server_port}",
+                                    s3_timeout_s=2.0))
+        assert not store.healthy()
+        with pytest.raises(Unavailable):
+            store.get("tests/store/x")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_redis_client_round_trip(s3_settings: Settings) -> None:
     client = connect(s3_settings)
     client.set("tests:key", b"v")

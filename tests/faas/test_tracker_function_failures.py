@@ -25,16 +25,26 @@ import json
 import os
 import time
 
+from fedfaas.errors import Unavailable
+from fedfaas.handlers import guarded
 
+
+@guarded
 def handle(event, context):
-    body = json.loads(event.body or b"{}")
-    if body.get("params", {}).get("boom"):
+    params = json.loads(event.body or b"{}").get("params", {})
+    me = os.environ["NAME"]
+    if params.get("boom"):
         raise RuntimeError("the workload hit a bug")
-    if body.get("params", {}).get("refuse"):
+    if params.get("refuse"):
         return {"statusCode": 403, "body": {"error": "internal_token_invalid", "message": "wrong token"}}
-    if body.get("params", {}).get("stuck") == os.environ["NAME"]:
+    if params.get("stuck") == me:
         time.sleep(5)  # past exec_timeout: the platform gives up on the instance
-    return {"statusCode": 200, "body": {"result": {"ok": True}, "function": context.hostname}}
+    if params.get("unreachable") == me:
+        # What OpenFaaS' proxy answers for an instance it cannot reach: 500, unmarked.
+        return {"statusCode": 500, "body": "Can't reach service for: " + me}
+    if params.get("no_s3") == me:
+        raise Unavailable("S3 unreachable from the function")
+    return {"statusCode": 200, "body": {"result": {"ok": True}, "function": me}}
 """
 
 STACK = """
@@ -137,3 +147,21 @@ def test_a_function_refusing_the_gateways_token_is_a_server_error_not_a_lost_fun
     # Assert: not the analyst's 403, and nothing wiped.
     assert refused.value.code == "internal_token_rejected" and refused.value.status == 500
     assert lost == []
+
+
+@pytest.mark.parametrize(("params", "lost_primary"), [
+    ({"unreachable": "PRIMARY"}, True),   # the platform's unmarked 500: failover, re-placement
+    ({"no_s3": "PRIMARY"}, False),        # the function's own 503: failover, it keeps its data
+])
+def test_failover_marks_lost_only_what_the_platform_could_not_reach(
+        redis_client: redis.Redis, cache_router: RouterProcess, params: dict[str, str],
+        lost_primary: bool) -> None:
+    # Prepare
+    lost: list[str] = []
+    tracker, key = _tracker(redis_client, cache_router, lost)
+    primary, replica = tracker.engine.lookup(key)
+    # Execute
+    outcome = _run(tracker, key, {k: primary for k in params})
+    # Assert
+    assert outcome["result"] == {"ok": True} and outcome["function"] == replica
+    assert lost == ([primary] if lost_primary else [])

@@ -92,6 +92,7 @@ def _job_with_open_round(api: Api, **extra: object) -> str:
     ('{"x": "not numbers"}', ("'x'", "numbers")),
     ('{"x": [[1, 2], [3]]}', ("'x'", "rectangular")),
     ('{"x": [[1, NaN]]}', ("'x'", "NaN")),
+    ('{"x": [[1, 1e39]]}', ("'x'", "float32")),  # finite in JSON, inf in the workload
     ('{"x_val": [[1, 2]], "y_val": {"a": 1}}', ("'y_val'",)),
 ])
 def test_a_query_with_malformed_arrays_gets_a_400(api: Api, raw: str, words: tuple[str, ...]) -> None:
