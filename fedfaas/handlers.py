@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -102,10 +103,13 @@ def guarded(fn: Callable[[Any, Any], Response]) -> Callable[[Any, Any], Response
             log.exception("out of memory")
             return json_response(507, {"error": "out_of_memory", "message": "function ran out of memory"},
                                  mark)
-        except Exception as exc:  # a bug: answer it as this function's failure, keep serving
-            log.exception("unexpected error")
+        except Exception:  # a bug: answer it as this function's failure, keep serving
+            # The details stay in the function's log: they may name other objects.
+            ref = uuid.uuid4().hex[:12]
+            log.exception("unexpected error (ref %s)", ref)
             return json_response(500, {"error": "function_error",
-                                       "message": f"{type(exc).__name__}: {exc}"[:300]}, mark)
+                                       "message": f"unexpected error in the function (ref {ref}; "
+                                                  "details in its log)"}, mark)
 
     wrapper.__name__ = getattr(fn, "__name__", "handle")
     wrapper.__doc__ = fn.__doc__

@@ -113,6 +113,8 @@ class ObjectStore:
             except S3Error as exc:
                 if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                     raise Unavailable(f"make_bucket: S3 error {exc.code}") from None
+            except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
+                raise Unavailable(f"make_bucket: S3 failed ({type(exc).__name__})") from None
 
     def put(
         self,
@@ -209,7 +211,7 @@ class ObjectStore:
                 yield str(obj.object_name)
         except S3Error as exc:
             raise Unavailable(f"list {prefix}: S3 error {exc.code}") from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+        except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise Unavailable(f"list {prefix}: S3 unreachable ({type(exc).__name__})") from None
 
     def healthy(self) -> bool:

@@ -22,6 +22,7 @@ labels are cached per process for ``LABELS_TTL_S``.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import statistics
 import time
@@ -63,7 +64,8 @@ class AggregatorPlatform:
     keep_alive_s
         Idle seconds before the platform stops an instance (None: never).
     eager_step_s
-        Median warm single-update step, seconds (None: not measured yet).
+        Warm single-update step (lower quartile of the measured ones), seconds (None:
+        not measured yet).
     """
 
     cold_start_s: float
@@ -177,6 +179,9 @@ class PlatformFigures:
 def _duration(text: str, name: str) -> float:
     """Seconds from ``text`` (``"30"``, ``"30s"``, ``"1m30s"``); ValueError naming ``name``."""
     try:
-        return parse_duration(text, name)
+        seconds = parse_duration(text, name)
     except StackFileError as exc:
         raise ValueError(f"{name}: {exc}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{name}: expected a finite duration >= 0, got {text!r}")
+    return seconds

@@ -33,6 +33,12 @@ log = logging.getLogger("fedfaas.rounds")
 
 ACTIVE = keys.active_rounds()
 STEP_RETRIES = 6
+STEP_FAILURES_MAX = 3
+"""Finalisations of a round the aggregate function refuses (its own error, not an outage)
+before the round fails visibly instead of being retried on every tick."""
+STEP_FAILED = "step_failed"
+"""Error code of a step the ``aggregate`` function itself failed (500/507): retrying now
+would fail the same way."""
 # A round's work lease lives LOCK_MS unless its holder renews it: a gateway
 # killed mid-step blocks its rounds for seconds, not for the length of a step.
 LOCK_MS = 15_000
@@ -171,7 +177,22 @@ class RoundCoordinator:
         return {"folded": [p for p in result["parties"] if p not in covered], "partial": result["partial"]}
 
     def finalize(self, job: JobRecord, rnd: int, now: float | None = None) -> RoundRecord:
-        """Close the round: fuse what arrived into the global model of round ``rnd``."""
+        """Close the round: fuse what arrived into the global model of round ``rnd``.
+
+        A step the function refuses or fails itself (a bug, bad stored data) is
+        counted; at ``STEP_FAILURES_MAX`` the round fails with the function's reason.
+        """
+        try:
+            return self._finalize(job, rnd, now)
+        except FedfaasError as exc:
+            if exc.code != STEP_FAILED and not 400 <= exc.status < 500:
+                raise  # an outage: the next tick retries
+            failures = self.redis.hincrby(keys.round_(job.job_id, rnd), "step_failures", 1)
+            if failures >= STEP_FAILURES_MAX:
+                self.fail(job, rnd, f"aggregation failed {failures} times: {exc.message}")
+            raise
+
+    def _finalize(self, job: JobRecord, rnd: int, now: float | None) -> RoundRecord:
         self.registry.set_round_state(job.job_id, rnd, "aggregating")
         updates = self.registry.round_updates(job.job_id, rnd)
         strategy = get_strategy(job.spec.algorithm.name, **dict(job.spec.algorithm.params))

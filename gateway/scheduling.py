@@ -163,6 +163,10 @@ class JitBridge:
     def _execute(self, d: Decision) -> None:
         job = self.registry.get_job(d.job_id)
         if d.kind == "aggregate":
+            if self.registry.get_round(d.job_id, d.round).state not in ("open", "aggregating"):
+                # Closed or failed meanwhile (e.g. the aggregate function kept failing it).
+                self.service.complete(d.decision_id)
+                return
             self._note_launch(d)
             for part, ids in enumerate(d.update_ids or []):
                 if part in d.parts_done:

@@ -167,3 +167,24 @@ def test_jit_round_start_uses_the_platforms_keep_alive_and_measured_eager_steps(
     assert figures["keep_alive_s"] == keep_alive_from_labels(labels)
     assert figures["keep_alive_s"] is not None
     assert figures["eager_step_s"] is not None and 0 < figures["eager_step_s"] < 10
+
+
+def test_a_round_the_aggregate_function_keeps_refusing_fails_visibly(stack_api: Api) -> None:
+    # Prepare: two updates whose tensors disagree in shape, which no fusion can take.
+    api = stack_api
+    job = api.call("POST", "/v1/jobs", api.admin_token, json={
+        "job_id": f"e2e-{uuid.uuid4().hex[:8]}", "model": {"name": "cnn", "size_bytes": 64},
+        "t_wait_s": 120, "quorum": 2, "rounds": 1, "strategy": {"name": "lazy"}}).json()
+    jid = job["job_id"]
+    tokens = [api.call("POST", f"/v1/jobs/{jid}/parties", job["enrollment_token"],
+                       json={"party_id": f"p{i}"}).json()["token"] for i in range(2)]
+    assert api.call("POST", f"/v1/jobs/{jid}/rounds", api.admin_token).status_code == 201
+    # Execute
+    for p, shape in enumerate(((4, 4), (3, 3))):
+        body = codec.encode({"w": np.ones(shape, np.float32)}, {"num_examples": 5, "party": f"p{p}"})
+        resp = api.call("POST", f"/v1/jobs/{jid}/rounds/1/updates", tokens[p], data=body)
+        assert resp.status_code == 201, resp.text
+    status = _wait_closed(api, jid, 1, timeout=90)
+    # Assert: failed with the function's reason, not retried for ever.
+    assert status["state"] == "failed", status
+    assert "aggregation failed 3 times" in status["reason"], status
