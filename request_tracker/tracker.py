@@ -89,6 +89,10 @@ ran out of memory.  Unmarked 5xx and 429 come from the platform: the instance is
 stuck, unreachable or busy (OpenFaaS' proxy answers 500 "Can't reach service")."""
 
 
+BUSY = (429, 503, 504)
+"""Platform answers for an instance that is busy or slow, not gone."""
+
+
 class FunctionUnavailable(Unavailable):
     """A function could not serve a request; ``lost`` when what it holds may be gone too."""
 
@@ -225,8 +229,12 @@ class RequestTracker:
                                f"({resp.status_code}): {_message(resp)}", status=500,
                                code="workload_failed")
         if resp.status_code >= 500 or resp.status_code == 429:
-            # The function's own 503 (e.g. S3 unreachable from it) keeps what it holds.
-            raise FunctionUnavailable(f"{function_id} answered {resp.status_code}", lost=not own)
+            # Only an instance the platform cannot reach (502, its proxy's unmarked 500) may
+            # have lost what it holds; a busy or slow one (429, 503, 504) or the function's
+            # own 503 (e.g. S3 unreachable from it) keeps it, and the keep-alive pings find
+            # an instance that really came back empty.
+            lost = not own and resp.status_code not in BUSY
+            raise FunctionUnavailable(f"{function_id} answered {resp.status_code}", lost=lost)
         try:
             answer: dict[str, Any] = resp.json()
         except ValueError:
