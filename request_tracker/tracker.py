@@ -83,10 +83,12 @@ class Query:
         return cls(workload, rnd, client, params, arrays)
 
 
-WORKLOAD_FAILED = (500, 507)
-"""Statuses of a function's own answer (marked by ``guarded``) when a workload raised or
-ran out of memory.  Unmarked 5xx and 429 come from the platform: the instance is gone,
-stuck, unreachable or busy (OpenFaaS' proxy answers 500 "Can't reach service")."""
+WORKLOAD_FAILED = (500,)
+"""Status of a function's own answer (marked by ``guarded``) when a workload raised: any
+holder would fail the same way.  Its own 507 (out of memory) moves on, as the next holder
+or the workload function may have the memory.  Unmarked 5xx and 429 come from the
+platform: the instance is gone, stuck, unreachable or busy (OpenFaaS' proxy answers 500
+"Can't reach service")."""
 
 
 BUSY = (429, 503, 504)
@@ -224,7 +226,7 @@ class RequestTracker:
                                status=500, code="internal_token_rejected")
         if own and resp.status_code in WORKLOAD_FAILED:
             # The function answered, so its instance and what it holds are alive: the
-            # workload failed on this request, and a replica would fail the same way.
+            # workload failed on this request, and another holder would fail the same way.
             raise FedfaasError(f"{body.get('workload')} failed on {function_id} "
                                f"({resp.status_code}): {_message(resp)}", status=500,
                                code="workload_failed")

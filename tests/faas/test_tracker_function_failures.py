@@ -44,6 +44,8 @@ def handle(event, context):
         return {"statusCode": 500, "body": "Can't reach service for: " + me}
     if params.get("no_s3") == me:
         raise Unavailable("S3 unreachable from the function")
+    if params.get("oom") == me:
+        raise MemoryError
     return {"statusCode": 200, "body": {"result": {"ok": True}, "function": me}}
 """
 
@@ -153,6 +155,7 @@ def test_a_function_refusing_the_gateways_token_is_a_server_error_not_a_lost_fun
 @pytest.mark.parametrize(("params", "lost_primary"), [
     ({"unreachable": "PRIMARY"}, True),   # the platform's unmarked 500: failover, re-placement
     ({"no_s3": "PRIMARY"}, False),        # the function's own 503: failover, it keeps its data
+    ({"oom": "PRIMARY"}, False),          # its own 507: the next holder may have the memory
 ])
 def test_failover_marks_lost_only_what_the_platform_could_not_reach(
         redis_client: redis.Redis, cache_router: RouterProcess, params: dict[str, str],
