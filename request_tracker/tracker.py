@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+import requests
 
 from cache_engine.engine import CacheEngine
 from cache_engine.keys import DataKey
@@ -215,8 +216,16 @@ class RequestTracker:
         raise Unavailable(f"no function could serve {query.workload!r}: tried {len(tried)}")
 
     def _call(self, function_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        resp = self.faas.invoke(function_id, json.dumps(body), path="run",
-                                headers={"Content-Type": "application/json"}, timeout=self.run_timeout_s)
+        try:
+            resp = self.faas.invoke(function_id, json.dumps(body), path="run",
+                                    headers={"Content-Type": "application/json"},
+                                    timeout=self.run_timeout_s)
+        except Unavailable as exc:
+            if isinstance(exc.__cause__, requests.ReadTimeout):
+                # Connected, then no answer in time: slow or stuck, not gone.
+                raise FunctionUnavailable(f"{function_id} did not answer within "
+                                          f"{self.run_timeout_s:g}s", lost=False) from None
+            raise
         own = resp.headers.get(FUNCTION_ERROR_HEADER) is not None
         if resp.status_code in (401, 403):
             # The deployment's secret, not the analyst's credentials: a server-side error,

@@ -93,14 +93,15 @@ def cache_router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterPro
         process.stop()
 
 
-def _tracker(client: redis.Redis, router: RouterProcess, lost: list[str]) -> tuple[RequestTracker, DataKey]:
+def _tracker(client: redis.Redis, router: RouterProcess, lost: list[str],
+             run_timeout_s: float = 30.0) -> tuple[RequestTracker, DataKey]:
     engine = CacheEngine(client, ("cache-0", "cache-1"), budget_bytes=10_000, replicas=1)
     engine.register_workloads("acme", "job-1", ["debugging"])
     key = DataKey.update("acme", "job-1", 1, "alice")
     engine.ingest(key, 100)
     faas = FaasClient(router.url, AUTH, timeout=30.0)
     return RequestTracker(client, engine, faas, resolver=None,  # type: ignore[arg-type]
-                          run_timeout_s=30.0, on_lost=lost.append), key
+                          run_timeout_s=run_timeout_s, on_lost=lost.append), key
 
 
 def _run(tracker: RequestTracker, key: DataKey, params: dict[str, object]) -> dict[str, object]:
@@ -136,6 +137,19 @@ def test_a_stuck_function_is_skipped_for_its_replica_but_not_marked_lost(
     # Assert: the replica answers; whether the primary came back empty is for the
     # keep-alive pings to find, so its data stays placed.
     assert outcome["result"] == {"ok": True} and outcome["function"] == replica
+    assert lost == []
+
+
+def test_a_function_slower_than_the_trackers_timeout_is_skipped_but_not_marked_lost(
+        redis_client: redis.Redis, cache_router: RouterProcess) -> None:
+    # Prepare: the tracker gives up after 0.3 s, before the router's 1 s exec_timeout.
+    lost: list[str] = []
+    tracker, key = _tracker(redis_client, cache_router, lost, run_timeout_s=0.3)
+    primary, replica = tracker.engine.lookup(key)
+    # Execute
+    outcome = _run(tracker, key, {"stuck": primary})
+    # Assert
+    assert outcome["function"] == replica
     assert lost == []
 
 
