@@ -15,6 +15,9 @@ from pathlib import Path
 SECRETS_DIR_DEFAULT = "/var/openfaas/secrets"
 #: Header carrying the internal token on every function call of the gateway.
 INTERNAL_TOKEN_HEADER = "X-Fedfaas-Internal-Token"
+#: Set on every error a function answers itself; the platform's own errors (an instance
+#: gone, stuck or busy: OpenFaaS' proxy answers 500-504) lack it.
+FUNCTION_ERROR_HEADER = "X-Fedfaas-Function-Error"
 
 
 def secrets_dir() -> Path:

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from fedfaas.config import INTERNAL_TOKEN_HEADER, internal_token
+from fedfaas.config import FUNCTION_ERROR_HEADER, INTERNAL_TOKEN_HEADER, internal_token
 from fedfaas.errors import BadRequest, FedfaasError, Forbidden, Unauthorized
 
 log = logging.getLogger("fedfaas.function")
@@ -35,15 +35,19 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
     }
 
 
-def parse_json(event: Any) -> Any:
-    """The request body as JSON; 400 when it is not."""
-    raw = event.body or b"{}"
+def loads_body(raw: bytes | str) -> Any:
+    """A request body as JSON; 400 naming what is wrong when it is not."""
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("request body is not valid JSON") from None
     except RecursionError:
         raise BadRequest("request body is nested too deeply") from None
+
+
+def parse_json(event: Any) -> Any:
+    """The event's body as JSON (``{}`` when empty); 400 when it is not JSON."""
+    return loads_body(event.body or b"{}")
 
 
 def _header(event: Any, name: str) -> str | None:
@@ -80,12 +84,6 @@ def require_internal_token(event: Any) -> None:
                            "may call this function", code="internal_token_required")
     if not hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8", "replace")):
         raise Forbidden(f"wrong {INTERNAL_TOKEN_HEADER}", code="internal_token_invalid")
-
-
-FUNCTION_ERROR_HEADER = "X-Fedfaas-Function-Error"
-"""Set on every error a function answers itself.  Callers tell it from the platform's
-own errors (an instance gone, stuck or unreachable: OpenFaaS' proxy answers 500-504
-without it), which mean the instance and what it holds may be lost."""
 
 
 def guarded(fn: Callable[[Any, Any], Response]) -> Callable[[Any, Any], Response]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, cast
 
@@ -12,6 +11,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from fedfaas import keys
 from fedfaas.errors import BadRequest, FedfaasError, Forbidden, NotFound
 from fedfaas.fusion import get_strategy
+from fedfaas.handlers import loads_body
 from fedfaas.spec import JobSpec, PartyProfile, check_id, parse
 from gateway.bodies import read_body
 
@@ -30,12 +30,7 @@ def _json_body() -> dict[str, Any]:
     raw = request.get_data(cache=True)
     if not raw:
         return {}
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("request body is not valid JSON") from None
-    except RecursionError:
-        raise BadRequest("request body is nested too deeply") from None
+    data = loads_body(raw)
     if not isinstance(data, dict):
         raise BadRequest("request body must be a JSON object")
     return data

@@ -20,8 +20,7 @@ from typing import Any, cast
 from fedfaas import keys
 from fedfaas.config import Settings
 from fedfaas.errors import BadRequest, FedfaasError, Unavailable
-from fedfaas.faas.client import FaasClient
-from fedfaas.handlers import FUNCTION_ERROR_HEADER
+from fedfaas.faas.client import FaasClient, FunctionAnswer, classify_answer
 from gateway.registry import Registry
 from gateway.rounds import STEP_FAILED, RoundCoordinator, safe
 from gateway.scheduling import JitBridge
@@ -43,19 +42,18 @@ def function_invoker(settings: Settings) -> Any:
     def invoke(request: dict[str, Any]) -> dict[str, Any]:
         resp = client.invoke(AGGREGATE_FUNCTION, json.dumps(request),
                              headers={"Content-Type": "application/json"})
-        # Errors the function answered itself are marked; the rest are the platform's
-        # (an instance gone or busy, the function not deployed yet): retried.
-        own = resp.headers.get(FUNCTION_ERROR_HEADER) is not None
-        if own and resp.status_code in (500, 507):
+        answer = classify_answer(resp)
+        if answer in (FunctionAnswer.FAILED, FunctionAnswer.OUT_OF_MEMORY):
             # The function ran the step and failed it: the same step would fail again.
             raise FedfaasError(f"aggregate failed the step ({resp.status_code}): {resp.text[:200]}",
                                status=500, code=STEP_FAILED)
-        if resp.status_code in (401, 403):
+        if answer is FunctionAnswer.TOKEN_REFUSED:
             # The deployment's secret is wrong, not the step: keep the round and retry.
             log.error("aggregate refused the gateway's internal token (%d): check the "
                       "fedfaas-internal-token secret of both", resp.status_code)
             raise Unavailable(f"aggregate refused the gateway's internal token ({resp.status_code})")
-        if resp.status_code >= 500 or resp.status_code == 429 or (resp.status_code >= 400 and not own):
+        if answer not in (FunctionAnswer.OK, FunctionAnswer.REFUSED):
+            # An outage, a busy instance or the function not deployed yet: retried.
             raise Unavailable(f"aggregate answered {resp.status_code}: {resp.text[:200]}")
         try:
             body: dict[str, Any] = resp.json()

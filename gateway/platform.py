@@ -129,7 +129,7 @@ class PlatformFigures:
         self._labels: dict[str, str] = {}
         self._labels_at = -LABELS_TTL_S
         keep = os.environ.get("FEDFAAS_AGG_KEEP_ALIVE_S", "").strip()
-        self._keep_override = keep or None
+        self._keep_from_env = bool(keep)  # the environment wins over the labels
         self._keep_env = None if keep.lower() in ("", "never") else _duration(
             keep, "FEDFAAS_AGG_KEEP_ALIVE_S")
         self.cold_start_s = _duration(
@@ -170,8 +170,7 @@ class PlatformFigures:
 
     def current(self, model_bytes: int) -> AggregatorPlatform:
         """The figures for a job whose updates are ``model_bytes`` long."""
-        keep = (self._keep_env if self._keep_override is not None
-                else keep_alive_from_labels(self.labels()))
+        keep = self._keep_env if self._keep_from_env else keep_alive_from_labels(self.labels())
         return AggregatorPlatform(cold_start_s=self.cold_start_s, keep_alive_s=keep,
                                   eager_step_s=self.eager_step(model_bytes))
 

@@ -27,8 +27,7 @@ from cache_engine.engine import CacheEngine
 from cache_engine.keys import DataKey
 from fedfaas import keys
 from fedfaas.errors import BadRequest, FedfaasError, NotFound, Unavailable
-from fedfaas.faas.client import FaasClient
-from fedfaas.handlers import FUNCTION_ERROR_HEADER
+from fedfaas.faas.client import FaasClient, FunctionAnswer, classify_answer, error_message
 from fedfaas.meta import text
 from fedfaas.workloads import get_workload
 from fedfaas.workloads.params import check_numeric_array
@@ -84,34 +83,12 @@ class Query:
         return cls(workload, rnd, client, params, arrays)
 
 
-WORKLOAD_FAILED = (500,)
-"""Status of a function's own answer (marked by ``guarded``) when a workload raised: any
-holder would fail the same way.  Its own 507 (out of memory) moves on, as the next holder
-or the workload function may have the memory.  Unmarked 5xx and 429 come from the
-platform: the instance is gone, stuck, unreachable or busy (OpenFaaS' proxy answers 500
-"Can't reach service")."""
-
-
-BUSY = (429, 503, 504)
-"""Platform answers for an instance that is busy or slow, not gone."""
-
-
 class FunctionUnavailable(Unavailable):
     """A function could not serve a request; ``lost`` when what it holds may be gone too."""
 
     def __init__(self, message: str, *, lost: bool) -> None:
         super().__init__(message)
         self.lost = lost
-
-
-def _message(resp: Any) -> str:
-    """The error message of a function's answer, JSON or not, cut to 300 characters."""
-    try:
-        body = resp.json()
-        text_ = str(body.get("message", body)) if isinstance(body, dict) else str(body)
-    except ValueError:
-        text_ = resp.text
-    return text_[:300]
 
 
 class RequestTracker:
@@ -226,26 +203,27 @@ class RequestTracker:
                 raise FunctionUnavailable(f"{function_id} did not answer within "
                                           f"{self.run_timeout_s:g}s", lost=False) from None
             raise
-        own = resp.headers.get(FUNCTION_ERROR_HEADER) is not None
-        if resp.status_code in (401, 403):
+        kind = classify_answer(resp)
+        if kind is FunctionAnswer.TOKEN_REFUSED:
             # The deployment's secret, not the analyst's credentials: a server-side error,
             # and the function and what it holds are fine.
             raise FedfaasError(f"{function_id} refused the gateway's internal token "
                                f"({resp.status_code}): check the fedfaas-internal-token secret",
                                status=500, code="internal_token_rejected")
-        if own and resp.status_code in WORKLOAD_FAILED:
+        if kind is FunctionAnswer.FAILED:
             # The function answered, so its instance and what it holds are alive: the
             # workload failed on this request, and another holder would fail the same way.
             raise FedfaasError(f"{body.get('workload')} failed on {function_id} "
-                               f"({resp.status_code}): {_message(resp)}", status=500,
+                               f"({resp.status_code}): {error_message(resp)[:300]}", status=500,
                                code="workload_failed")
-        if resp.status_code >= 500 or resp.status_code == 429:
-            # Only an instance the platform cannot reach (502, its proxy's unmarked 500) may
-            # have lost what it holds; a busy or slow one (429, 503, 504) or the function's
-            # own 503 (e.g. S3 unreachable from it) keeps it, and the keep-alive pings find
-            # an instance that really came back empty.
-            lost = not own and resp.status_code not in BUSY
-            raise FunctionUnavailable(f"{function_id} answered {resp.status_code}", lost=lost)
+        if kind in (FunctionAnswer.OUT_OF_MEMORY, FunctionAnswer.OWN_UNAVAILABLE,
+                    FunctionAnswer.BUSY, FunctionAnswer.UNREACHABLE):
+            # Only an instance the platform cannot reach may have lost what it holds; a
+            # busy or slow one, or the function's own 503 or 507 (the next holder or the
+            # workload function may have the memory), keeps it, and the keep-alive pings
+            # find an instance that really came back empty.
+            raise FunctionUnavailable(f"{function_id} answered {resp.status_code}",
+                                      lost=kind is FunctionAnswer.UNREACHABLE)
         try:
             answer: dict[str, Any] = resp.json()
         except ValueError:

@@ -13,13 +13,14 @@ async: the functions serve data only to callers holding it.
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import requests
 
-from fedfaas.config import INTERNAL_TOKEN_HEADER, Settings
+from fedfaas.config import FUNCTION_ERROR_HEADER, INTERNAL_TOKEN_HEADER, Settings
 from fedfaas.errors import (
     BadRequest,
     FedfaasError,
@@ -245,11 +246,59 @@ class FaasClient:
         return response
 
 
-def _error_for(response: requests.Response) -> FedfaasError:
+class FunctionAnswer(enum.Enum):
+    """What a function call's answer means for the caller (see :func:`classify_answer`)."""
+
+    OK = "ok"
+    TOKEN_REFUSED = "token_refused"
+    """401/403: the deployment's internal token, not the request, is wrong."""
+    FAILED = "failed"
+    """The function's own 500: it ran the request and failed; it would fail again."""
+    OUT_OF_MEMORY = "out_of_memory"
+    """The function's own 507."""
+    OWN_UNAVAILABLE = "own_unavailable"
+    """The function's own other 5xx or 429 (e.g. S3 unreachable from it): alive, retry later."""
+    REFUSED = "refused"
+    """The function's own 4xx: it refused the request."""
+    BUSY = "busy"
+    """The platform's 429, 503 or 504: an instance busy or slow, not gone."""
+    UNREACHABLE = "unreachable"
+    """The platform's other 5xx (502, OpenFaaS' proxy 500): the instance may be gone."""
+    PLATFORM_REFUSED = "platform_refused"
+    """The platform's other 4xx (e.g. the function is not deployed)."""
+
+
+def classify_answer(response: requests.Response) -> FunctionAnswer:
+    """Tell the function's own answers (marked ``X-Fedfaas-Function-Error`` by the
+    handlers) from the platform's, and success from each kind of failure."""
+    status = response.status_code
+    if status < 400:
+        return FunctionAnswer.OK
+    if status in (401, 403):
+        return FunctionAnswer.TOKEN_REFUSED
+    own = response.headers.get(FUNCTION_ERROR_HEADER) is not None
+    retryable = status >= 500 or status == 429
+    if own:
+        if status == 500:
+            return FunctionAnswer.FAILED
+        if status == 507:
+            return FunctionAnswer.OUT_OF_MEMORY
+        return FunctionAnswer.OWN_UNAVAILABLE if retryable else FunctionAnswer.REFUSED
+    if status in (429, 503, 504):
+        return FunctionAnswer.BUSY
+    return FunctionAnswer.UNREACHABLE if retryable else FunctionAnswer.PLATFORM_REFUSED
+
+
+def error_message(response: requests.Response) -> str:
+    """The ``message`` of a JSON error answer, else its text."""
     try:
-        message = str(response.json().get("message", response.text))
+        return str(response.json().get("message", response.text))
     except (ValueError, AttributeError):
-        message = response.text
+        return response.text
+
+
+def _error_for(response: requests.Response) -> FedfaasError:
+    message = error_message(response)
     kind = _ERRORS.get(response.status_code)
     if kind is not None:
         return kind(message)

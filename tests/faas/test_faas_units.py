@@ -103,3 +103,33 @@ def test_overlay_lays_out_the_function_package(tmp_path: Path) -> None:
     assert (function / "handler.py").resolve() == (handler / "handler.py").resolve()
     assert (function / "shared").resolve() == shared.resolve()
     assert not (handler / "__init__.py").exists()  # the user's folder is never written to
+
+
+@pytest.mark.parametrize(("status", "own", "expected"), [
+    (200, False, "ok"),
+    (401, True, "token_refused"),
+    (403, False, "token_refused"),
+    (500, True, "failed"),
+    (507, True, "out_of_memory"),
+    (503, True, "own_unavailable"),
+    (400, True, "refused"),
+    (404, True, "refused"),
+    (429, False, "busy"),
+    (503, False, "busy"),
+    (504, False, "busy"),
+    (500, False, "unreachable"),  # OpenFaaS' proxy: "Can't reach service"
+    (502, False, "unreachable"),
+    (404, False, "platform_refused"),
+])
+def test_function_answers_are_told_apart_by_the_functions_mark(status: int, own: bool,
+                                                               expected: str) -> None:
+    import requests
+
+    from fedfaas.config import FUNCTION_ERROR_HEADER
+    from fedfaas.faas.client import classify_answer
+
+    resp = requests.Response()
+    resp.status_code = status
+    if own:
+        resp.headers[FUNCTION_ERROR_HEADER] = "1"
+    assert classify_answer(resp).value == expected
