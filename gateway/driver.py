@@ -82,16 +82,45 @@ def aggregate_labels(settings: Settings) -> Callable[[], dict[str, str]]:
     return labels
 
 
+class Pinger:
+    """Warm-up pings of ``aggregate`` off the driver's thread, one in flight at a time.
+
+    A ping that meets no warm instance waits for a cold start (seconds), which
+    must not hold up the scheduler's decisions.
+    """
+
+    def __init__(self, warm: Callable[[], Any]) -> None:
+        self.warm = warm
+        self._lock = threading.Lock()
+        self._in_flight = False
+
+    def ping(self) -> bool:
+        """Send a ping in the background; False if one is still in flight."""
+        with self._lock:
+            if self._in_flight:
+                return False
+            self._in_flight = True
+        threading.Thread(target=self._run, name="fedfaas-warm-ping", daemon=True).start()
+        return True
+
+    def _run(self) -> None:
+        try:
+            safe(self.warm)
+        finally:
+            with self._lock:
+                self._in_flight = False
+
+
 class Driver:
     """Runs the round loop in a daemon thread until :meth:`stop`."""
 
     def __init__(self, registry: Registry, coordinator: RoundCoordinator, bridge: JitBridge,
-                 interval_s: float = 0.5, warm: Any = None) -> None:
+                 interval_s: float = 0.5, warm: Callable[[], Any] | None = None) -> None:
         self.registry = registry
         self.coordinator = coordinator
         self.bridge = bridge
         self.interval_s = interval_s
-        self.warm = warm or (lambda: None)
+        self.pinger = Pinger(warm or (lambda: None))
         self.ping_s = float(os.environ.get("FEDFAAS_ALWAYS_ON_PING_S", str(ALWAYS_ON_PING_S)))
         self._last_warm = 0.0
         self._stop = threading.Event()
@@ -128,10 +157,15 @@ class Driver:
         now = time.time() if now is None else now
         job = self.registry.get_job(job_id)
         record = self.registry.get_round(job_id, rnd)
-        if job.spec.strategy.name == "eager-always-on" and now - self._last_warm > self.ping_s:
+        strategy = job.spec.strategy.name
+        if strategy == "eager-always-on" and now - self._last_warm > self.ping_s:
             # The always-on baseline keeps its aggregator alive for the whole job.
             self._last_warm = now
-            safe(self.warm)
+            self.pinger.ping()
+        elif strategy == "jit" and record.state == "open" \
+                and self.bridge.claim_warm_ping(job_id, rnd, now):
+            # JIT's warm hold: an instance ready for the round's last update.
+            self.pinger.ping()
         # The scheduler closes rounds; this catches rounds it never knew (no
         # estimate could be made) at once, and rounds it lost track of (its
         # Redis state gone) some time after their deadline.

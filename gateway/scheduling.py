@@ -23,6 +23,7 @@ import redis
 
 from fedfaas import keys
 from fedfaas.errors import FedfaasError, NotFound
+from fedfaas.jit.prewarm import WarmHold
 from fedfaas.jit.scheduler import SchedulerConfig
 from fedfaas.jit.service import JitService
 from fedfaas.jit.spec import JobSpec as JitJobSpec
@@ -96,6 +97,9 @@ class JitBridge:
         }
         if self.platform is not None:
             summary["platform"] = figures.to_dict()
+        hold = WarmHold.for_round(spec, est)
+        # JIT's warm hold for the round's last update (None: no pings).
+        summary["warm_hold"] = None if hold is None else hold.to_dict()
         self.registry.set_round_state(job.job_id, record.round, record.state,
                                       extra=json.dumps({**record.extra, "estimate": summary}))
         return summary
@@ -130,6 +134,19 @@ class JitBridge:
             log.warning("queueing the arrival of %s in round %d of %s late", party, rnd, job_id)
             self.arrived(job_id, rnd, party, now=arrived_at)
         return len(missed)
+
+    def claim_warm_ping(self, job_id: str, rnd: int, now: float | None = None) -> bool:
+        """Whether this replica should ping ``aggregate`` now to hold it warm for the round's
+        last update (:mod:`fedfaas.jit.prewarm`).
+
+        One claim per ping interval across replicas and rounds: one warm instance is
+        what a hold needs, and a ping from any round keeps it.
+        """
+        ping_s = self.service.warm_due(job_id, rnd, now)
+        if ping_s is None:
+            return False
+        return bool(self.registry.redis.set(f"{NAMESPACE}:warm_ping", "1", nx=True,
+                                            px=max(1, int(ping_s * 1000))))
 
     def reports(self, job_id: str) -> dict[str, Any]:
         """Estimates against observations, per round (for the API)."""

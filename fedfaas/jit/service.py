@@ -28,6 +28,7 @@ from fedfaas.errors import BadRequest, NotFound
 from fedfaas.jit.clock import Clock, SystemClock
 from fedfaas.jit.estimator import DeadlineEstimator, JobEstimate, calibrate_t_pair, t_agg
 from fedfaas.jit.learning import ArrivalLearner, RoundReport
+from fedfaas.jit.prewarm import WarmHold
 from fedfaas.jit.redis_state import RedisState
 from fedfaas.jit.scheduler import Scheduler, SchedulerConfig
 from fedfaas.jit.spec import JobSpec, PartyProfile
@@ -101,6 +102,7 @@ class JitService:
         est = self.estimate(job, parties, t_pair)
         task = self.scheduler.open_round(job, round_no, n_expected=len(parties), estimate=est,
                                          now=t0, min_chunk=min_chunk)
+        hold = WarmHold.for_round(job, est)
         record = {"round_start": t0, "party_ids": list(est.party_ids), "modes": list(est.modes),
                   "sources": list(est.sources), "t_train": est.t_train.tolist(),
                   "t_comm": est.t_comm.tolist(), "t_upd_base": est.t_upd_base.tolist(),
@@ -112,7 +114,8 @@ class JitService:
                   # The paper's formula for the aggregators planned: what the learner
                   # compares the observed aggregation time with.
                   "t_agg_formula": t_agg(len(est.party_ids), float(est.meta["t_pair"]),
-                                         job.c_agg, task.n_agg, job.model_bytes, job.b_dc)}
+                                         job.c_agg, task.n_agg, job.model_bytes, job.b_dc),
+                  "warm_hold": None if hold is None else hold.to_dict()}
         self.r.set(self._k("estimate", task_key(job.job_id, round_no)), json.dumps(record),
                    ex=ROUND_TTL_S)
         return task, est
@@ -127,6 +130,25 @@ class JitService:
         self.r.hsetnx(key, party_id, repr(t))
         self.r.expire(key, ROUND_TTL_S)
         return True
+
+    def warm_due(self, job_id: str, round_no: int, now: float | None = None) -> float | None:
+        """Seconds between pings if the round's aggregator should be warm now, else None
+        (:mod:`fedfaas.jit.prewarm`)."""
+        key = task_key(job_id, round_no)
+        raw = self.r.get(self._k("estimate", key))
+        if raw is None:
+            return None
+        rec = json.loads(raw)
+        if not rec.get("warm_hold"):
+            return None
+        hold = WarmHold.from_dict(rec["warm_hold"])
+        arrived = {p.decode() for p in self.r.hkeys(self._k("arrivals", key))}  # type: ignore[union-attr]
+        missing = np.array([p not in arrived for p in rec["party_ids"]])
+        t = self.clock.now() if now is None else now
+        if hold.due(t - float(rec["round_start"]), np.asarray(rec["t_upd_early"]),
+                    np.asarray(rec["t_upd_late"]), missing):
+            return hold.ping_s
+        return None
 
     def tick(self, now: float | None = None) -> list[Decision]:
         """One scheduling round: what to launch, finalise or preempt now."""

@@ -27,7 +27,9 @@ measured arrivals instead of a scenario's, and ``platform="keep-alive"`` runs th
 launches as the live gateway does on OpenFaaS (:mod:`fedfaas.jit.keepalive`):
 every launch and every finalisation is one stateless call, and containers stay
 warm ``keep_alive_s`` after their last call, across rounds, instead of the
-modelled platform's in-memory drains, early release and pre-warming.
+modelled platform's in-memory drains, early release and pre-warming; JIT holds an
+instance warm for a round's last update with the gateway's warm-up pings
+(:mod:`fedfaas.jit.prewarm`).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from fedfaas.jit.cost import ArrivalForecast, CostModel, always_on_finish, run_p
 from fedfaas.jit.estimator import DeadlineEstimator, JobEstimate, t_agg
 from fedfaas.jit.keepalive import KeepAlivePool
 from fedfaas.jit.learning import ArrivalLearner
+from fedfaas.jit.prewarm import WarmHold
 from fedfaas.jit.scenarios import (
     MODEL_PARAMS,
     Population,
@@ -342,7 +345,7 @@ class Simulator:
                 finish = always_on_finish(ready, rnd.order[first] % self.n_agg, self.n_agg,
                                           io + u + io)
             else:
-                finish = self.pool.run(ready, io + count * u + io)
+                finish = self._run_with_pings(self.pool, rnd, ready, io + count * u + io)
             self._partials = 1
         elif mode == "always-on":
             lanes = rnd.order[first] % self.n_agg
@@ -378,6 +381,23 @@ class Simulator:
         self._invocations += int(ready.size)
         rnd.t_done = max(float(finish.max()), float(rnd.arrivals[-1]))
         return rnd.t_done
+
+    def _run_with_pings(self, pool: KeepAlivePool, rnd: _Round, ready: np.ndarray,
+                        work: np.ndarray) -> np.ndarray:
+        """Run launches on the keep-alive pool with the warm-up pings JIT's hold sends
+        among them (:mod:`fedfaas.jit.prewarm`); returns the launches' finish times."""
+        est = rnd.estimate
+        hold = None if est is None else WarmHold.for_round(self.job, est)
+        if est is None or hold is None:
+            return pool.run(ready, work)
+        pings = rnd.start + hold.pings(rnd.offsets, est.t_upd_early, est.t_upd_late)
+        self._invocations += int(pings.size)
+        calls = np.concatenate([ready, pings])
+        order = np.argsort(calls, kind="stable")
+        finish = pool.run(calls[order], np.concatenate([work, np.zeros(pings.size)])[order])
+        out = np.empty_like(finish)
+        out[order] = finish
+        return out[:ready.size]
 
     def _on_done(self, t: float, _: Any) -> None:
         rnd = self._current()

@@ -169,6 +169,37 @@ def test_jit_round_start_uses_the_platforms_keep_alive_and_measured_eager_steps(
     assert figures["eager_step_s"] is not None and 0 < figures["eager_step_s"] < 10
 
 
+def test_jit_holds_aggregate_warm_for_the_last_update(stack_api: Api, faas: Any) -> None:
+    # Prepare: a JIT job whose two parties report 2 s and 3 s epochs; aggregate scales
+    # to zero (stack.yml) and eager's instance would be warm for the last update.
+    api = stack_api
+    job = api.call("POST", "/v1/jobs", api.admin_token, json={
+        "job_id": f"e2e-{uuid.uuid4().hex[:8]}", "model": {"name": "cnn", "size_bytes": 5000},
+        "t_wait_s": 120, "rounds": 1, "strategy": {"name": "jit"}}).json()
+    jid = job["job_id"]
+    tokens = [api.call("POST", f"/v1/jobs/{jid}/parties", job["enrollment_token"],
+                       json={"party_id": f"p{i}", "epoch_time_s": 2.0 + i}).json()["token"]
+              for i in range(2)]
+    calls_before = faas.function("aggregate")["invocationCount"]
+    # Execute: the round opens and no update comes for a while.
+    resp = api.call("POST", f"/v1/jobs/{jid}/rounds", api.admin_token)
+    assert resp.status_code == 201, resp.text
+    hold = resp.json()["estimate"]["warm_hold"]
+    deadline = time.monotonic() + 10
+    while faas.function("aggregate")["invocationCount"] == calls_before:
+        assert time.monotonic() < deadline, "the gateway sent no warm-up ping"
+        time.sleep(0.1)
+    # Assert: the hold pings at a third of the keep-alive, and the round runs as usual.
+    figures = resp.json()["estimate"]["platform"]
+    assert hold == {"cold_start_s": figures["cold_start_s"],
+                    "ping_s": pytest.approx(figures["keep_alive_s"] / 3)}
+    for i in range(2):
+        body = codec.encode({"w": np.full(2, float(i), np.float32)}, {"num_examples": 1})
+        assert api.call("POST", f"/v1/jobs/{jid}/rounds/1/updates", tokens[i],
+                        data=body).status_code == 201
+    assert _wait_closed(api, jid, 1)["state"] == "closed"
+
+
 def test_a_round_the_aggregate_function_keeps_refusing_fails_visibly(stack_api: Api) -> None:
     # Prepare: two updates whose tensors disagree in shape, which no fusion can take.
     api = stack_api
