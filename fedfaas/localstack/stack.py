@@ -28,6 +28,9 @@ from fedfaas.localstack.procs import Service, StartError, free_port, pid_alive, 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ALL_COMPONENTS = ("redis", "s3", "router", "gateway")
 STATE_FILE = "stack.json"
+COMPONENT_ADDRESS_VARS = {"redis": "FEDFAAS_REDIS_URL", "s3": "FEDFAAS_S3_ENDPOINT",
+                          "router": "FEDFAAS_FAAS_GATEWAY_URL", "gateway": "FEDFAAS_GATEWAY_URL"}
+"""The variable that carries each component's address."""
 # SeaweedFS needs more than 8 s to stop on SIGTERM; past this it is killed.
 GRACE_S = {"s3": 3.0, "redis": 5.0, "router": 8.0, "gateway": 8.0}
 
@@ -74,11 +77,21 @@ class LocalStack:
         tmp.replace(self.state_path)
 
     def env(self) -> dict[str, str]:
-        """``FEDFAAS_*`` variables that point a client process at this stack."""
+        """``FEDFAAS_*`` variables that point a client process at this stack.
+
+        A component the stack did not start (``up --only``) gets no address here,
+        unless one was given for it (``StackOptions.extra_env``).
+        """
         state = self.read_state()
         if state is None:
             raise RuntimeError(f"no local stack running in {self.data_dir} (run `fedfaas up`)")
-        return dict(state["env"])
+        env = dict(state["env"])
+        started = set(state.get("components", ALL_COMPONENTS))
+        for name, var in COMPONENT_ADDRESS_VARS.items():
+            port = state.get("ports", {}).get(name)
+            if name not in started and f"127.0.0.1:{port}" in env.get(var, ""):
+                del env[var]
+        return env
 
     def settings(self) -> Settings:
         """:class:`Settings` for this stack (for in-process clients such as tests)."""

@@ -1,4 +1,5 @@
-"""The ``fedfaas`` command line refuses bad option values with a usage error, not a traceback."""
+"""The ``fedfaas`` command line: bad option values get a usage error, not a traceback; ``env``
+names only what runs."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from fedfaas.cli import main
+from fedfaas.localstack.stack import LocalStack
 
 
 @pytest.mark.parametrize("args", [
@@ -41,3 +43,15 @@ def test_up_rejects_a_non_positive_idle_timeout_before_starting_anything(value: 
     assert result.exit_code == 2, result.output
     assert "--idle-timeout" in result.output
     assert not (tmp_path / "logs").exists()
+
+
+def test_env_names_only_the_components_the_stack_started(backing_stack: LocalStack) -> None:
+    # Prepare: the session's backing stack runs Redis and S3 alone.
+    data_dir = str(backing_stack.data_dir)
+    # Execute
+    result = CliRunner().invoke(main, ["env", "--data-dir", data_dir])
+    # Assert
+    assert result.exit_code == 0, result.output
+    names = {line.split("=", 1)[0].removeprefix("export ") for line in result.output.splitlines()}
+    assert {"FEDFAAS_REDIS_URL", "FEDFAAS_S3_ENDPOINT", "FEDFAAS_SECRETS_DIR"} <= names
+    assert not names & {"FEDFAAS_GATEWAY_URL", "FEDFAAS_FAAS_GATEWAY_URL"}
