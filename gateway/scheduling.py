@@ -142,11 +142,16 @@ class JitBridge:
         One claim per ping interval across replicas and rounds: one warm instance is
         what a hold needs, and a ping from any round keeps it.
         """
-        ping_s = self.service.warm_due(job_id, rnd, now)
-        if ping_s is None:
+        t = time.time() if now is None else now
+        r = self.registry.redis
+        raw = r.get(f"{NAMESPACE}:warm_ping_at")
+        ping_s = self.service.warm_due(job_id, rnd, t,
+                                       last_ping=None if raw is None else float(raw))
+        if ping_s is None or not r.set(f"{NAMESPACE}:warm_ping", "1", nx=True,
+                                       px=max(1, int(ping_s * 1000))):
             return False
-        return bool(self.registry.redis.set(f"{NAMESPACE}:warm_ping", "1", nx=True,
-                                            px=max(1, int(ping_s * 1000))))
+        r.set(f"{NAMESPACE}:warm_ping_at", repr(t), ex=LAUNCH_TTL_S)
+        return True
 
     def reports(self, job_id: str) -> dict[str, Any]:
         """Estimates against observations, per round (for the API)."""

@@ -182,6 +182,7 @@ class ArrivalLearner:
         self._ratio = np.ones(0)
         self._dev = np.zeros(0)
         self._n_obs = np.zeros(0, dtype=np.int64)
+        self._participation = np.ones(0)
         self.rnd_bias = 0.0
         self.agg_residual = float(agg_overhead)
         self.agg_dev = 0.0
@@ -209,6 +210,7 @@ class ArrivalLearner:
             self._ratio = np.concatenate([self._ratio, np.ones(grow)])
             self._dev = np.concatenate([self._dev, np.full(grow, self.prior_dev)])
             self._n_obs = np.concatenate([self._n_obs, np.zeros(grow, dtype=np.int64)])
+            self._participation = np.concatenate([self._participation, np.ones(grow)])
         idx = np.fromiter((self._index[p] for p in party_ids), dtype=np.int64,
                           count=len(party_ids))
         self._last_ids, self._last_idx = key, idx
@@ -230,6 +232,11 @@ class ArrivalLearner:
         """``1 - z * dev`` per party: how early an update plausibly arrives, relative to t_upd."""
         idx = self._indices(party_ids)
         return np.clip(1.0 - self.z * self._dev[idx] / np.maximum(self._ratio[idx], 1e-9), 0, 1)
+
+    def participation(self, party_ids: Sequence[str]) -> np.ndarray:
+        """Share of rounds each party sent an update in, an EWMA (1.0 before any round)."""
+        idx = self._indices(party_ids)
+        return self._participation[idx]
 
     def observations(self, party_ids: Sequence[str]) -> np.ndarray:
         """How many rounds each party's arrival has been observed in."""
@@ -334,6 +341,8 @@ class ArrivalLearner:
                                     np.where(n_obs == 1, surprise, self._dev[j]))
             self._ratio[j] = np.where(n_obs >= 1, (1 - a) * old + a * r, r)
             self._n_obs[j] = n_obs + 1
+        self._participation[idx] = ((1 - self.alpha) * self._participation[idx]
+                                    + self.alpha * np.isfinite(obs))
         inter = np.isfinite(obs) & ~active & (estimate.t_upd_base > 0)
         if inter.sum() >= 2:
             # Quantiles of two monotone curves average to a monotone curve.
@@ -375,7 +384,8 @@ class ArrivalLearner:
                 "lat_seen": self._lat_seen, "rounds_seen": self.rounds_seen,
                 "keep_reports": self.keep_reports,
                 "party_ids": ids, "ratio": self._ratio.tolist(), "dev": self._dev.tolist(),
-                "n_obs": self._n_obs.tolist(), "rnd_bias": self.rnd_bias,
+                "n_obs": self._n_obs.tolist(), "participation": self._participation.tolist(),
+                "rnd_bias": self.rnd_bias,
                 "rnd_seen": self._rnd_seen, "agg_residual": self.agg_residual,
                 "agg_dev": self.agg_dev, "agg_seen": self._agg_seen,
                 "intermittent_curve": (None if self.intermittent_curve is None
@@ -396,8 +406,12 @@ class ArrivalLearner:
             out._ratio = np.asarray(data["ratio"], dtype=np.float64)
             out._dev = np.asarray(data["dev"], dtype=np.float64)
             out._n_obs = np.asarray(data["n_obs"], dtype=np.int64)
-            if not out._ratio.shape == out._dev.shape == out._n_obs.shape == (len(ids),):
-                raise ValueError("ratio/dev/n_obs length differs from party_ids")
+            # Absent from state saved before participation was learned: the prior.
+            out._participation = np.asarray(data.get("participation", np.ones(len(ids))),
+                                            dtype=np.float64)
+            if not (out._ratio.shape == out._dev.shape == out._n_obs.shape
+                    == out._participation.shape == (len(ids),)):
+                raise ValueError("ratio/dev/n_obs/participation length differs from party_ids")
             out.rnd_bias, out._rnd_seen = float(data["rnd_bias"]), bool(data["rnd_seen"])
             out.agg_residual, out.agg_dev = float(data["agg_residual"]), float(data["agg_dev"])
             out._agg_seen = bool(data["agg_seen"])

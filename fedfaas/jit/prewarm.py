@@ -7,14 +7,27 @@ aggregation's delay, whose instance the parties' updates keep warm.  The live
 gateway cannot start or hold an instance itself; it can only call the
 ``aggregate`` function, whose instance the platform then keeps for its
 keep-alive.  So, from the forecast of the parties still missing, it pings the
-function (a warm-up call that returns no data) over the window in which the
-last of them may arrive:
+function (a warm-up call that returns no data) while the last of them may
+arrive, and no longer than eager's instance would be warm:
 
 - the window opens a cold start before the latest early bound of the missing
   parties (no earlier can the last update come; an intermittent party's early
   bound is the round's start) and closes at their latest late bound (later
   than that the forecast was wrong, and holding on would cost without end);
-- pings come every third of the keep-alive, so the instance never idles out;
+- within it, the hold lasts while eager's instance would still be warm: up to
+  a keep-alive after the latest update (or the round's start, when the
+  previous round's last step ran).  Past that, eager pays a cold start for the
+  next update too, so a party that never comes, or a long gap between
+  intermittent parties, costs the hold no more than it costs eager; the next
+  update restarts the hold;
+- only while the round is more likely than not to complete by an update
+  (every missing party sends one, at its learned participation rate): a round
+  that ends at ``t_wait`` instead has JIT's timer start its aggregator before
+  then, where eager's has usually stopped, so skipping a hold that is less
+  likely than not to be needed keeps the mean latency within eager's;
+- a ping starts an instance, or keeps it: pings come every third of the
+  keep-alive, and once the instance is warm, only until one came after the
+  latest update, which keeps it as long as eager's;
 - no hold when instances never stop, or when a cold start plus one step fits
   the job's latency target anyway (a numeric ``latency_target`` is how a job
   trades that latency for the hold's cost).
@@ -40,6 +53,9 @@ PINGS_PER_KEEP_ALIVE = 3
 """Pings per keep-alive period: an instance is called well before the platform idles it out."""
 MIN_PING_S = 0.2
 """No faster pings than this, whatever the keep-alive."""
+MIN_COMPLETION = 0.5
+"""The hold waits for an update only while the round is at least this likely to complete by
+one (module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -50,16 +66,21 @@ class WarmHold:
     ----------
     cold_start_s
         The platform's cold start: how long before the window a ping must come.
+    keep_alive_s
+        How long the platform keeps an idle instance.
     ping_s
-        Seconds between pings while the window is open.
+        Seconds between pings while the hold lasts.
     """
 
     cold_start_s: float
+    keep_alive_s: float
     ping_s: float
 
     def __post_init__(self) -> None:
-        if not (self.cold_start_s >= 0 and math.isfinite(self.cold_start_s)):
-            raise BadRequest("cold_start_s must be finite and >= 0")
+        for name in ("cold_start_s", "keep_alive_s"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise BadRequest(f"{name} must be finite and >= 0")
         if not (self.ping_s > 0 and math.isfinite(self.ping_s)):
             raise BadRequest("ping_s must be finite and > 0")
 
@@ -76,7 +97,8 @@ class WarmHold:
             return None  # instances never stop, or start at no cost
         if target_latency is not None and cold_start_s + step_s <= target_latency:
             return None  # a cold start after the last update is within the allowance
-        return cls(cold_start_s, max(keep_alive_s / PINGS_PER_KEEP_ALIVE, MIN_PING_S))
+        return cls(cold_start_s, keep_alive_s,
+                   max(keep_alive_s / PINGS_PER_KEEP_ALIVE, MIN_PING_S))
 
     @classmethod
     def for_round(cls, job: JobSpec, est: JobEstimate) -> WarmHold | None:
@@ -92,52 +114,83 @@ class WarmHold:
 
     def to_dict(self) -> dict[str, float]:
         """JSON-ready (stored with the round's estimate)."""
-        return {"cold_start_s": self.cold_start_s, "ping_s": self.ping_s}
+        return {"cold_start_s": self.cold_start_s, "keep_alive_s": self.keep_alive_s,
+                "ping_s": self.ping_s}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> WarmHold:
         """Inverse of :meth:`to_dict`."""
-        return cls(float(raw["cold_start_s"]), float(raw["ping_s"]))
+        return cls(float(raw["cold_start_s"]), float(raw["keep_alive_s"]), float(raw["ping_s"]))
 
-    def window(self, early: np.ndarray, late: np.ndarray,
-               missing: np.ndarray) -> tuple[float, float] | None:
+    def window(self, early: np.ndarray, late: np.ndarray, missing: np.ndarray,
+               participation: np.ndarray | None = None) -> tuple[float, float] | None:
         """``(open, close)`` offsets from the round's start for the ``missing`` parties (a mask
-        over the bounds ``early`` and ``late``); None once none is missing."""
+        over the bounds ``early`` and ``late``, and the parties' ``participation`` rates);
+        None once none is missing or the round is unlikely to complete by an update."""
         m = np.asarray(missing, dtype=bool)
         if not m.any():
+            return None
+        if participation is not None and np.prod(np.asarray(participation)[m]) < MIN_COMPLETION:
             return None
         return (float(np.max(np.asarray(early)[m])) - self.cold_start_s,
                 float(np.max(np.asarray(late)[m])))
 
-    def due(self, offset: float, early: np.ndarray, late: np.ndarray, missing: np.ndarray) -> bool:
-        """Whether the aggregator should be warm ``offset`` seconds into the round."""
-        w = self.window(early, late, missing)
-        return w is not None and w[0] <= offset <= w[1]
+    def due(self, offset: float, early: np.ndarray, late: np.ndarray, missing: np.ndarray, *,
+            last_arrival: float, since_ping: float | None,
+            participation: np.ndarray | None = None) -> bool:
+        """Whether to ping ``offset`` seconds into the round.
 
-    def pings(self, actual: np.ndarray, early: np.ndarray, late: np.ndarray) -> np.ndarray:
+        ``last_arrival`` is the latest update's offset (0 before any), ``since_ping``
+        the seconds since the last ping of the aggregator (None: never).
+        """
+        w = self.window(early, late, missing, participation)
+        return (w is not None and w[0] <= offset <= w[1]
+                and self._holds(offset, last_arrival, math.inf if since_ping is None else since_ping))
+
+    def _holds(self, offset: float, last_arrival: float, since_ping: float) -> bool:
+        """Within the window: whether a ping is wanted (eager's instance still warm, and ours
+        not yet, or not yet pinged since the latest update)."""
+        if offset > last_arrival + self.keep_alive_s:
+            return False  # eager's instance would have stopped too
+        return since_ping >= self.keep_alive_s or offset < last_arrival + self.ping_s
+
+    def pings(self, actual: np.ndarray, early: np.ndarray, late: np.ndarray,
+              participation: np.ndarray | None = None) -> np.ndarray:
         """Offsets of the pings a round gets whose parties arrive at ``actual`` (same order
-        as the bounds): what the live gateway sends, for the simulator's replay."""
+        as the bounds; NaN: no update): what the live gateway sends, for the simulator's
+        replay."""
         a = np.asarray(actual, dtype=np.float64)
-        order = np.argsort(a, kind="stable")
-        arrived = a[order]
-        # Bounds of the parties still missing once the first k arrived (k = 0..n).
-        e = np.append(np.maximum.accumulate(np.asarray(early, dtype=np.float64)[order][::-1])[::-1],
-                      -math.inf)
-        lt = np.append(np.maximum.accumulate(np.asarray(late, dtype=np.float64)[order][::-1])[::-1],
-                       -math.inf)
+        order = np.argsort(a, kind="stable")  # parties that never send come last
+        arrived = a[order][np.isfinite(a[order])]
+
+        def missing_after(values: np.ndarray, accumulate: Any, empty: float) -> np.ndarray:
+            # Over the parties still missing once the first k arrived (k = 0..n).
+            return np.append(accumulate(np.asarray(values, dtype=np.float64)[order][::-1])[::-1],
+                             empty)
+
+        e = missing_after(early, np.maximum.accumulate, -math.inf)
+        lt = missing_after(late, np.maximum.accumulate, -math.inf)
+        likely = missing_after(np.ones(a.size) if participation is None else participation,
+                               np.cumprod, 1.0) >= MIN_COMPLETION
         out: list[float] = []
-        t = 0.0
+        t, last_ping = 0.0, -math.inf
         while True:
             k = int(np.searchsorted(arrived, t, side="right"))
-            if k == arrived.size:
-                break  # every update is in: the round closes
+            if k == a.size or math.isinf(t):
+                break  # every update is in (the round closes), or no more will come
             begin, end = float(e[k]) - self.cold_start_s, float(lt[k])
             if t > end:
                 break  # past the latest late bound: later arrivals only lower it
-            if t < begin:
-                # Wait for the window, or for the next arrival, which may open it sooner.
-                t = min(begin, float(arrived[k]))
-                continue
-            out.append(t)
-            t += self.ping_s
+            last = float(arrived[k - 1]) if k else 0.0
+            nxt = float(arrived[k]) if k < arrived.size else math.inf
+            if not likely[k]:
+                t = nxt  # the round is likely to end at t_wait, not by an update
+            elif t < begin:
+                t = min(begin, nxt)  # the window opens, or an arrival may open it sooner
+            elif not self._holds(t, last, t - last_ping):
+                t = nxt  # nothing to hold until the next update
+            else:
+                out.append(t)
+                last_ping = t
+                t += self.ping_s
         return np.asarray(out)

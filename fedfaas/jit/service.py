@@ -115,7 +115,10 @@ class JitService:
                   # compares the observed aggregation time with.
                   "t_agg_formula": t_agg(len(est.party_ids), float(est.meta["t_pair"]),
                                          job.c_agg, task.n_agg, job.model_bytes, job.b_dc),
-                  "warm_hold": None if hold is None else hold.to_dict()}
+                  "warm_hold": None if hold is None else hold.to_dict(),
+                  # What the hold weighs the missing parties by (learned per party).
+                  "participation": (None if hold is None else
+                                    self.learner(job.job_id).participation(est.party_ids).tolist())}
         self.r.set(self._k("estimate", task_key(job.job_id, round_no)), json.dumps(record),
                    ex=ROUND_TTL_S)
         return task, est
@@ -131,9 +134,10 @@ class JitService:
         self.r.expire(key, ROUND_TTL_S)
         return True
 
-    def warm_due(self, job_id: str, round_no: int, now: float | None = None) -> float | None:
-        """Seconds between pings if the round's aggregator should be warm now, else None
-        (:mod:`fedfaas.jit.prewarm`)."""
+    def warm_due(self, job_id: str, round_no: int, now: float | None = None, *,
+                 last_ping: float | None = None) -> float | None:
+        """Seconds between pings if the round's warm hold wants a ping of the aggregator now,
+        else None (:mod:`fedfaas.jit.prewarm`); ``last_ping`` is when it was last pinged."""
         key = task_key(job_id, round_no)
         raw = self.r.get(self._k("estimate", key))
         if raw is None:
@@ -142,11 +146,17 @@ class JitService:
         if not rec.get("warm_hold"):
             return None
         hold = WarmHold.from_dict(rec["warm_hold"])
-        arrived = {p.decode() for p in self.r.hkeys(self._k("arrivals", key))}  # type: ignore[union-attr]
-        missing = np.array([p not in arrived for p in rec["party_ids"]])
+        arrivals = {p.decode(): float(t) for p, t in  # type: ignore[union-attr]
+                    self.r.hgetall(self._k("arrivals", key)).items()}
+        t0 = float(rec["round_start"])
         t = self.clock.now() if now is None else now
-        if hold.due(t - float(rec["round_start"]), np.asarray(rec["t_upd_early"]),
-                    np.asarray(rec["t_upd_late"]), missing):
+        missing = np.array([p not in arrivals for p in rec["party_ids"]])
+        last_arrival = max(arrivals.values(), default=t0) - t0
+        participation = rec.get("participation")
+        if hold.due(t - t0, np.asarray(rec["t_upd_early"]), np.asarray(rec["t_upd_late"]),
+                    missing, last_arrival=last_arrival,
+                    since_ping=None if last_ping is None else t - last_ping,
+                    participation=None if participation is None else np.asarray(participation)):
             return hold.ping_s
         return None
 

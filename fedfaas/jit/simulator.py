@@ -390,7 +390,8 @@ class Simulator:
         hold = None if est is None else WarmHold.for_round(self.job, est)
         if est is None or hold is None:
             return pool.run(ready, work)
-        pings = rnd.start + hold.pings(rnd.offsets, est.t_upd_early, est.t_upd_late)
+        pings = rnd.start + hold.pings(rnd.offsets, est.t_upd_early, est.t_upd_late,
+                                       self.learner.participation(est.party_ids))
         self._invocations += int(pings.size)
         calls = np.concatenate([ready, pings])
         order = np.argsort(calls, kind="stable")

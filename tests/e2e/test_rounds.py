@@ -191,7 +191,7 @@ def test_jit_holds_aggregate_warm_for_the_last_update(stack_api: Api, faas: Any)
         time.sleep(0.1)
     # Assert: the hold pings at a third of the keep-alive, and the round runs as usual.
     figures = resp.json()["estimate"]["platform"]
-    assert hold == {"cold_start_s": figures["cold_start_s"],
+    assert hold == {"cold_start_s": figures["cold_start_s"], "keep_alive_s": figures["keep_alive_s"],
                     "ping_s": pytest.approx(figures["keep_alive_s"] / 3)}
     for i in range(2):
         body = codec.encode({"w": np.full(2, float(i), np.float32)}, {"num_examples": 1})

@@ -186,3 +186,18 @@ def test_regressed_parties_keep_the_wider_spread_prior() -> None:
     est = DeadlineEstimator(job, parties, t_pair=0.0).estimate(ArrivalLearner())
     assert est.sources == ("t_ep", "fallback:median")
     assert est.t_upd_early.tolist() == pytest.approx([68.0, 56.0])
+
+
+def test_participation_is_learned_per_party_and_persisted() -> None:
+    # Prepare
+    est, learner = _estimator(), ArrivalLearner(alpha=0.3)
+    assert learner.participation(["late", "punctual"]).tolist() == [1.0, 1.0]
+    # Execute: "late" skips the second round
+    learner.observe_round(0, est.estimate(learner), np.array([90.0, 70.0]))
+    learner.observe_round(1, est.estimate(learner), np.array([np.nan, 70.0]))
+    state = json.loads(json.dumps(learner.to_dict()))
+    # Assert
+    assert learner.participation(["late", "punctual"]).tolist() == pytest.approx([0.7, 1.0])
+    assert ArrivalLearner.from_dict(state).participation(["late"]).tolist() == pytest.approx([0.7])
+    del state["participation"]  # state saved before participation was learned
+    assert ArrivalLearner.from_dict(state).participation(["late"]).tolist() == [1.0]

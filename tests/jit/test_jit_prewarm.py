@@ -23,9 +23,9 @@ from fedfaas.jit.spec import JobSpec, PartyProfile
     (None, 1.0, 0.3, None),              # instances never stop
     (3.0, 0.0, 0.3, None),               # nothing to wait for
     (3.0, 1.0, 1.5, None),               # a cold start and a step fit the allowance
-    (3.0, 1.0, 0.3, WarmHold(1.0, 1.0)),
-    (3.0, 1.0, None, WarmHold(1.0, 1.0)),  # "fastest"
-    (0.3, 1.0, 0.3, WarmHold(1.0, 0.2)),   # pings no faster than MIN_PING_S
+    (3.0, 1.0, 0.3, WarmHold(1.0, 3.0, 1.0)),
+    (3.0, 1.0, None, WarmHold(1.0, 3.0, 1.0)),  # "fastest"
+    (0.3, 1.0, 0.3, WarmHold(1.0, 0.3, 0.2)),   # pings no faster than MIN_PING_S
 ])
 def test_plan(keep_alive: float | None, cold: float, target: float | None,
               expected: WarmHold | None) -> None:
@@ -34,35 +34,74 @@ def test_plan(keep_alive: float | None, cold: float, target: float | None,
 
 
 def test_window_opens_a_cold_start_before_the_latest_early_bound_of_the_missing() -> None:
-    hold = WarmHold(cold_start_s=1.0, ping_s=1.0)
+    hold = WarmHold(cold_start_s=1.0, keep_alive_s=3.0, ping_s=1.0)
     early, late = np.array([2.0, 5.0, 0.0]), np.array([3.0, 7.0, 10.0])
-    assert hold.window(early, late, np.array([True, True, True])) == (4.0, 10.0)
+    everyone = np.array([True, True, True])
+    assert hold.window(early, late, everyone) == (4.0, 10.0)
     assert hold.window(early, late, np.array([True, False, False])) == (1.0, 3.0)
     assert hold.window(early, late, np.array([False, False, False])) is None
-    assert hold.due(4.0, early, late, np.array([True, True, True]))
-    assert not hold.due(3.9, early, late, np.array([True, True, True]))
+    assert hold.due(4.0, early, late, everyone, last_arrival=2.0, since_ping=None)
+    assert not hold.due(3.9, early, late, everyone, last_arrival=2.0, since_ping=None)
 
 
-def test_pings_follow_the_window_as_parties_arrive() -> None:
-    hold = WarmHold(cold_start_s=1.0, ping_s=1.0)
+def test_the_hold_lasts_while_eagers_instance_would_be_warm() -> None:
+    hold = WarmHold(cold_start_s=1.0, keep_alive_s=3.0, ping_s=1.0)
+    early, late, everyone = np.array([5.0]), np.array([20.0]), np.array([True])
+    # Cold: start it, if an update came within the keep-alive (eager would still be warm).
+    assert hold.due(6.0, early, late, everyone, last_arrival=3.5, since_ping=None)
+    assert not hold.due(6.6, early, late, everyone, last_arrival=3.5, since_ping=None)
+    # Warm: ping again only if an update came since, to keep it as long as eager's.
+    assert not hold.due(6.0, early, late, everyone, last_arrival=3.5, since_ping=1.0)
+    assert hold.due(6.0, early, late, everyone, last_arrival=5.5, since_ping=1.0)
+
+
+def test_pings_follow_the_window_and_the_updates() -> None:
+    hold = WarmHold(cold_start_s=1.0, keep_alive_s=3.0, ping_s=1.0)
     early, late = np.array([2.0, 5.0, 0.0]), np.array([3.0, 7.0, 10.0])
-    # Window (4, 10) until party 1 arrives at 6; then (-1, 10) for the intermittent party 2,
-    # which arrives at 8 and closes the round.
+    # Window (4, 10) once party 0 arrived at 2.5: a ping starts the instance at 4, warm
+    # until 7; party 1 arrives at 6 and is pinged for, which keeps it warm until 9, past
+    # the intermittent party 2 at 8, the last update.
     pings = hold.pings(np.array([2.5, 6.0, 8.0]), early, late)
-    assert pings.tolist() == [4.0, 5.0, 6.0, 7.0]
+    assert pings.tolist() == [4.0, 6.0]
+
+
+def test_no_pings_where_eagers_instance_would_have_stopped() -> None:
+    hold = WarmHold(cold_start_s=1.0, keep_alive_s=3.0, ping_s=1.0)
+    # The window opens at 8, 7 s after the latest update: eager starts cold at 10 too.
+    assert hold.pings(np.array([1.0, 10.0]), np.array([0.5, 9.0]),
+                      np.array([2.0, 12.0])).size == 0
 
 
 def test_pings_stop_at_the_late_bound_of_a_party_that_overruns_it() -> None:
-    hold = WarmHold(cold_start_s=1.0, ping_s=1.0)
-    pings = hold.pings(np.array([20.0]), np.array([5.0]), np.array([7.0]))
-    assert pings.tolist() == [4.0, 5.0, 6.0, 7.0]
+    hold = WarmHold(cold_start_s=1.0, keep_alive_s=10.0, ping_s=1.0)
+    # Window (4, 8) for both; party 1 arrives at 9, when party 0's window closed at 7.
+    pings = hold.pings(np.array([20.0, 9.0]), np.array([5.0, 0.0]), np.array([7.0, 8.0]))
+    assert pings.tolist() == [4.0]
+
+
+@pytest.mark.parametrize(("p_skipper", "expected"), [(0.6, [3.0, 5.0]), (0.4, [])])
+def test_the_hold_waits_only_for_a_round_likely_to_complete_by_an_update(
+        p_skipper: float, expected: list[float]) -> None:
+    hold = WarmHold(cold_start_s=1.0, keep_alive_s=3.0, ping_s=1.0)
+    # An active party due at 4-6 s (arrives at 5), and two intermittent ones: one that
+    # arrives at 2 and one that skips this round (NaN), sending in a share p_skipper of rounds.
+    actual = np.array([5.0, np.nan, 2.0])
+    early, late = np.array([4.0, 0.0, 0.0]), np.array([6.0, 10.0, 10.0])
+    participation = np.array([1.0, p_skipper, 0.9])
+    # Execute / Assert: p_skipper 0.6 -> the round completes by an update with odds 0.54 at
+    # the start, so the hold opens at 3 and pings once more after the update at 5; 0.4 -> at
+    # most 0.4: the round is left to end at t_wait (JIT's timer).
+    assert hold.pings(actual, early, late, participation).tolist() == expected
+    assert (hold.window(early, late, np.isnan(actual), participation) is None) == (not expected)
 
 
 def test_a_hold_is_validated() -> None:
     with pytest.raises(BadRequest):
-        WarmHold(cold_start_s=1.0, ping_s=0.0)
+        WarmHold(cold_start_s=1.0, keep_alive_s=3.0, ping_s=0.0)
     with pytest.raises(BadRequest):
-        WarmHold(cold_start_s=float("nan"), ping_s=1.0)
+        WarmHold(cold_start_s=float("nan"), keep_alive_s=3.0, ping_s=1.0)
+    with pytest.raises(BadRequest):
+        WarmHold(cold_start_s=1.0, keep_alive_s=-1.0, ping_s=1.0)
 
 
 # io = M / b_dc = 0.1 s, fusion negligible
@@ -70,12 +109,13 @@ COST = CostModel(cold_start_s=1.0, keep_alive_s=2.0, b_dc=1e4, fusion_bw=1e15)
 
 
 def test_the_hold_buys_a_warm_last_update_in_the_keep_alive_replay() -> None:
-    # Prepare: two parties with known epochs, due 4 s and 10 s into each round, rounds
-    # far enough apart that the instance of one round has gone by the next.
+    # Prepare: three parties with known epochs, due 4, 5 and 6 s into each round (eager's
+    # instance stays warm between them), rounds far enough apart that the instance of one
+    # round has gone by the next.
     parties = tuple(PartyProfile(party_id=f"p{i}", t_epoch=t, b_down=1e6, b_up=1e6)
-                    for i, t in enumerate((4.0, 10.0)))
-    offsets = np.tile([4.0, 10.0], (4, 1)) + np.array([[0.0, 0.1], [0.05, -0.1], [0.0, 0.0],
-                                                         [-0.05, 0.1]])
+                    for i, t in enumerate((4.0, 5.0, 6.0)))
+    offsets = np.tile([4.0, 5.0, 6.0], (4, 1)) + np.array(
+        [[0.0, 0.1, -0.1], [0.05, -0.1, 0.1], [0.0, 0.0, 0.0], [-0.05, 0.1, 0.05]])
     wl = ExplicitWorkload(parties, offsets, model_bytes=1000, open_delay_s=5.0)
     held = SimConfig.replay(wl, "jit", cost=COST)
     # A numeric target that a cold start fits: no hold.
@@ -85,9 +125,9 @@ def test_the_hold_buys_a_warm_last_update_in_the_keep_alive_replay() -> None:
     # Assert: with the hold no round pays a cold start after its last update
     assert with_hold.latencies.max() < COST.cold_start_s
     assert without.latencies.mean() > COST.cold_start_s
-    # ...for a little warm waiting per round, far from eager's cost
+    # ...for a little warm waiting per round, less than eager's instance is alive
     eager = simulate(SimConfig.replay(wl, "eager-serverless", cost=COST))
-    assert without.container_s < with_hold.container_s < 0.6 * eager.container_s
+    assert without.container_s < with_hold.container_s < eager.container_s
 
 
 MB = 10**6
@@ -114,17 +154,22 @@ def test_service_says_when_a_round_is_due_a_ping(service: JitService) -> None:
                for p, t in (("fast", 5.0), ("slow", 7.0))]
     _, est = service.start_round(job, parties, 0, now=100.0, t_pair=0.0)
     begin = float(est.t_upd_early.max()) - 1.0
+    assert 0 < begin < 7.0
     # Execute / Assert: the window opens a cold start before the slow party's early bound
     assert service.warm_due("job-w", 0, now=100.0 + begin - 0.1) is None
-    assert service.warm_due("job-w", 0, now=100.0 + begin + 0.1) == pytest.approx(1.0)
+    service.record_arrival("job-w", 0, "fast", "fast", now=105.2)
+    t = 100.0 + max(begin, 5.2) + 0.1
+    assert service.warm_due("job-w", 0, now=t) == pytest.approx(1.0)
+    # ...pings a warm instance again only for a new update...
+    assert service.warm_due("job-w", 0, now=t + 1.5, last_ping=t) is None
     # ...and closes with the round's last update
-    for pid, off in (("fast", 5.2), ("slow", 7.2)):
-        service.record_arrival("job-w", 0, pid, pid, now=100.0 + off)
-    assert service.warm_due("job-w", 0, now=100.0 + 7.3) is None
+    service.record_arrival("job-w", 0, "slow", "slow", now=107.2)
+    assert service.warm_due("job-w", 0, now=107.3) is None
     # Other strategies, and a target a cold start fits, hold nothing.
     service.start_round(dataclasses.replace(job, job_id="job-l", strategy="lazy"), parties, 0,
                         now=100.0, t_pair=0.0)
     service.start_round(dataclasses.replace(job, job_id="job-n", latency_target=5.0), parties, 0,
                         now=100.0, t_pair=0.0)
-    assert service.warm_due("job-l", 0, now=100.0 + begin + 0.1) is None
-    assert service.warm_due("job-n", 0, now=100.0 + begin + 0.1) is None
+    for job_id in ("job-l", "job-n"):
+        service.record_arrival(job_id, 0, "fast", "fast", now=105.2)
+        assert service.warm_due(job_id, 0, now=t) is None
