@@ -545,6 +545,10 @@ class DeadlineEstimator:
         if self.job.t_wait is not None:
             t_rnd = min(t_rnd, float(self.job.t_wait))
             t_rnd_early = min(t_rnd_early, float(self.job.t_wait))
+            if learner is not None and not learner.likely_to_complete(ids):
+                # Some party is likely to skip the round, which then ends at t_wait: the
+                # paper's rule for a party whose update may come any time until then.
+                t_rnd = t_rnd_early = float(self.job.t_wait)
         n_agg = done_by = target_latency = None
         if learner is not None:
             j = self.job

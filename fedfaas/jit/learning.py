@@ -52,6 +52,9 @@ model's learned spreads are noisy at first (in the simulator, realised lateness 
 about twice the modelled one), so it starts low and :meth:`ArrivalLearner.observe_latency`
 adjusts it."""
 TIMER_SHARE_BOUNDS = (0.02, 1.0)
+COMPLETION_LIKELY = 0.5
+"""A round whose parties all send an update with at least these odds (by their learned
+participation) is expected to complete by its last update; below, to end at ``t_wait``."""
 LATENCY_AIM = 0.9
 """Observed / target latency the timer's share is steered to (EWMA): 10% under the target."""
 LATENCY_GAIN = 0.5
@@ -237,6 +240,11 @@ class ArrivalLearner:
         """Share of rounds each party sent an update in, an EWMA (1.0 before any round)."""
         idx = self._indices(party_ids)
         return self._participation[idx]
+
+    def likely_to_complete(self, party_ids: Sequence[str]) -> bool:
+        """Whether every one of ``party_ids`` sends an update with odds of at least
+        :data:`COMPLETION_LIKELY` (participation taken as independent)."""
+        return float(np.prod(self.participation(party_ids))) >= COMPLETION_LIKELY
 
     def observations(self, party_ids: Sequence[str]) -> np.ndarray:
         """How many rounds each party's arrival has been observed in."""

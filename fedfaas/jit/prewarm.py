@@ -47,15 +47,13 @@ import numpy as np
 
 from fedfaas.errors import BadRequest
 from fedfaas.jit.estimator import JobEstimate, eager_step
+from fedfaas.jit.learning import COMPLETION_LIKELY
 from fedfaas.jit.spec import JobSpec
 
 PINGS_PER_KEEP_ALIVE = 3
 """Pings per keep-alive period: an instance is called well before the platform idles it out."""
 MIN_PING_S = 0.2
 """No faster pings than this, whatever the keep-alive."""
-MIN_COMPLETION = 0.5
-"""The hold waits for an update only while the round is at least this likely to complete by
-one (module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +128,7 @@ class WarmHold:
         m = np.asarray(missing, dtype=bool)
         if not m.any():
             return None
-        if participation is not None and np.prod(np.asarray(participation)[m]) < MIN_COMPLETION:
+        if participation is not None and np.prod(np.asarray(participation)[m]) < COMPLETION_LIKELY:
             return None
         return (float(np.max(np.asarray(early)[m])) - self.cold_start_s,
                 float(np.max(np.asarray(late)[m])))
@@ -171,7 +169,7 @@ class WarmHold:
         e = missing_after(early, np.maximum.accumulate, -math.inf)
         lt = missing_after(late, np.maximum.accumulate, -math.inf)
         likely = missing_after(np.ones(a.size) if participation is None else participation,
-                               np.cumprod, 1.0) >= MIN_COMPLETION
+                               np.cumprod, 1.0) >= COMPLETION_LIKELY
         out: list[float] = []
         t, last_ping = 0.0, -math.inf
         while True:

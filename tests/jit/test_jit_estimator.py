@@ -288,3 +288,22 @@ def test_eager_instances_and_the_merge_of_their_partials_by_hand() -> None:
     assert eager_instances(a, step=0.05, n_agg=8) == 1
     # A tree merges 4 partials in 2 rounds of merges, 5 in 3, 1 in none.
     assert merge_time(4, 0.5) == 1.0 and merge_time(5, 0.5) == 1.5 and merge_time(1, 0.5) == 0.0
+
+
+def test_a_round_a_party_is_likely_to_skip_is_planned_to_end_at_t_wait() -> None:
+    # Prepare: two active parties due at 80 s (10 MB/s links, 60 s epochs), t_wait 200 s
+    from fedfaas.jit.learning import ArrivalLearner
+
+    job = JobSpec(job_id="j", model_bytes=100 * MB, t_wait=200.0)
+    est = DeadlineEstimator(job, [_party(p, t_epoch=60.0) for p in ("steady", "flaky")],
+                            t_pair=0.0)
+    learner = ArrivalLearner(alpha=0.5)
+    t_rnd = []
+    # Execute: "flaky" sends, skips twice, sends (participation 1, 0.5, 0.25, 0.625)
+    for r, flaky in enumerate((80.0, np.nan, np.nan, 80.0)):
+        learner.observe_round(r, est.estimate(learner), np.array([80.0, flaky]))
+        t_rnd.append(est.estimate(learner).t_rnd)
+    # Assert: planned by the updates while both are at least as likely as not to send,
+    # at t_wait otherwise
+    assert learner.participation(["steady", "flaky"]).tolist() == pytest.approx([1.0, 0.625])
+    assert t_rnd == pytest.approx([80.0, 80.0, 200.0, 80.0], rel=0.05)
