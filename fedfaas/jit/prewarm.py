@@ -47,13 +47,83 @@ import numpy as np
 
 from fedfaas.errors import BadRequest
 from fedfaas.jit.estimator import JobEstimate, eager_step
-from fedfaas.jit.learning import COMPLETION_LIKELY
+from fedfaas.jit.learning import COMPLETION_LIKELY, CURVE_LEVELS, ArrivalLearner
 from fedfaas.jit.spec import JobSpec
 
 PINGS_PER_KEEP_ALIVE = 3
 """Pings per keep-alive period: an instance is called well before the platform idles it out."""
 MIN_PING_S = 0.2
 """No faster pings than this, whatever the keep-alive."""
+
+
+@dataclass(frozen=True)
+class Participation:
+    """How likely each party still missing is to send its update later in the round.
+
+    Parameters
+    ----------
+    rate
+        Share of rounds each party sent an update in (learned, 1.0 before any round).
+    intermittent
+        Parties that send at a random time within ``t_wait`` (paper 4.3).
+    curve
+        The learned arrival curve of intermittent parties: offsets as fractions of
+        ``t_wait`` at the levels :data:`~fedfaas.jit.learning.CURVE_LEVELS` (None:
+        uniform over ``t_wait``).
+    t_wait
+        The round's ``t_wait`` (None: no intermittent parties).
+    """
+
+    rate: np.ndarray
+    intermittent: np.ndarray
+    curve: np.ndarray | None = None
+    t_wait: float | None = None
+
+    def completion_odds(self, offset: float, missing: np.ndarray) -> float:
+        """Odds that every ``missing`` party still sends, ``offset`` seconds into the round.
+
+        An intermittent party that has not sent by then is less likely to send at
+        all the more of its usual arrival time has passed (Bayes:
+        ``p (1 - F) / (1 - p F)``, ``F`` the share of its updates that come by then);
+        an active one sends at its rate until its late bound, where the hold's window
+        closes anyway.
+        """
+        m = np.asarray(missing, dtype=bool)
+        p = np.asarray(self.rate, dtype=np.float64)[m]
+        inter = np.asarray(self.intermittent, dtype=bool)[m]
+        if inter.any() and self.t_wait:
+            x = offset / self.t_wait
+            share = (min(max(x, 0.0), 1.0) if self.curve is None
+                     else float(np.interp(x, self.curve, CURVE_LEVELS)))
+            pi = p[inter]
+            rest = 1.0 - pi * share
+            p = p.copy()
+            p[inter] = np.divide(pi * (1.0 - share), rest, out=np.zeros_like(pi), where=rest > 0)
+        return float(np.prod(p))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (stored with the round's estimate)."""
+        return {"rate": np.asarray(self.rate).tolist(),
+                "intermittent": np.asarray(self.intermittent, dtype=bool).tolist(),
+                "curve": None if self.curve is None else np.asarray(self.curve).tolist(),
+                "t_wait": self.t_wait}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Participation:
+        """Inverse of :meth:`to_dict`."""
+        curve = raw.get("curve")
+        t_wait = raw.get("t_wait")
+        return cls(np.asarray(raw["rate"], dtype=np.float64),
+                   np.asarray(raw["intermittent"], dtype=bool),
+                   None if curve is None else np.asarray(curve, dtype=np.float64),
+                   None if t_wait is None else float(t_wait))
+
+    @classmethod
+    def of(cls, learner: ArrivalLearner, est: JobEstimate, t_wait: float | None) -> Participation:
+        """What ``learner`` knows of the parties of ``est``."""
+        return cls(learner.participation(est.party_ids),
+                   np.array([m == "intermittent" for m in est.modes], dtype=bool),
+                   learner.intermittent_curve, t_wait)
 
 
 @dataclass(frozen=True)
@@ -120,30 +190,29 @@ class WarmHold:
         """Inverse of :meth:`to_dict`."""
         return cls(float(raw["cold_start_s"]), float(raw["keep_alive_s"]), float(raw["ping_s"]))
 
-    def window(self, early: np.ndarray, late: np.ndarray, missing: np.ndarray,
-               participation: np.ndarray | None = None) -> tuple[float, float] | None:
+    def window(self, early: np.ndarray, late: np.ndarray,
+               missing: np.ndarray) -> tuple[float, float] | None:
         """``(open, close)`` offsets from the round's start for the ``missing`` parties (a mask
-        over the bounds ``early`` and ``late``, and the parties' ``participation`` rates);
-        None once none is missing or the round is unlikely to complete by an update."""
+        over the bounds ``early`` and ``late``); None once none is missing."""
         m = np.asarray(missing, dtype=bool)
         if not m.any():
-            return None
-        if participation is not None and np.prod(np.asarray(participation)[m]) < COMPLETION_LIKELY:
             return None
         return (float(np.max(np.asarray(early)[m])) - self.cold_start_s,
                 float(np.max(np.asarray(late)[m])))
 
     def due(self, offset: float, early: np.ndarray, late: np.ndarray, missing: np.ndarray, *,
             last_arrival: float, since_ping: float | None,
-            participation: np.ndarray | None = None) -> bool:
+            participation: Participation | None = None) -> bool:
         """Whether to ping ``offset`` seconds into the round.
 
         ``last_arrival`` is the latest update's offset (0 before any), ``since_ping``
         the seconds since the last ping of the aggregator (None: never).
         """
-        w = self.window(early, late, missing, participation)
+        w = self.window(early, late, missing)
         return (w is not None and w[0] <= offset <= w[1]
-                and self._holds(offset, last_arrival, math.inf if since_ping is None else since_ping))
+                and self._holds(offset, last_arrival, math.inf if since_ping is None else since_ping)
+                and (participation is None
+                     or participation.completion_odds(offset, missing) >= COMPLETION_LIKELY))
 
     def _holds(self, offset: float, last_arrival: float, since_ping: float) -> bool:
         """Within the window: whether a ping is wanted (eager's instance still warm, and ours
@@ -153,7 +222,7 @@ class WarmHold:
         return since_ping >= self.keep_alive_s or offset < last_arrival + self.ping_s
 
     def pings(self, actual: np.ndarray, early: np.ndarray, late: np.ndarray,
-              participation: np.ndarray | None = None) -> np.ndarray:
+              participation: Participation | None = None) -> np.ndarray:
         """Offsets of the pings a round gets whose parties arrive at ``actual`` (same order
         as the bounds; NaN: no update): what the live gateway sends, for the simulator's
         replay."""
@@ -168,8 +237,6 @@ class WarmHold:
 
         e = missing_after(early, np.maximum.accumulate, -math.inf)
         lt = missing_after(late, np.maximum.accumulate, -math.inf)
-        likely = missing_after(np.ones(a.size) if participation is None else participation,
-                               np.cumprod, 1.0) >= COMPLETION_LIKELY
         out: list[float] = []
         t, last_ping = 0.0, -math.inf
         while True:
@@ -181,8 +248,11 @@ class WarmHold:
                 break  # past the latest late bound: later arrivals only lower it
             last = float(arrived[k - 1]) if k else 0.0
             nxt = float(arrived[k]) if k < arrived.size else math.inf
-            if not likely[k]:
-                t = nxt  # the round is likely to end at t_wait, not by an update
+            if participation is not None and participation.completion_odds(
+                    t, ~(a <= t)) < COMPLETION_LIKELY:
+                # Likely to end at t_wait, not by an update; the odds only fall until
+                # the next update.
+                t = nxt
             elif t < begin:
                 t = min(begin, nxt)  # the window opens, or an arrival may open it sooner
             elif not self._holds(t, last, t - last_ping):

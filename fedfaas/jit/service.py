@@ -28,7 +28,7 @@ from fedfaas.errors import BadRequest, NotFound
 from fedfaas.jit.clock import Clock, SystemClock
 from fedfaas.jit.estimator import DeadlineEstimator, JobEstimate, calibrate_t_pair, t_agg
 from fedfaas.jit.learning import ArrivalLearner, RoundReport
-from fedfaas.jit.prewarm import WarmHold
+from fedfaas.jit.prewarm import Participation, WarmHold
 from fedfaas.jit.redis_state import RedisState
 from fedfaas.jit.scheduler import Scheduler, SchedulerConfig
 from fedfaas.jit.spec import JobSpec, PartyProfile
@@ -117,8 +117,8 @@ class JitService:
                                          job.c_agg, task.n_agg, job.model_bytes, job.b_dc),
                   "warm_hold": None if hold is None else hold.to_dict(),
                   # What the hold weighs the missing parties by (learned per party).
-                  "participation": (None if hold is None else
-                                    self.learner(job.job_id).participation(est.party_ids).tolist())}
+                  "participation": (None if hold is None else Participation.of(
+                      self.learner(job.job_id), est, job.t_wait).to_dict())}
         self.r.set(self._k("estimate", task_key(job.job_id, round_no)), json.dumps(record),
                    ex=ROUND_TTL_S)
         return task, est
@@ -156,7 +156,8 @@ class JitService:
         if hold.due(t - t0, np.asarray(rec["t_upd_early"]), np.asarray(rec["t_upd_late"]),
                     missing, last_arrival=last_arrival,
                     since_ping=None if last_ping is None else t - last_ping,
-                    participation=None if participation is None else np.asarray(participation)):
+                    participation=(None if participation is None
+                                   else Participation.from_dict(participation))):
             return hold.ping_s
         return None
 

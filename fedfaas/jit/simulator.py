@@ -46,7 +46,7 @@ from fedfaas.jit.cost import ArrivalForecast, CostModel, always_on_finish, run_p
 from fedfaas.jit.estimator import DeadlineEstimator, JobEstimate, t_agg
 from fedfaas.jit.keepalive import KeepAlivePool
 from fedfaas.jit.learning import ArrivalLearner
-from fedfaas.jit.prewarm import WarmHold
+from fedfaas.jit.prewarm import Participation, WarmHold
 from fedfaas.jit.scenarios import (
     MODEL_PARAMS,
     Population,
@@ -391,7 +391,7 @@ class Simulator:
         if est is None or hold is None:
             return pool.run(ready, work)
         pings = rnd.start + hold.pings(rnd.offsets, est.t_upd_early, est.t_upd_late,
-                                       self.learner.participation(est.party_ids))
+                                       Participation.of(self.learner, est, self.pop.t_wait))
         self._invocations += int(pings.size)
         calls = np.concatenate([ready, pings])
         order = np.argsort(calls, kind="stable")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from collections.abc import Iterator
 
@@ -13,7 +14,8 @@ import redis
 from fedfaas.errors import BadRequest
 from fedfaas.jit.clock import VirtualClock
 from fedfaas.jit.cost import CostModel
-from fedfaas.jit.prewarm import WarmHold
+from fedfaas.jit.learning import CURVE_LEVELS
+from fedfaas.jit.prewarm import Participation, WarmHold
 from fedfaas.jit.service import JitService
 from fedfaas.jit.simulator import ExplicitWorkload, SimConfig, simulate
 from fedfaas.jit.spec import JobSpec, PartyProfile
@@ -83,16 +85,37 @@ def test_pings_stop_at_the_late_bound_of_a_party_that_overruns_it() -> None:
 def test_the_hold_waits_only_for_a_round_likely_to_complete_by_an_update(
         p_skipper: float, expected: list[float]) -> None:
     hold = WarmHold(cold_start_s=1.0, keep_alive_s=3.0, ping_s=1.0)
-    # An active party due at 4-6 s (arrives at 5), and two intermittent ones: one that
-    # arrives at 2 and one that skips this round (NaN), sending in a share p_skipper of rounds.
+    # An active party due at 4-6 s (arrives at 5), and two intermittent ones (t_wait 100 s,
+    # so hardly any of their usual arrival time passes): one that arrives at 2 and one that
+    # skips this round (NaN), sending in a share p_skipper of rounds.
     actual = np.array([5.0, np.nan, 2.0])
-    early, late = np.array([4.0, 0.0, 0.0]), np.array([6.0, 10.0, 10.0])
-    participation = np.array([1.0, p_skipper, 0.9])
-    # Execute / Assert: p_skipper 0.6 -> the round completes by an update with odds 0.54 at
-    # the start, so the hold opens at 3 and pings once more after the update at 5; 0.4 -> at
-    # most 0.4: the round is left to end at t_wait (JIT's timer).
+    early, late = np.array([4.0, 0.0, 0.0]), np.array([6.0, 100.0, 100.0])
+    participation = Participation(np.array([1.0, p_skipper, 0.9]),
+                                  np.array([False, True, True]), t_wait=100.0)
+    # Execute / Assert: p_skipper 0.6 -> the round completes by an update with odds ~0.54
+    # at the start, so the hold opens at 3 and pings once more after the update at 5;
+    # 0.4 -> at most 0.4: the round is left to end at t_wait (JIT's timer).
     assert hold.pings(actual, early, late, participation).tolist() == expected
-    assert (hold.window(early, late, np.isnan(actual), participation) is None) == (not expected)
+
+
+def test_a_missing_intermittent_party_is_less_likely_to_send_as_its_time_passes() -> None:
+    # p = 0.75, arrivals uniform over t_wait = 10 s: p (1 - F) / (1 - p F)
+    uniform = Participation(np.array([0.75]), np.array([True]), t_wait=10.0)
+    missing = np.array([True])
+    assert uniform.completion_odds(0.0, missing) == pytest.approx(0.75)
+    assert uniform.completion_odds(5.0, missing) == pytest.approx(0.375 / 0.625)
+    assert uniform.completion_odds(8.0, missing) == pytest.approx(0.15 / 0.4)
+    assert uniform.completion_odds(10.0, missing) == 0.0
+    # A learned curve: every update by 40% of t_wait, so at 4 s a missing party skips.
+    early = Participation(np.array([0.75]), np.array([True]),
+                          curve=np.linspace(0.0, 0.4, CURVE_LEVELS.size), t_wait=10.0)
+    assert early.completion_odds(2.0, missing) == pytest.approx(0.375 / 0.625)
+    assert early.completion_odds(4.0, missing) == 0.0
+    # Active parties count at their rate; parties not missing do not count.
+    mixed = Participation(np.array([0.9, 0.5]), np.array([False, True]), t_wait=10.0)
+    assert mixed.completion_odds(5.0, np.array([True, False])) == pytest.approx(0.9)
+    restored = Participation.from_dict(json.loads(json.dumps(early.to_dict())))
+    assert restored.completion_odds(2.0, missing) == early.completion_odds(2.0, missing)
 
 
 def test_a_hold_is_validated() -> None:
