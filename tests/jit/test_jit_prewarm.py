@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import uuid
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
-import redis
 
 from fedfaas.errors import BadRequest
-from fedfaas.jit.clock import VirtualClock
 from fedfaas.jit.cost import CostModel
 from fedfaas.jit.learning import CURVE_LEVELS
 from fedfaas.jit.prewarm import Participation, WarmHold
@@ -154,18 +150,6 @@ def test_the_hold_buys_a_warm_last_update_in_the_keep_alive_replay() -> None:
 
 
 MB = 10**6
-
-
-@pytest.fixture()
-def service(redis_url: str) -> Iterator[JitService]:
-    client = redis.Redis.from_url(redis_url, socket_timeout=5)
-    ns = f"jit-warm-{uuid.uuid4().hex[:8]}"
-    try:
-        yield JitService(client, namespace=ns, clock=VirtualClock(), owner="gw-1")
-    finally:
-        for key in client.scan_iter(f"{ns}:*"):
-            client.delete(key)
-        client.close()
 
 
 def test_service_says_when_a_round_is_due_a_ping(service: JitService) -> None:

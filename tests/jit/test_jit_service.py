@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import pytest
-import redis
 
 from fedfaas.errors import NotFound
-from fedfaas.jit.clock import VirtualClock
 from fedfaas.jit.service import JitService
 from fedfaas.jit.spec import JobSpec, PartyProfile
 
 MB = 10**6
-
-
-@pytest.fixture()
-def service(redis_url: str) -> Iterator[JitService]:
-    client = redis.Redis.from_url(redis_url, socket_timeout=5)
-    ns = f"jit-svc-{uuid.uuid4().hex[:8]}"
-    try:
-        yield JitService(client, namespace=ns, clock=VirtualClock(), owner="gw-1")
-    finally:
-        for key in client.scan_iter(f"{ns}:*"):
-            client.delete(key)
-        client.close()
 
 
 def _round(svc: JitService, job: JobSpec, parties: list[PartyProfile], r: int, t0: float,
