@@ -187,7 +187,8 @@ def _schemas() -> dict[str, Any]:
                 "(EWMA of observed over target latency), t_agg_residual, slack, t_rnd_bias (s).")},
             "rounds": {"type": "array", "items": {"type": "object", "description": (
                 "Per round: predicted and observed t_rnd and t_agg and their errors, per-party "
-                "t_upd errors, latency (last update to published model, s) and target_latency "
+                "t_upd errors, latency (last update, or t_wait for a round closed with updates "
+                "missing, to published model, s) and target_latency "
                 "(null under \"fastest\").")}}}},
         "UpdateRecord": {"type": "object", "required": ["party", "round", "key", "digest", "size"],
                          "properties": {

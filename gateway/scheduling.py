@@ -258,6 +258,10 @@ class JitBridge:
 
     def _learn(self, job_id: str, rnd: int, t_agg_obs: float | None) -> None:
         try:
-            self.service.finish_round(job_id, rnd, t_agg_obs=t_agg_obs)
+            record = self.registry.get_round(job_id, rnd)
+            # A round closed without every update could close no earlier than t_wait.
+            missing = len(self.registry.round_updates(job_id, rnd)) < len(record.expected)
+            self.service.finish_round(job_id, rnd, t_agg_obs=t_agg_obs,
+                                      closable_at=record.deadline_at if missing else None)
         except FedfaasError as exc:
             log.warning("learning from round %d of %s failed: %s", rnd, job_id, exc.message)

@@ -175,16 +175,17 @@ class JitService:
         return self.scheduler.renew_leases(now)
 
     def finish_round(self, job_id: str, round_no: int, *, t_agg_obs: float | None = None,
-                     t_agg_pred: float | None = None,
-                     published_at: float | None = None) -> RoundReport:
+                     t_agg_pred: float | None = None, published_at: float | None = None,
+                     closable_at: float | None = None) -> RoundReport:
         """Learn from the round's observed arrivals (and aggregation time) and keep the report.
 
         ``t_agg_obs`` is launch-to-published seconds of the round's aggregation
         when every update was in at launch; ``t_agg_pred`` the paper's formula
         for the same number of updates (defaults to the formula for the round's
         planned aggregators).  ``published_at`` (default: now) is when the global
-        model was published: its delay after the last update, against the job's
-        latency target, tunes the JIT timer.
+        model was published: its delay after the last update (or after
+        ``closable_at``, when the round could not close before, e.g. at ``t_wait``
+        with updates missing), against the job's latency target, tunes the JIT timer.
         """
         key = task_key(job_id, round_no)
         raw = self.r.get(self._k("estimate", key))
@@ -213,7 +214,9 @@ class JitService:
         latency = None
         if arrivals:
             done = self.clock.now() if published_at is None else published_at
-            latency = max(0.0, done - max(arrivals.values()))
+            could_close = max(max(arrivals.values()),
+                              -math.inf if closable_at is None else closable_at)
+            latency = max(0.0, done - could_close)
             if est.target_latency is not None:
                 learner.observe_latency(latency, float(est.target_latency))
         report = learner.observe_round(round_no, est, observed, t_agg_obs=t_agg_obs,

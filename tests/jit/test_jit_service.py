@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from fedfaas.errors import NotFound
@@ -104,3 +105,18 @@ def test_finish_round_steers_the_timer_share_by_observed_latency(service: JitSer
     state = service.learner(job.job_id).controller()
     assert state["rounds_seen"] == 4 and state["timer_share"] == shares[3]
     assert state["latency_ratio"] is not None and state["latency_ratio"] > 1
+
+
+def test_a_round_closed_at_t_wait_counts_its_latency_from_t_wait(service: JitService) -> None:
+    # Prepare: two parties due at 80 s; "skipper" sends nothing, so the round closes at
+    # t_wait = 120 s and publishes 0.5 s later.
+    job = JobSpec(job_id="job-t", model_bytes=100 * MB, strategy="jit", t_wait=120.0)
+    parties = [PartyProfile(party_id=p, t_epoch=60.0, b_down=10 * MB, b_up=10 * MB)
+               for p in ("sender", "skipper")]
+    service.start_round(job, parties, 0, now=0.0, t_pair=0.0)
+    service.record_arrival("job-t", 0, "sender", "sender-r0", now=80.0)
+    # Execute
+    report = service.finish_round("job-t", 0, published_at=120.5, closable_at=120.0)
+    # Assert: 0.5 s, not the 40.5 s since the last update that no aggregation could shorten
+    assert report.latency == pytest.approx(0.5)
+    assert np.isnan(report.observed_t_upd[1])  # no update
