@@ -25,9 +25,9 @@ arrive, and no longer than eager's instance would be warm:
   that ends at ``t_wait`` instead has JIT's timer start its aggregator before
   then, where eager's has usually stopped, so skipping a hold that is less
   likely than not to be needed keeps the mean latency within eager's;
-- a ping starts an instance, or keeps it: pings come every third of the
-  keep-alive, and once the instance is warm, only until one came after the
-  latest update, which keeps it as long as eager's;
+- a ping starts an instance, or keeps it: pings come at most every third of
+  the keep-alive, and once the instance is warm, only if none came since the
+  latest update (one after it keeps the instance as long as eager's);
 - no hold when instances never stop, or when a cold start plus one step fits
   the job's latency target anyway (a numeric ``latency_target`` is how a job
   trades that latency for the hold's cost).
@@ -216,10 +216,10 @@ class WarmHold:
 
     def _holds(self, offset: float, last_arrival: float, since_ping: float) -> bool:
         """Within the window: whether a ping is wanted (eager's instance still warm, and ours
-        not yet, or not yet pinged since the latest update)."""
+        not, or not pinged since the latest update, so stopping before eager's)."""
         if offset > last_arrival + self.keep_alive_s:
             return False  # eager's instance would have stopped too
-        return since_ping >= self.keep_alive_s or offset < last_arrival + self.ping_s
+        return since_ping >= self.keep_alive_s or since_ping > offset - last_arrival
 
     def pings(self, actual: np.ndarray, early: np.ndarray, late: np.ndarray,
               participation: Participation | None = None) -> np.ndarray:
