@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from fedfaas.localstack.signals import sigterm_as_interrupt
 from fedfaas.localstack.stack import ALL_COMPONENTS, LocalStack, StackOptions, default_data_dir
 
 BENCHMARKS = {
@@ -171,7 +172,9 @@ def bench(name: str, quick: bool) -> None:
         module = importlib.import_module(BENCHMARKS[name])
     except ModuleNotFoundError as exc:
         raise click.ClickException(f"benchmark {name!r} is not available: {exc}") from None
-    result = module.run(quick=quick)
+    # A benchmark that owns a local stack tears it down on SIGTERM as on Ctrl-C.
+    with sigterm_as_interrupt():
+        result = module.run(quick=quick)
     sys.stdout.flush()
     click.echo(json.dumps(result))
 

@@ -11,16 +11,12 @@ SIGTERM.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import signal
-import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from types import FrameType
 from typing import Any, TextIO
 
 import numpy as np
@@ -34,6 +30,7 @@ from fedfaas.demo.report import write_report
 from fedfaas.demo.summary import build_summary, format_summary
 from fedfaas.faas.client import FaasClient
 from fedfaas.localstack.procs import StartError
+from fedfaas.localstack.signals import shielded, sigterm_as_interrupt
 from fedfaas.localstack.stack import LocalStack, StackOptions
 from fedfaas.models import build_model, evaluate, load_digits_dataset, load_state, state_arrays
 
@@ -43,37 +40,6 @@ DEFAULT_REPORT_DIR = Path("reports/demo")
 MARKER = ".fedfaas-demo"
 STRATEGY = "jit"
 BASELINE = "eager-serverless"
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt so the same clean-up runs as for Ctrl-C."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
-def _shielded() -> Iterator[None]:
-    """Ignore Ctrl-C and SIGTERM while tearing down, so a second Ctrl-C cannot leave processes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    saved = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
 
 
 def _fresh_stack_dir(stack: LocalStack) -> None:
@@ -193,7 +159,7 @@ def run(parties: int | None = None, rounds: int | None = None,
     runs: list[JobRun] = []
     queries: dict[str, QueryResult] = {}
     timing: dict[str, float] = {}
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         try:
             fleet.start()
             mark = time.monotonic()
@@ -215,7 +181,7 @@ def run(parties: int | None = None, rounds: int | None = None,
                 runs.append(driver.run(BASELINE, cfg.eager_rounds, initial, validation))
                 timing["eager_run_s"] = runs[-1].wall_s
         finally:
-            with _shielded():
+            with shielded():
                 mark = time.monotonic()
                 progress.line("stopping the parties and the local stack ...")
                 fleet.stop()
