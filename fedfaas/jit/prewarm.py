@@ -26,8 +26,9 @@ arrive, and no longer than eager's instance would be warm:
   then, where eager's has usually stopped, so skipping a hold that is less
   likely than not to be needed keeps the mean latency within eager's;
 - a ping starts an instance, or keeps it: pings come at most every third of
-  the keep-alive, and once the instance is warm, only if none came since the
-  latest update (one after it keeps the instance as long as eager's);
+  the keep-alive (or every cold start, if longer, up to half the keep-alive),
+  and once the instance is warm, only if none came since the latest update
+  (one after it keeps the instance as long as eager's);
 - no hold when instances never stop, or when a cold start plus one step fits
   the job's latency target anyway (a numeric ``latency_target`` is how a job
   trades that latency for the hold's cost).
@@ -165,8 +166,10 @@ class WarmHold:
             return None  # instances never stop, or start at no cost
         if target_latency is not None and cold_start_s + step_s <= target_latency:
             return None  # a cold start after the last update is within the allowance
-        return cls(cold_start_s, keep_alive_s,
-                   max(keep_alive_s / PINGS_PER_KEEP_ALIVE, MIN_PING_S))
+        # No sooner than a cold start, so that a ping waiting for one is not doubled by
+        # another replica's; no later than half the keep-alive.
+        ping_s = min(max(keep_alive_s / PINGS_PER_KEEP_ALIVE, cold_start_s), keep_alive_s / 2)
+        return cls(cold_start_s, keep_alive_s, max(ping_s, MIN_PING_S))
 
     @classmethod
     def for_round(cls, job: JobSpec, est: JobEstimate) -> WarmHold | None:

@@ -24,6 +24,8 @@ from fedfaas.jit.spec import JobSpec, PartyProfile
     (3.0, 1.0, 0.3, WarmHold(1.0, 3.0, 1.0)),
     (3.0, 1.0, None, WarmHold(1.0, 3.0, 1.0)),  # "fastest"
     (0.3, 1.0, 0.3, WarmHold(1.0, 0.3, 0.2)),   # pings no faster than MIN_PING_S
+    (2.0, 1.0, 0.3, WarmHold(1.0, 2.0, 1.0)),   # no faster than a cold start
+    (2.0, 1.5, 0.3, WarmHold(1.5, 2.0, 1.0)),   # ...up to half the keep-alive
 ])
 def test_plan(keep_alive: float | None, cold: float, target: float | None,
               expected: WarmHold | None) -> None:
