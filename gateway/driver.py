@@ -163,6 +163,7 @@ class Driver:
             self._last_warm = now
             self.pinger.ping()
         elif strategy == "jit" and record.state == "open" \
+                and record.extra.get("estimate", {}).get("warm_hold") \
                 and self.bridge.claim_warm_ping(job_id, rnd, now):
             # JIT's warm hold: an instance ready for the round's last update.
             self.pinger.ping()

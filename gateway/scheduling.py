@@ -144,6 +144,8 @@ class JitBridge:
         """
         t = time.time() if now is None else now
         r = self.registry.redis
+        if r.exists(f"{NAMESPACE}:warm_ping"):
+            return False  # pinged within the interval: nothing to decide on this tick
         raw = r.get(f"{NAMESPACE}:warm_ping_at")
         ping_s = self.service.warm_due(job_id, rnd, t,
                                        last_ping=None if raw is None else float(raw))
