@@ -264,7 +264,8 @@ def _last_arrival_cdf_grid(mean: np.ndarray, sigma: np.ndarray,
     return t, np.exp(np.sum(log_ndtr(z), axis=1))
 
 
-def latest_ready_time(mean: np.ndarray, sigma: np.ndarray, budget: float) -> float:
+def latest_ready_time(mean: np.ndarray, sigma: np.ndarray, budget: float,
+                      cap: float | None = None) -> float:
     """Latest time an aggregator may be ready whose expected lateness is at most ``budget``.
 
     With the last update at ``T = max_i T_i`` (independent normals, as in
@@ -272,14 +273,39 @@ def latest_ready_time(mean: np.ndarray, sigma: np.ndarray, budget: float) -> flo
     ``(x - T)+`` later than one that was waiting, and ``E[(x - T)+] =
     integral of P(T <= t) dt`` up to ``x``; the largest ``x`` keeping that within
     ``budget`` is found on a grid (past the grid ``P = 1`` and it grows linearly).
+
+    ``cap`` is what a launch at the last update adds (cold start and state load):
+    when the last update comes before the timer's launch, the round launches at
+    once and is late by ``cap``, not by ``x - T``.  The lateness is then
+    ``min((x - T)+, cap)``, whose mean is the integral of ``P(T <= t)`` over
+    ``[x - cap, x]``; a budget of ``cap`` or more allows any ``x`` (the grid's end
+    plus ``cap``, past every arrival, is returned).
     """
     if budget < 0:
         raise BadRequest(f"budget must be >= 0, got {budget}")
+    if cap is not None and cap < 0:
+        raise BadRequest(f"cap must be >= 0, got {cap}")
     t, cdf = _last_arrival_cdf_grid(mean, sigma)
     integral = np.concatenate([[0.0], np.cumsum(0.5 * (cdf[1:] + cdf[:-1]) * np.diff(t))])
-    if budget >= integral[-1]:
-        return float(t[-1] + (budget - integral[-1]))
-    return float(np.interp(budget, integral, t))
+    if cap is None:
+        if budget >= integral[-1]:
+            return float(t[-1] + (budget - integral[-1]))
+        return float(np.interp(budget, integral, t))
+
+    def below(x: np.ndarray) -> np.ndarray:  # integral of P(T <= t) up to x
+        return np.where(x <= t[-1], np.interp(x, t, integral, left=0.0),
+                        integral[-1] + (x - t[-1]))
+
+    xs = np.linspace(t[0], t[-1] + cap, 2 * t.size)
+    late = np.maximum.accumulate(below(xs) - below(xs - cap))
+    if budget >= late[-1]:
+        return float(xs[-1])
+    k = int(np.searchsorted(late, budget, side="right")) - 1
+    if k < 0:
+        return float(xs[0])
+    rise = late[k + 1] - late[k]
+    frac = (budget - late[k]) / rise if rise > 0 else 0.0
+    return float(xs[k] + frac * (xs[k + 1] - xs[k]))
 
 
 @dataclass(frozen=True)
@@ -575,7 +601,10 @@ class DeadlineEstimator:
                 # aggregator waits less for the last update, at an expected lateness
                 # within a share of it. Parties not yet seen twice count at their
                 # prior spread (tighter for measured times than for regressed ones).
-                ready = latest_ready_time(upd, spread, learner.timer_share * (done_by - end))
+                # A round whose last update comes before the timer launches at once,
+                # and is late by the launch's own time, not by more.
+                ready = latest_ready_time(upd, spread, learner.timer_share * (done_by - end),
+                                          cap=agg + slack)
                 t_rnd_early = max(t_rnd_early, ready)
                 if j.t_wait is not None:
                     t_rnd_early = min(t_rnd_early, float(j.t_wait))

@@ -280,13 +280,16 @@ class Simulator:
 
         Every update must be fused (``t_fuse`` each) and the global model written
         (``M / B_dc``); and some container must be up when fusion starts, which costs
-        a cold start unless one was kept warm since the round opened, which costs
-        the idle time until the first update arrives (the first round has no
-        earlier container). ``1 - floor / baseline`` is thus the most any
-        strategy, JIT included, can save against a baseline.
+        a cold start and its state load (``M / B_dc``, as the model charges every
+        container it starts) unless one was kept warm since the round opened, with
+        the model it just published in memory, which costs the idle time until the
+        first update arrives (the first round has no earlier container).
+        ``1 - floor / baseline`` is thus the most any strategy, JIT included, can
+        save against a baseline.
         """
         cost = self.cfg.cost
-        start = cost.cold_start_s if number == 0 else min(cost.cold_start_s, float(offsets.min()))
+        started = cost.cold_start_s + cost.t_io(self.m)
+        start = started if number == 0 else min(started, float(offsets.min()))
         return offsets.size * cost.t_fuse(self.m) + cost.t_io(self.m) + start
 
     # -- events ---------------------------------------------------------------------------

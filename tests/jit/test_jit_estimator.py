@@ -218,6 +218,25 @@ def test_latest_ready_time_by_hand() -> None:
         latest_ready_time(mean, sigma, -1.0)
 
 
+def test_latest_ready_time_caps_lateness_at_a_launch() -> None:
+    # A last update before the timer launches the round at once: late by the
+    # launch's own time (cap), never more. One party due at exactly 10 s, cap 2 s:
+    # the lateness of x is min((x - 10)+, 2).
+    one = (np.array([10.0]), np.array([0.0]))
+    assert latest_ready_time(*one, 0.5, cap=2.0) == pytest.approx(10.5)
+    assert latest_ready_time(*one, 1.9, cap=2.0) == pytest.approx(11.9)
+    # A budget of a whole launch allows any time: past every arrival.
+    assert latest_ready_time(*one, 2.0, cap=2.0) >= 12.0
+    # N(0, 1), cap 1: E[min((x - T)+, 1)] = g(x) - g(x - 1), g(x) = phi(x) + x Phi(x);
+    # at x = 0 that is 0.3989 - 0.0833 = 0.3156. Uncapped, the same budget allows
+    # only x = -0.18 (g(-0.18) = 0.3925 - 0.18 * 0.4286 = 0.3154).
+    mean, sigma = np.array([0.0]), np.array([1.0])
+    assert latest_ready_time(mean, sigma, 0.3156, cap=1.0) == pytest.approx(0.0, abs=0.01)
+    assert latest_ready_time(mean, sigma, 0.3156) == pytest.approx(-0.18, abs=0.01)
+    with pytest.raises(BadRequest):
+        latest_ready_time(mean, sigma, 0.1, cap=-1.0)
+
+
 def test_eager_target_arms_the_timer_later_when_eager_would_queue() -> None:
     # Ten parties due together on one aggregator: eager serverless queues their
     # ten stateless steps (2 x 1 s of state I/O each), JIT fuses them in memory.
