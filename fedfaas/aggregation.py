@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -165,13 +166,18 @@ class AggregationStep:
             return {"partial": out_id, "parties": meta["parties"], "total_weight": meta["total_weight"],
                     "reused": True}
         partial = self._load_partial(req)
+        before = len(partial.parties)
+        started = time.perf_counter()
         self._fold(partial, req)
+        fold_s = time.perf_counter() - started
         tensors, meta = partial.to_tensors()
         meta.update({"job": req.job, "round": req.round})
         parts, _ = codec.encode_parts(tensors, meta)
         self.store.put(out_key, b"".join(parts))
+        # What reading and fusing the updates took, apart from loading and writing the
+        # partial: the gateway derives a one-update (eager) step from a larger fold.
         return {"partial": out_id, "parties": list(partial.parties), "total_weight": partial.total_weight,
-                "reused": False}
+                "reused": False, "folded_updates": len(partial.parties) - before, "fold_s": fold_s}
 
     def _finalize(self, strategy: Strategy, req: StepRequest) -> dict[str, Any]:
         model_key = keys.s3_model(req.tenant, req.job, req.round)

@@ -10,10 +10,14 @@ depends on the platform, not on the paper's formulas alone:
   unless ``FEDFAAS_AGG_KEEP_ALIVE_S`` says otherwise (``never`` on Community
   Edition, which ignores those labels: the deploy manifests set it);
 - *cold start*: ``FEDFAAS_AGG_COLD_START_S`` (the platform exposes no figure);
-- *a warm eager step*: measured, as the lower quartile of the latest single-update
-  steps the gateway ran on ``aggregate`` for a model of that size (the formula
-  ``2 M / B_dc + t_pair / C_agg`` ignores the storage round trips that bound a
-  real step); the formula until a few were seen.
+- *a warm eager step*: measured, as the lower quartile of the latest steps the
+  gateway ran on ``aggregate`` for a model of that size, whatever the job's
+  strategy (the formula ``2 M / B_dc + t_pair / C_agg`` ignores the storage round
+  trips that bound a real step); the formula until a few were seen.  A step that
+  folded ``n > 1`` updates counts as the one-update step it contains: its
+  duration less ``(n - 1) / n`` of the time the function spent reading and fusing
+  updates (:func:`eager_step_of_fold`), so a JIT job measures eager's step from
+  its first rounds.
 
 Steps live in Redis, so every gateway replica sees the same figures; the
 labels are cached per process for ``LABELS_TTL_S``.
@@ -76,6 +80,26 @@ class AggregatorPlatform:
         """JSON-ready figures."""
         return {"cold_start_s": self.cold_start_s, "keep_alive_s": self.keep_alive_s,
                 "eager_step_s": self.eager_step_s}
+
+
+def eager_step_of_fold(wall_s: float, result: dict[str, Any]) -> float | None:
+    """The one-update (eager serverless) step contained in a fold that took ``wall_s``.
+
+    ``result`` is :meth:`gateway.rounds.RoundCoordinator.fold`'s answer.  A fold of
+    one update is that step; one of ``n`` updates, whose function spent ``fold_s``
+    reading and fusing them, is that less ``(n - 1) / n`` of ``fold_s`` (the
+    invocation, partial load and write are paid once either way).  None for a
+    fold that did no work (nothing folded, a reused partial) or gave no timing.
+    """
+    n = len(result.get("folded") or [])
+    if n == 0 or result.get("reused") or not math.isfinite(wall_s) or wall_s < 0:
+        return None
+    if n == 1:
+        return wall_s
+    fold_s = result.get("fold_s")
+    if isinstance(fold_s, bool) or not isinstance(fold_s, int | float) or not math.isfinite(fold_s):
+        return None
+    return max(0.0, wall_s - min(float(fold_s), wall_s) * (n - 1) / n)
 
 
 def keep_alive_from_labels(labels: dict[str, str]) -> float | None:

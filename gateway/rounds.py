@@ -174,7 +174,8 @@ class RoundCoordinator:
             except redis.WatchError:
                 return {"folded": [], "raced": True}
         self.redis.hincrby(keys.round_(job.job_id, rnd), "steps", 1)
-        return {"folded": [p for p in result["parties"] if p not in covered], "partial": result["partial"]}
+        return {"folded": [p for p in result["parties"] if p not in covered], "partial": result["partial"],
+                "reused": bool(result.get("reused")), "fold_s": result.get("fold_s")}
 
     def finalize(self, job: JobRecord, rnd: int, now: float | None = None) -> RoundRecord:
         """Close the round: fuse what arrived into the global model of round ``rnd``.

@@ -29,7 +29,7 @@ from fedfaas.jit.service import JitService
 from fedfaas.jit.spec import JobSpec as JitJobSpec
 from fedfaas.jit.spec import PartyProfile as JitPartyProfile
 from fedfaas.jit.state import Decision, task_key
-from gateway.platform import AggregatorPlatform, PlatformFigures
+from gateway.platform import AggregatorPlatform, PlatformFigures, eager_step_of_fold
 from gateway.registry import JobRecord, Registry, RoundRecord
 from gateway.rounds import RoundCoordinator
 
@@ -197,10 +197,9 @@ class JitBridge:
                     continue
                 started = time.monotonic()
                 folded = self.coordinator.fold(job, d.round, list(ids))
-                if self.platform is not None and len(ids) == 1 and folded.get("folded"):
-                    # An eager serverless step, whatever the job's strategy.
-                    self.platform.record_step(job.spec.model.size_bytes,
-                                              time.monotonic() - started)
+                step = eager_step_of_fold(time.monotonic() - started, folded)
+                if self.platform is not None and step is not None:
+                    self.platform.record_step(job.spec.model.size_bytes, step)
                 self.service.complete(d.decision_id, part=part)
         elif d.kind == "finalise":
             # Under the round's lease: the driver's safety net finalises rounds it finds

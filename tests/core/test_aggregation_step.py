@@ -46,6 +46,10 @@ def test_step_fuses_every_update_read_ahead_as_fedavg(s3_settings: Settings,
     parties = sorted(updates)
     part = step.run(StepRequest("t", job, 1, "fedavg", {}, parties[:7]))
     assert part["parties"] == parties[:7]
+    # It reports what reading and fusing took, for the gateway's eager-step figure.
+    assert part["folded_updates"] == 7 and part["fold_s"] > 0
+    again = step.run(StepRequest("t", job, 1, "fedavg", {}, parties[:7]))
+    assert again["reused"] and "fold_s" not in again
     done = step.run(StepRequest("t", job, 1, "fedavg", {}, parties[7:], base=part["partial"],
                                 finalize=True))
     model = codec.decode(store.get(done["model_key"]))

@@ -39,9 +39,9 @@ def _wait_closed(api: Api, job_id: str, rnd: int, timeout: float = 60) -> dict[s
 
 
 def _run_job(api: Api, strategy: dict[str, Any], data: dict, parties: int, rounds: int,
-             on_update: Any = None) -> list[dict[str, np.ndarray]]:
+             on_update: Any = None, size_bytes: int = 5000) -> list[dict[str, np.ndarray]]:
     job = api.call("POST", "/v1/jobs", api.admin_token, json={
-        "job_id": f"e2e-{uuid.uuid4().hex[:8]}", "model": {"name": "cnn", "size_bytes": 5000},
+        "job_id": f"e2e-{uuid.uuid4().hex[:8]}", "model": {"name": "cnn", "size_bytes": size_bytes},
         "t_wait_s": 120, "quorum": parties, "rounds": rounds, "strategy": strategy}).json()
     jid = job["job_id"]
     tokens = [api.call("POST", f"/v1/jobs/{jid}/parties", job["enrollment_token"],
@@ -167,6 +167,25 @@ def test_jit_round_start_uses_the_platforms_keep_alive_and_measured_eager_steps(
     assert figures["keep_alive_s"] == keep_alive_from_labels(labels)
     assert figures["keep_alive_s"] is not None
     assert figures["eager_step_s"] is not None and 0 < figures["eager_step_s"] < 10
+
+
+def test_folds_of_several_updates_measure_eager_steps(stack_api: Api) -> None:
+    # Prepare: a batched job (k = 2) whose model size no other test uses folds two
+    # updates per step on aggregate, never one.
+    size, parties = 5123, 8
+    _run_job(stack_api, {"name": "batched-serverless", "batch_size": 2}, _updates(parties, 1),
+             parties, 1, size_bytes=size)
+    # Execute: a JIT job with models of that size opens a round.
+    job = stack_api.call("POST", "/v1/jobs", stack_api.admin_token, json={
+        "job_id": f"e2e-{uuid.uuid4().hex[:8]}", "model": {"name": "cnn", "size_bytes": size},
+        "t_wait_s": 120, "rounds": 1, "strategy": {"name": "jit"}}).json()
+    stack_api.call("POST", f"/v1/jobs/{job['job_id']}/parties", job["enrollment_token"],
+                   json={"party_id": "p0", "epoch_time_s": 5.0})
+    resp = stack_api.call("POST", f"/v1/jobs/{job['job_id']}/rounds", stack_api.admin_token)
+    # Assert: eager's step was measured from the batched folds (no formula guess).
+    assert resp.status_code == 201, resp.text
+    step = resp.json()["estimate"]["platform"]["eager_step_s"]
+    assert step is not None and 0 < step < 10
 
 
 def test_jit_holds_aggregate_warm_for_the_last_update(stack_api: Api, faas: Any) -> None:
