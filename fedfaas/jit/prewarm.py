@@ -29,6 +29,13 @@ arrive, and no longer than eager's instance would be warm:
   the keep-alive (or every cold start, if longer, up to half the keep-alive),
   and once the instance is warm, only if none came since the latest update
   (one after it keeps the instance as long as eager's);
+- whatever the hold does, one ping a cold start before the timer's launch
+  (``t_rnd - t_agg - slack``) when a cold launch would not be ready by the
+  round's expected close (``t_rnd``; ``t_wait`` for a round likely to end
+  there), unless a ping keeps the instance warm until then: the launch then
+  finds a warm instance, for the container-seconds its cold start would have
+  cost anyway (the paper's "just in time" on a platform that starts instances
+  only when called); an earlier launch has the time to start cold;
 - no hold when instances never stop, or when a cold start plus one step fits
   the job's latency target anyway (a numeric ``latency_target`` is how a job
   trades that latency for the hold's cost).
@@ -205,17 +212,34 @@ class WarmHold:
 
     def due(self, offset: float, early: np.ndarray, late: np.ndarray, missing: np.ndarray, *,
             last_arrival: float, since_ping: float | None,
-            participation: Participation | None = None) -> bool:
+            participation: Participation | None = None, launch: float | None = None) -> bool:
         """Whether to ping ``offset`` seconds into the round.
 
         ``last_arrival`` is the latest update's offset (0 before any), ``since_ping``
-        the seconds since the last ping of the aggregator (None: never).
+        the seconds since the last ping of the aggregator (None: never), ``launch``
+        the offset of the timer's launch to pre-warm for (None: none,
+        see :meth:`prewarmed_launch`).
         """
         w = self.window(early, late, missing)
-        return (w is not None and w[0] <= offset <= w[1]
-                and self._holds(offset, last_arrival, math.inf if since_ping is None else since_ping)
+        if w is None:
+            return False  # every update is in: the round launches now
+        since = math.inf if since_ping is None else since_ping
+        if launch is not None and self._prewarms(offset, launch, offset - since):
+            return True
+        return (w[0] <= offset <= w[1] and self._holds(offset, last_arrival, since)
                 and (participation is None
                      or participation.completion_odds(offset, missing) >= COMPLETION_LIKELY))
+
+    def prewarmed_launch(self, launch: float, close: float) -> float | None:
+        """The timer's ``launch`` offset if it needs a pre-warm: a cold start from it would
+        not be over by the round's expected ``close``; else None."""
+        return launch if launch + self.cold_start_s > close else None
+
+    def _prewarms(self, offset: float, launch: float, last_ping: float) -> bool:
+        """Whether to ping so that the timer's launch at ``launch`` finds a warm instance:
+        from a cold start before it, unless the last ping keeps the instance until then."""
+        return (max(launch - self.cold_start_s, 0.0) <= offset < launch
+                and last_ping + self.keep_alive_s <= launch)
 
     def _holds(self, offset: float, last_arrival: float, since_ping: float) -> bool:
         """Within the window: whether a ping is wanted (eager's instance still warm, and ours
@@ -225,10 +249,11 @@ class WarmHold:
         return since_ping >= self.keep_alive_s or since_ping > offset - last_arrival
 
     def pings(self, actual: np.ndarray, early: np.ndarray, late: np.ndarray,
-              participation: Participation | None = None) -> np.ndarray:
+              participation: Participation | None = None,
+              launch: float | None = None) -> np.ndarray:
         """Offsets of the pings a round gets whose parties arrive at ``actual`` (same order
-        as the bounds; NaN: no update): what the live gateway sends, for the simulator's
-        replay."""
+        as the bounds; NaN: no update) and whose timer launches at ``launch``: what the
+        live gateway sends, for the simulator's replay."""
         a = np.asarray(actual, dtype=np.float64)
         order = np.argsort(a, kind="stable")  # parties that never send come last
         arrived = a[order][np.isfinite(a[order])]
@@ -240,14 +265,27 @@ class WarmHold:
 
         e = missing_after(early, np.maximum.accumulate, -math.inf)
         lt = missing_after(late, np.maximum.accumulate, -math.inf)
+        prewarm = math.inf if launch is None else max(launch - self.cold_start_s, 0.0)
         out: list[float] = []
         t, last_ping = 0.0, -math.inf
+
+        def until(x: float) -> float:  # the next moment to look at, the pre-warm's included
+            return min(x, prewarm) if t < prewarm else x
+
         while True:
             k = int(np.searchsorted(arrived, t, side="right"))
             if k == a.size or math.isinf(t):
                 break  # every update is in (the round closes), or no more will come
+            if launch is not None and self._prewarms(t, launch, last_ping):
+                out.append(t)
+                last_ping = t
+                t = until(t + self.ping_s)
+                continue
             begin, end = float(e[k]) - self.cold_start_s, float(lt[k])
             if t > end:
+                if t < prewarm:
+                    t = prewarm
+                    continue
                 break  # past the latest late bound: later arrivals only lower it
             last = float(arrived[k - 1]) if k else 0.0
             nxt = float(arrived[k]) if k < arrived.size else math.inf
@@ -255,13 +293,13 @@ class WarmHold:
                     t, ~(a <= t)) < COMPLETION_LIKELY:
                 # Likely to end at t_wait, not by an update; the odds only fall until
                 # the next update.
-                t = nxt
+                t = until(nxt)
             elif t < begin:
-                t = min(begin, nxt)  # the window opens, or an arrival may open it sooner
+                t = until(min(begin, nxt))  # the window opens, or an arrival may open it sooner
             elif not self._holds(t, last, t - last_ping):
-                t = nxt  # nothing to hold until the next update
+                t = until(nxt)  # nothing to hold until the next update
             else:
                 out.append(t)
                 last_ping = t
-                t += self.ping_s
+                t = until(t + self.ping_s)
         return np.asarray(out)

@@ -153,11 +153,16 @@ class JitService:
         missing = np.array([p not in arrivals for p in rec["party_ids"]])
         last_arrival = max(arrivals.values(), default=t0) - t0
         participation = rec.get("participation")
+        # The timer's launch (JobEstimate.deadline), which the hold may pre-warm for.
+        launch = hold.prewarmed_launch(
+            max(0.0, float(rec["t_rnd_early"]) - float(rec["t_agg"]) - float(rec["slack"])),
+            float(rec["t_rnd"]))
         if hold.due(t - t0, np.asarray(rec["t_upd_early"]), np.asarray(rec["t_upd_late"]),
                     missing, last_arrival=last_arrival,
                     since_ping=None if last_ping is None else t - last_ping,
                     participation=(None if participation is None
-                                   else Participation.from_dict(participation))):
+                                   else Participation.from_dict(participation)),
+                    launch=launch):
             return hold.ping_s
         return None
 

@@ -394,7 +394,8 @@ class Simulator:
         if est is None or hold is None:
             return pool.run(ready, work)
         pings = rnd.start + hold.pings(rnd.offsets, est.t_upd_early, est.t_upd_late,
-                                       Participation.of(self.learner, est, self.pop.t_wait))
+                                       Participation.of(self.learner, est, self.pop.t_wait),
+                                       launch=hold.prewarmed_launch(est.deadline, est.t_rnd))
         self._invocations += int(pings.size)
         calls = np.concatenate([ready, pings])
         order = np.argsort(calls, kind="stable")

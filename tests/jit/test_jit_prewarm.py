@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 
 import numpy as np
@@ -116,6 +117,32 @@ def test_a_missing_intermittent_party_is_less_likely_to_send_as_its_time_passes(
     assert restored.completion_odds(2.0, missing) == early.completion_odds(2.0, missing)
 
 
+def test_the_timers_launch_is_prewarmed_when_a_cold_one_would_be_late() -> None:
+    # Prepare: party 0 came at 2; intermittent party 1 sends in one round of five, so
+    # the round will likely end at t_wait = 10 and the hold never pings for it. The
+    # timer launches at 9.5: a cold start (1 s) from there ends after 10.
+    hold = WarmHold(cold_start_s=1.0, keep_alive_s=3.0, ping_s=1.0)
+    part = Participation(np.array([1.0, 0.2]), np.array([False, True]), t_wait=10.0)
+    early, late = np.array([1.5, 0.0]), np.array([2.5, 10.0])
+    actual = np.array([2.0, np.nan])
+    missing = np.array([False, True])
+    launch = hold.prewarmed_launch(9.5, 10.0)
+    # Execute / Assert: one ping a cold start before the launch, and only then.
+    assert launch == 9.5
+    assert hold.pings(actual, early, late, part).size == 0
+    assert hold.pings(actual, early, late, part, launch=launch).tolist() == [8.5]
+    due = functools.partial(hold.due, early=early, late=late, missing=missing, last_arrival=2.0,
+                            participation=part, launch=launch)
+    assert [due(t, since_ping=None) for t in (8.4, 8.6, 9.4, 9.6)] == [False, True, True, False]
+    assert not due(8.6, since_ping=0.1)  # pinged at 8.5: warm for the launch
+    # A launch with a cold start to spare before the close needs none.
+    assert hold.prewarmed_launch(5.0, 10.0) is None
+    # Nor does a launch that a ping keeps warm: the hold's ping at 4.5 (a cold start
+    # before party 1's early bound) keeps the instance until 7.5, past the launch.
+    assert hold.pings(np.array([2.0, 6.0]), np.array([1.5, 5.5]), np.array([2.5, 6.5]),
+                      launch=hold.prewarmed_launch(5.8, 6.0)).tolist() == [4.5]
+
+
 def test_a_hold_is_validated() -> None:
     with pytest.raises(BadRequest):
         WarmHold(cold_start_s=1.0, keep_alive_s=3.0, ping_s=0.0)
@@ -182,3 +209,29 @@ def test_service_says_when_a_round_is_due_a_ping(service: JitService) -> None:
     for job_id in ("job-l", "job-n"):
         service.record_arrival(job_id, 0, "fast", "fast", now=105.2)
         assert service.warm_due(job_id, 0, now=t) is None
+
+
+def test_service_prewarms_the_launch_of_a_round_likely_to_end_at_t_wait(
+        service: JitService) -> None:
+    # Prepare: an intermittent party that skipped the last three rounds; its round will
+    # likely end at t_wait = 10 s, so the hold does not wait for it, and the timer
+    # launches shortly before t_wait, too late for a cold start. Eager's instance,
+    # called at 2.2 s, would still be warm then (keep-alive 10 s).
+    job = JobSpec(job_id="job-p", model_bytes=MB, strategy="jit", cold_start_s=1.5,
+                  keep_alive_s=10.0, t_wait=10.0)
+    parties = [PartyProfile(party_id="fast", t_epoch=2.0, b_down=10 * MB, b_up=10 * MB),
+               PartyProfile(party_id="int", mode="intermittent", b_down=10 * MB, b_up=10 * MB)]
+    for rnd in range(3):
+        t0 = 100.0 * (rnd + 1)
+        service.start_round(job, parties, rnd, now=t0, t_pair=0.0)
+        service.record_arrival("job-p", rnd, "fast", "fast", now=t0 + 2.2)
+        service.finish_round("job-p", rnd, published_at=t0 + 10.1, closable_at=t0 + 10.0)
+    # Execute
+    _, est = service.start_round(job, parties, 3, now=400.0, t_pair=0.0)
+    service.record_arrival("job-p", 3, "fast", "fast", now=402.2)
+    # Assert: one ping a cold start before the launch, none before, none once pinged.
+    assert est.t_rnd == 10.0 and est.deadline + 1.5 > est.t_rnd
+    launch = 400.0 + est.deadline
+    assert service.warm_due("job-p", 3, now=launch - 1.6) is None
+    assert service.warm_due("job-p", 3, now=launch - 1.4) is not None
+    assert service.warm_due("job-p", 3, now=launch - 0.5, last_ping=launch - 1.4) is None
