@@ -106,7 +106,9 @@ class Participation:
             pi = p[inter]
             rest = 1.0 - pi * share
             p = p.copy()
-            p[inter] = np.divide(pi * (1.0 - share), rest, out=np.zeros_like(pi), where=rest > 0)
+            # A party that has always sent (p = 1) still sends when the curve says its
+            # update is overdue (F = 1, learned from a few rounds): 0 / 0 counts as p.
+            p[inter] = np.divide(pi * (1.0 - share), rest, out=pi.copy(), where=rest > 0)
         return float(np.prod(p))
 
     def to_dict(self) -> dict[str, Any]:

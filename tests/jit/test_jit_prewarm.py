@@ -110,6 +110,9 @@ def test_a_missing_intermittent_party_is_less_likely_to_send_as_its_time_passes(
                           curve=np.linspace(0.0, 0.4, CURVE_LEVELS.size), t_wait=10.0)
     assert early.completion_odds(2.0, missing) == pytest.approx(0.375 / 0.625)
     assert early.completion_odds(4.0, missing) == 0.0
+    # ...unless it has always sent: then its update is late, not skipped.
+    always = dataclasses.replace(early, rate=np.array([1.0]))
+    assert always.completion_odds(6.0, missing) == 1.0
     # Active parties count at their rate; parties not missing do not count.
     mixed = Participation(np.array([0.9, 0.5]), np.array([False, True]), t_wait=10.0)
     assert mixed.completion_odds(5.0, np.array([True, False])) == pytest.approx(0.9)
