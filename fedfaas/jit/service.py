@@ -116,6 +116,9 @@ class JitService:
                   "t_agg_formula": t_agg(len(est.party_ids), float(est.meta["t_pair"]),
                                          job.c_agg, task.n_agg, job.model_bytes, job.b_dc),
                   "warm_hold": None if hold is None else hold.to_dict(),
+                  # The timer's launch offset, if the hold pre-warms for it.
+                  "prewarm_launch": (None if hold is None
+                                     else hold.prewarmed_launch(est.deadline, est.t_rnd)),
                   # What the hold weighs the missing parties by (learned per party).
                   "participation": (None if hold is None else Participation.of(
                       self.learner(job.job_id), est, job.t_wait).to_dict())}
@@ -153,16 +156,12 @@ class JitService:
         missing = np.array([p not in arrivals for p in rec["party_ids"]])
         last_arrival = max(arrivals.values(), default=t0) - t0
         participation = rec.get("participation")
-        # The timer's launch (JobEstimate.deadline), which the hold may pre-warm for.
-        launch = hold.prewarmed_launch(
-            max(0.0, float(rec["t_rnd_early"]) - float(rec["t_agg"]) - float(rec["slack"])),
-            float(rec["t_rnd"]))
         if hold.due(t - t0, np.asarray(rec["t_upd_early"]), np.asarray(rec["t_upd_late"]),
                     missing, last_arrival=last_arrival,
                     since_ping=None if last_ping is None else t - last_ping,
                     participation=(None if participation is None
                                    else Participation.from_dict(participation)),
-                    launch=launch):
+                    launch=rec.get("prewarm_launch")):
             return hold.ping_s
         return None
 
