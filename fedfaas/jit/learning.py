@@ -55,6 +55,9 @@ TIMER_SHARE_BOUNDS = (0.02, 1.0)
 COMPLETION_LIKELY = 0.5
 """A round whose parties all send an update with at least these odds (by their learned
 participation) is expected to complete by its last update; below, to end at ``t_wait``."""
+ARRIVAL_ALPHA = 0.1
+"""Weight of the newest round in a party's learned arrival mean and spread, once they
+span ``1 / ARRIVAL_ALPHA`` rounds (a running mean before)."""
 LATENCY_AIM = 0.9
 """Observed / target latency the timer's share is steered to (EWMA): 10% under the target."""
 LATENCY_GAIN = 0.5
@@ -133,7 +136,8 @@ class ArrivalLearner:
     Parameters
     ----------
     alpha
-        Weight of the newest round, ``0 < alpha <= 1``.
+        Weight of the newest round, ``0 < alpha <= 1``, in the job-wide corrections
+        (participation, aggregation time, round bias, intermittent curve).
     ratio_bounds
         Clamp on a party's observed / predicted ratio (one wild round must not
         move a deadline by orders of magnitude).
@@ -147,6 +151,11 @@ class ArrivalLearner:
         round closes before aggregation starts with about this probability).
     keep_reports
         How many recent :class:`RoundReport` to keep (older ones are dropped).
+    arrival_alpha
+        Weight of the newest observation in a party's arrival ratio and spread once
+        they span ``1 / arrival_alpha`` observations; before, a running mean.  A
+        straggler's learned mean is where the JIT timer aims, and with ``alpha``'s
+        0.3 it wandered by about 0.4 of the party's spread from round to round.
     agg_overhead
         Prior for the aggregation-time residual before any observation: the
         platform's known start-up (cold start plus state load), which the
@@ -156,7 +165,10 @@ class ArrivalLearner:
     def __init__(self, alpha: float = 0.3, ratio_bounds: tuple[float, float] = (0.2, 5.0),
                  prior_dev: float = 0.1, z: float = 3.0, round_quantile: float = 0.05,
                  keep_reports: int = 100, agg_overhead: float = 0.0,
-                 timer_share: float = TIMER_SHARE_PRIOR) -> None:
+                 timer_share: float = TIMER_SHARE_PRIOR,
+                 arrival_alpha: float = ARRIVAL_ALPHA) -> None:
+        if not 0 < arrival_alpha <= 1:
+            raise BadRequest(f"arrival_alpha must be in (0, 1], got {arrival_alpha}")
         if not 0 < alpha <= 1:
             raise BadRequest(f"alpha must be in (0, 1], got {alpha}")
         lo, hi = ratio_bounds
@@ -177,6 +189,7 @@ class ArrivalLearner:
         self._lat_seen = False
         self.rounds_seen = 0
         self.alpha = alpha
+        self.arrival_alpha = arrival_alpha
         self.ratio_bounds = (float(lo), float(hi))
         self.prior_dev = prior_dev
         self.z = z
@@ -342,12 +355,14 @@ class ArrivalLearner:
             j = idx[got]
             n_obs = self._n_obs[j]
             old = self._ratio[j]
-            a = self.alpha
+            # A running mean until it spans 1 / arrival_alpha rounds, then an EWMA.
+            a_ratio = np.maximum(self.arrival_alpha, 1.0 / (n_obs + 1))
+            a_dev = np.maximum(self.arrival_alpha, 1.0 / np.maximum(n_obs, 1))
             # The first observation fixes the bias; spread is measured from the second on.
             surprise = np.abs(r - old)
-            self._dev[j] = np.where(n_obs >= 2, (1 - a) * self._dev[j] + a * surprise,
+            self._dev[j] = np.where(n_obs >= 2, (1 - a_dev) * self._dev[j] + a_dev * surprise,
                                     np.where(n_obs == 1, surprise, self._dev[j]))
-            self._ratio[j] = np.where(n_obs >= 1, (1 - a) * old + a * r, r)
+            self._ratio[j] = np.where(n_obs >= 1, (1 - a_ratio) * old + a_ratio * r, r)
             self._n_obs[j] = n_obs + 1
         self._participation[idx] = ((1 - self.alpha) * self._participation[idx]
                                     + self.alpha * np.isfinite(obs))
@@ -386,7 +401,8 @@ class ArrivalLearner:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready state (reports as summaries)."""
         ids = sorted(self._index, key=self._index.__getitem__)
-        return {"alpha": self.alpha, "ratio_bounds": list(self.ratio_bounds),
+        return {"alpha": self.alpha, "arrival_alpha": self.arrival_alpha,
+                "ratio_bounds": list(self.ratio_bounds),
                 "prior_dev": self.prior_dev, "z": self.z, "round_quantile": self.round_quantile,
                 "timer_share": self.timer_share, "latency_ratio": self.latency_ratio,
                 "lat_seen": self._lat_seen, "rounds_seen": self.rounds_seen,
@@ -408,7 +424,9 @@ class ArrivalLearner:
             out = cls(alpha=float(data["alpha"]), ratio_bounds=(float(lo), float(hi)),
                       prior_dev=float(data["prior_dev"]), z=float(data["z"]),
                       round_quantile=float(data["round_quantile"]),
-                      keep_reports=int(data["keep_reports"]))
+                      keep_reports=int(data["keep_reports"]),
+                      # Absent from state saved before it existed: the default.
+                      arrival_alpha=float(data.get("arrival_alpha", ARRIVAL_ALPHA)))
             ids = [str(p) for p in data["party_ids"]]
             out._index = {p: i for i, p in enumerate(ids)}
             out._ratio = np.asarray(data["ratio"], dtype=np.float64)

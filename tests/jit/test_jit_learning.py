@@ -43,6 +43,28 @@ def test_party_always_20_percent_late_is_predicted_20_percent_late() -> None:
     assert e.t_rnd == pytest.approx(96.0)
 
 
+def test_arrival_ratio_and_spread_are_running_means_then_an_ewma() -> None:
+    # Prepare: both predicted at t_upd = 80 s; "late" at 88, 96, 104 s (ratios 1.1, 1.2, 1.3)
+    est, learner = _estimator(), ArrivalLearner(arrival_alpha=0.1)
+    # Execute
+    for r, t in enumerate((88.0, 96.0, 104.0)):
+        learner.observe_round(r, est.estimate(learner), np.array([t, 80.0]))
+    # Assert: the mean of 1.1, 1.2, 1.3; the spread the mean of |1.2 - 1.1| and
+    # |1.3 - 1.15| (each surprise against the mean before it)
+    assert learner.ratios(["late"]).tolist() == pytest.approx([1.2])
+    assert learner.sigma_factors(["late"]).tolist() == pytest.approx([1.25 * 0.125 / 1.2])
+    # Execute: 30 more rounds at ratio 1.2 (past 1 / arrival_alpha), then one at 2.2
+    for r in range(3, 33):
+        learner.observe_round(r, est.estimate(learner), np.array([96.0, 80.0]))
+    learner.observe_round(33, est.estimate(learner), np.array([176.0, 80.0]))
+    # Assert: the newest observation weighs arrival_alpha, not 1 / 34
+    assert learner.ratios(["late"]).tolist() == pytest.approx([0.9 * 1.2 + 0.1 * 2.2])
+    restored = ArrivalLearner.from_dict(json.loads(json.dumps(learner.to_dict())))
+    assert restored.arrival_alpha == 0.1
+    with pytest.raises(BadRequest):
+        ArrivalLearner(arrival_alpha=0.0)
+
+
 def test_round_report_records_prediction_and_error() -> None:
     # Prepare
     est, learner = _estimator(), ArrivalLearner()
