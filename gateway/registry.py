@@ -315,6 +315,10 @@ class Registry:
         raw = self.redis.hgetall(keys.round_updates(job_id, rnd))
         return {text(k): json.loads(v) for k, v in raw.items()}
 
+    def round_update_count(self, job_id: str, rnd: int) -> int:
+        """How many updates are stored for a round (without reading their records)."""
+        return int(cast(int, self.redis.hlen(keys.round_updates(job_id, rnd))))
+
     def count_rejection(self, job_id: str, reason: str) -> None:
         """Count a refused update by reason (visible in the job's status)."""
         self.redis.hincrby(keys.rejections(job_id), reason, 1)

@@ -234,7 +234,7 @@ class RoundCoordinator:
             return "finalize"  # a finalisation interrupted by a crash; steps are idempotent
         if record.state != "open":
             return None
-        arrived = self.redis.hlen(keys.round_updates(job.job_id, record.round))
+        arrived = self.registry.round_update_count(job.job_id, record.round)
         if arrived >= len(record.expected):
             return "finalize"
         if now >= record.deadline_at:
@@ -249,7 +249,7 @@ class RoundCoordinator:
         if decision == "finalize":
             self.finalize(job, rnd, now=None)
         elif decision == "fail":
-            arrived = self.redis.hlen(keys.round_updates(job.job_id, rnd))
+            arrived = self.registry.round_update_count(job.job_id, rnd)
             self.fail(job, rnd, f"quorum not met at t_wait: {arrived} of {record.quorum} required "
                                 f"updates arrived")
         return decision

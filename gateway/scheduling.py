@@ -21,7 +21,6 @@ from typing import Any
 
 import redis
 
-from fedfaas import keys
 from fedfaas.errors import FedfaasError, NotFound
 from fedfaas.jit.prewarm import WarmHold
 from fedfaas.jit.scheduler import SchedulerConfig
@@ -120,7 +119,7 @@ class JitBridge:
         state = self.service.scheduler.state
         key = task_key(job_id, rnd)
         task = state.get_task(key)
-        if task is None or task.n_arrived >= self.registry.redis.hlen(keys.round_updates(job_id, rnd)):
+        if task is None or task.n_arrived >= self.registry.round_update_count(job_id, rnd):
             return 0
         ids = state.update_ids(key, 0, task.n_arrived)
         if ids is None:
@@ -261,7 +260,7 @@ class JitBridge:
         try:
             record = self.registry.get_round(job_id, rnd)
             # A round closed without every update could close no earlier than t_wait.
-            missing = len(self.registry.round_updates(job_id, rnd)) < len(record.expected)
+            missing = self.registry.round_update_count(job_id, rnd) < len(record.expected)
             self.service.finish_round(job_id, rnd, t_agg_obs=t_agg_obs,
                                       closable_at=record.deadline_at if missing else None)
         except FedfaasError as exc:
