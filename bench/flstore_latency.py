@@ -149,8 +149,8 @@ def make_job(api: Api, s: Setup, base: dict[str, np.ndarray], x_val: np.ndarray,
 
 def copy_to_redis(store: Any, client: redis.Redis, tenant: str, jid: str, s: Setup) -> int:
     """Copy the job's updates, models and validation set from S3 into Redis (Cache-Agg's data)."""
-    wanted = [keys.s3_update(tenant, jid, r, f"c{i}") for r in range(1, s.rounds + 1)
-              for i in range(s.clients)]
+    wanted = [key for r in range(1, s.rounds + 1)
+              for key in store.list(keys.s3_round_updates(tenant, jid, r))]
     wanted += [keys.s3_model(tenant, jid, r) for r in range(s.rounds + 1)]
     wanted.append(validation_key(tenant, jid))
     total = 0

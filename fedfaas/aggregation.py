@@ -18,31 +18,44 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
 
 from fedfaas import codec, keys
-from fedfaas.errors import BadRequest, NotFound
+from fedfaas.errors import BadRequest, FedfaasError, FusionError, NotFound
 from fedfaas.fusion import get_strategy
+from fedfaas.fusion.checks import check_updates
 from fedfaas.fusion.partial import PartialAggregate
 from fedfaas.fusion.strategy import LinearStrategy, ServerState, Strategy
+from fedfaas.model_schema import ParameterSchema
 from fedfaas.spec import check_id
-from fedfaas.store import ObjectStore
+from fedfaas.store import ObjectStore, digest
+
+log = logging.getLogger("fedfaas.aggregation")
 
 READ_AHEAD = 4
 """Most updates read from S3 ahead of the one being fused: their round trips overlap
 the fusion instead of adding up."""
 READ_AHEAD_BYTES = 256 * 1024**2
 """Memory the updates read ahead may hold; large models read fewer ahead."""
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
 class StepRequest:
-    """Input of one aggregation step."""
+    """Input of one aggregation step.
+
+    ``digests`` holds the sha256 the gateway recorded for each party's update:
+    the step reads exactly those objects and fuses none whose bytes differ.
+    ``schema`` is the job's parameter schema when known; ``min_parties`` is the
+    round's quorum, below which a final step writes no model.
+    """
 
     tenant: str
     job: str
@@ -50,8 +63,11 @@ class StepRequest:
     algorithm: str
     params: dict[str, Any]
     parties: list[str]
+    digests: dict[str, str]
     base: str | None = None
     finalize: bool = False
+    schema: ParameterSchema | None = None
+    min_parties: int = 1
 
     @classmethod
     def parse(cls, data: Any) -> StepRequest:
@@ -68,6 +84,7 @@ class StepRequest:
                 # A string would iterate as one-letter party ids.
                 raise TypeError("parties")
             parties = [check_id(p, "party id") for p in given]
+            digests = data["digests"]
         except KeyError as exc:
             raise BadRequest(f"aggregation request lacks field {exc.args[0]!r}") from None
         except TypeError:
@@ -81,11 +98,22 @@ class StepRequest:
             raise BadRequest("aggregation request 'algorithm.params' must be an object")
         if len(set(parties)) != len(parties):
             raise BadRequest("aggregation request lists a party twice")
+        if not isinstance(digests, dict) or any(
+                not isinstance(digests.get(p), str) or not _DIGEST.fullmatch(digests[p]) for p in parties):
+            raise BadRequest("aggregation request 'digests' must map every party to its update's sha256")
         base = data.get("base")
         if base is not None and not (isinstance(base, str) and len(base) == 16 and base.isalnum()):
             raise BadRequest("aggregation request 'base' must be a partial id returned by an earlier step")
-        return cls(tenant, job, rnd, algorithm["name"], params, parties, base,
-                   bool(data.get("finalize", False)))
+        finalize = data.get("finalize", False)
+        min_parties = data.get("min_parties", 1)
+        if not isinstance(finalize, bool):
+            raise BadRequest("aggregation request 'finalize' must be a boolean")
+        if isinstance(min_parties, bool) or not isinstance(min_parties, int) or min_parties < 1:
+            raise BadRequest("aggregation request 'min_parties' must be an integer >= 1")
+        raw_schema = data.get("schema")
+        schema = None if raw_schema is None else ParameterSchema.from_json(json.dumps(raw_schema))
+        return cls(tenant, job, rnd, algorithm["name"], params, parties,
+                   {p: digests[p] for p in parties}, base, finalize, schema, min_parties)
 
 
 def partial_id(base: str | None, parties: list[str]) -> str:
@@ -99,6 +127,16 @@ def state_key(tenant: str, job: str, rnd: int) -> str:
     return f"{keys.s3_job(tenant, job)}/state/{rnd:06d}.ffu"
 
 
+@dataclass(frozen=True)
+class _Read:
+    """One party's update as read for fusion, or why it cannot be fused."""
+
+    party: str
+    update: codec.ModelUpdate | None
+    reason: str
+    nbytes: int
+
+
 class AggregationStep:
     """Runs steps against one object store (the function keeps one for its lifetime)."""
 
@@ -108,51 +146,88 @@ class AggregationStep:
     def _load(self, key: str) -> codec.ModelUpdate:
         return codec.decode(self.store.get(key))
 
-    def _load_partial(self, req: StepRequest) -> PartialAggregate:
+    def _load_partial(self, req: StepRequest) -> tuple[PartialAggregate, dict[str, str]]:
+        """The base partial and the updates excluded on the way to it."""
         if req.base is None:
-            return PartialAggregate()
+            return PartialAggregate(), {}
         key = keys.s3_partial(req.tenant, req.job, req.round, req.base)
         try:
             stored = self._load(key)
         except NotFound:
             raise NotFound(f"partial aggregate {req.base!r} of round {req.round} does not exist") from None
-        return PartialAggregate.from_tensors(stored.tensors, stored.meta, copy=True)
+        excluded = dict(stored.meta.get("excluded") or {})
+        return PartialAggregate.from_tensors(stored.tensors, stored.meta, copy=True), excluded
 
-    def _updates(self, req: StepRequest, parties: list[str]) -> Iterator[codec.ModelUpdate]:
+    def _read(self, req: StepRequest, party: str) -> _Read:
+        """Read and check one acknowledged update: its digest, its encoding, its weight, its schema."""
+        expected = req.digests[party]
+        try:
+            body = self.store.get(keys.s3_update(req.tenant, req.job, req.round, party, expected))
+        except NotFound:
+            log.error("job %s round %d: the acknowledged update of %s is missing from S3",
+                      req.job, req.round, party)
+            return _Read(party, None, "its acknowledged update is missing from storage", 0)
+        if digest(body) != expected:
+            log.error("job %s round %d: the stored update of %s does not match its acknowledged "
+                      "digest %s; it is not fused", req.job, req.round, party, expected)
+            return _Read(party, None, f"its stored bytes do not match the acknowledged update "
+                                      f"(sha256 {expected[:12]}...)", len(body))
+        try:
+            update = codec.decode(body)
+        except FedfaasError as exc:
+            return _Read(party, None, f"its stored update cannot be decoded: {exc.message}", len(body))
+        weight = update.meta.get("num_examples", 1)
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
+            return _Read(party, None, "its num_examples is not a non-negative number", len(body))
+        if req.schema is not None:
+            diffs = req.schema.differences(ParameterSchema.of_tensors(update.tensors))
+            if diffs:
+                return _Read(party, None, "it does not match the job's model: " + "; ".join(diffs[:5]),
+                             len(body))
+        return _Read(party, update, "", len(body))
+
+    def _updates(self, req: StepRequest, parties: list[str]) -> Iterator[_Read]:
         """The parties' updates in order, up to ``READ_AHEAD`` read while one is fused."""
         if not parties:
             return
-        first = self.store.get(keys.s3_update(req.tenant, req.job, req.round, parties[0]))
-        ahead = max(1, min(READ_AHEAD, READ_AHEAD_BYTES // max(1, len(first))))
+        first = self._read(req, parties[0])
+        ahead = max(1, min(READ_AHEAD, READ_AHEAD_BYTES // max(1, first.nbytes)))
         rest = iter(parties[1:])
         with ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="read-ahead") as pool:
-            pending: deque[Future[codec.ModelUpdate]] = deque()
+            pending: deque[Future[_Read]] = deque()
 
             def read_next() -> None:
                 party = next(rest, None)
                 if party is not None:
-                    key = keys.s3_update(req.tenant, req.job, req.round, party)
-                    pending.append(pool.submit(self._load, key))
+                    pending.append(pool.submit(self._read, req, party))
 
             for _ in range(ahead):
                 read_next()
-            yield codec.decode(first)
+            yield first
             while pending:
-                update = pending.popleft().result()
+                read = pending.popleft().result()
                 read_next()
-                yield update
+                yield read
 
-    def _fold(self, partial: PartialAggregate, req: StepRequest) -> None:
+    def _fold(self, partial: PartialAggregate, req: StepRequest, excluded: dict[str, str]) -> None:
+        """Fold the request's parties in; an update that cannot be fused is excluded with its reason.
+
+        Without the job's schema the first update fused defines the model's tensors.
+        """
         # Parties already in the partial were folded by an earlier, interrupted run.
-        todo = [p for p in dict.fromkeys(req.parties) if p not in partial]
-        for party, update in zip(todo, self._updates(req, todo), strict=True):
-            weight = update.meta.get("num_examples", 1)
-            if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
-                raise BadRequest(f"update of party {party!r} has an invalid num_examples")
-            partial.add(update.tensors, float(weight) or 1e-12, party)
+        todo = [p for p in dict.fromkeys(req.parties) if p not in partial and p not in excluded]
+        for read in self._updates(req, todo):
+            if read.update is None:
+                excluded[read.party] = read.reason
+                continue
+            weight = float(read.update.meta.get("num_examples", 1)) or 1e-12
+            try:
+                partial.add(read.update.tensors, weight, read.party)
+            except FusionError as exc:  # the partial is unchanged
+                excluded[read.party] = exc.message
 
     def run(self, req: StepRequest) -> dict[str, Any]:
-        """Execute one step; returns what it produced (keys, parties, weight)."""
+        """Execute one step; returns what it produced (keys, parties, weight, exclusions)."""
         strategy = get_strategy(req.algorithm, **req.params)
         if req.finalize:
             return self._finalize(strategy, req)
@@ -164,26 +239,29 @@ class AggregationStep:
         if existing is not None:
             meta, _, _ = codec.decode_header(self.store.get(out_key))
             return {"partial": out_id, "parties": meta["parties"], "total_weight": meta["total_weight"],
-                    "reused": True}
-        partial = self._load_partial(req)
+                    "excluded": meta.get("excluded", {}), "reused": True}
+        partial, excluded = self._load_partial(req)
         before = len(partial.parties)
         started = time.perf_counter()
-        self._fold(partial, req)
+        self._fold(partial, req, excluded)
         fold_s = time.perf_counter() - started
         tensors, meta = partial.to_tensors()
-        meta.update({"job": req.job, "round": req.round})
+        meta.update({"job": req.job, "round": req.round, "excluded": excluded})
         parts, _ = codec.encode_parts(tensors, meta)
         self.store.put(out_key, b"".join(parts))
         # What reading and fusing the updates took, apart from loading and writing the
         # partial: the gateway derives a one-update (eager) step from a larger fold.
         return {"partial": out_id, "parties": list(partial.parties), "total_weight": partial.total_weight,
-                "reused": False, "folded_updates": len(partial.parties) - before, "fold_s": fold_s}
+                "excluded": excluded, "reused": False, "folded_updates": len(partial.parties) - before,
+                "fold_s": fold_s}
 
     def _finalize(self, strategy: Strategy, req: StepRequest) -> dict[str, Any]:
         model_key = keys.s3_model(req.tenant, req.job, req.round)
         if self.store.stat(model_key) is not None:
-            meta, _, _ = codec.decode_header(self.store.get(model_key))
-            return {"model_key": model_key, "parties": meta.get("parties", []), "reused": True}
+            meta, specs, _ = codec.decode_header(self.store.get(model_key))
+            return {"model_key": model_key, "parties": meta.get("parties", []),
+                    "excluded": meta.get("excluded", {}), "reused": True,
+                    "schema": _schema_json(ParameterSchema.of_specs(specs))}
         global_model = None
         if strategy.needs_global_model:
             try:
@@ -198,22 +276,69 @@ class AggregationStep:
         except NotFound:
             pass
         if isinstance(strategy, LinearStrategy):
-            partial = self._load_partial(req)
-            self._fold(partial, req)
+            partial, excluded = self._load_partial(req)
+            self._fold(partial, req, excluded)
+            if len(partial.parties) < req.min_parties:
+                return _below_quorum(partial.parties, excluded)
             result = strategy.finalize(partial, global_model=global_model, state=state, consume=True)
         else:
             if req.base is not None:
                 raise BadRequest(f"{req.algorithm!r} cannot continue from a partial aggregate")
-            updates, weights = [], []
-            for upd in self._updates(req, list(req.parties)):
-                updates.append(upd.tensors)
-                weights.append(float(cast(Mapping[str, Any], upd.meta).get("num_examples", 1)) or 1e-12)
-            result = strategy.fuse(updates, weights, req.parties, global_model=global_model, state=state)
+            good, excluded = self._all_fusable(req)
+            if len(good) < req.min_parties:
+                return _below_quorum([r.party for r in good], excluded)
+            updates = [cast(codec.ModelUpdate, r.update).tensors for r in good]
+            weights = [float(cast(Mapping[str, Any], cast(codec.ModelUpdate, r.update).meta)
+                             .get("num_examples", 1)) or 1e-12 for r in good]
+            result = strategy.fuse(updates, weights, [r.party for r in good], global_model=global_model,
+                                   state=state)
         if result.state is not None:
             tensors, meta = result.state.to_tensors()
             self.store.put(state_key(req.tenant, req.job, req.round), codec.encode(tensors, meta))
         meta = {"job": req.job, "round": req.round, "kind": "global_model", "algorithm": req.algorithm,
-                "parties": sorted(result.parties)}
+                "parties": sorted(result.parties), "excluded": excluded}
         meta.update({k: v for k, v in result.meta.items() if isinstance(v, str | int | float | bool)})
         self.store.put(model_key, codec.encode(result.model, meta))
-        return {"model_key": model_key, "parties": sorted(result.parties), "reused": False}
+        return {"model_key": model_key, "parties": sorted(result.parties), "excluded": excluded,
+                "reused": False, "schema": _schema_json(ParameterSchema.of_tensors(result.model))}
+
+    def _all_fusable(self, req: StepRequest) -> tuple[list[_Read], dict[str, str]]:
+        """Every update of the request that can be fused, and why the others cannot.
+
+        Without the job's schema the one most updates share is the model's (the
+        earliest listed wins a tie), so one malformed update cannot define it.
+        """
+        excluded: dict[str, str] = {}
+        good = []
+        for read in self._updates(req, list(req.parties)):
+            if read.update is None:
+                excluded[read.party] = read.reason
+            else:
+                good.append(read)
+        if req.schema is None and good:
+            shapes = Counter(ParameterSchema.of_tensors(cast(codec.ModelUpdate, r.update).tensors)
+                             for r in good)
+            reference = shapes.most_common(1)[0][0]
+            kept = []
+            for read in good:
+                diffs = reference.differences(
+                    ParameterSchema.of_tensors(cast(codec.ModelUpdate, read.update).tensors))
+                if diffs:
+                    excluded[read.party] = ("it does not match the model most updates share: "
+                                            + "; ".join(diffs[:5]))
+                else:
+                    kept.append(read)
+            good = kept
+        if good:
+            check_updates([cast(codec.ModelUpdate, r.update).tensors for r in good], [r.party for r in good])
+        return good, excluded
+
+
+def _schema_json(schema: ParameterSchema) -> Any:
+    return json.loads(schema.to_json())
+
+
+def _below_quorum(parties: Any, excluded: dict[str, str]) -> dict[str, Any]:
+    """A final step that wrote no model: too few updates could be fused."""
+    return {"model_key": None, "parties": sorted(parties), "excluded": excluded, "reused": False,
+            "below_quorum": True}

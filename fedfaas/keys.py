@@ -49,9 +49,9 @@ def round_updates(job_id: str, rnd: int) -> str:
     return f"{PREFIX}:job:{job_id}:round:{rnd}:updates"
 
 
-def update_claim(job_id: str, rnd: int, party: str) -> str:
-    """Redis string: short lease held while a party's update is being written."""
-    return f"{PREFIX}:job:{job_id}:round:{rnd}:claim:{party}"
+def job_schema(job_id: str) -> str:
+    """Redis string: JSON parameter schema (names, dtypes, shapes) every update must match."""
+    return f"{PREFIX}:job:{job_id}:schema"
 
 
 def arrivals_stream() -> str:
@@ -82,9 +82,26 @@ def s3_job(tenant_id: str, job_id: str) -> str:
     return f"tenants/{tenant_id}/jobs/{job_id}"
 
 
-def s3_update(tenant_id: str, job_id: str, rnd: int, party: str) -> str:
-    """One party's update for one round."""
-    return f"{s3_job(tenant_id, job_id)}/rounds/{rnd:06d}/updates/{party}.ffu"
+def s3_update(tenant_id: str, job_id: str, rnd: int, party: str, digest: str) -> str:
+    """One party's update for one round, named by its content (sha256 hex).
+
+    Every upload attempt writes its own object, so a refused body can never
+    overwrite the accepted one; which object is the party's update is decided
+    by one atomic transition in Redis (see :mod:`gateway.ingest`).
+    """
+    if len(digest) != 64 or digest.strip("0123456789abcdef"):
+        raise ValueError(f"update digest must be 64 lowercase hex digits, got {digest!r}")
+    return f"{s3_party_updates(tenant_id, job_id, rnd, party)}{digest}.ffu"
+
+
+def s3_round_updates(tenant_id: str, job_id: str, rnd: int) -> str:
+    """Prefix of every update object of one round."""
+    return f"{s3_job(tenant_id, job_id)}/rounds/{rnd:06d}/updates/"
+
+
+def s3_party_updates(tenant_id: str, job_id: str, rnd: int, party: str) -> str:
+    """Prefix of one party's update objects in one round (one once accepted, none if refused)."""
+    return f"{s3_round_updates(tenant_id, job_id, rnd)}{party}/"
 
 
 def s3_model(tenant_id: str, job_id: str, rnd: int) -> str:

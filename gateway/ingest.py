@@ -1,23 +1,26 @@
 """Durable ingest of one party's model update (FLStore 4.2 step 1, JIT 5.5's message queue).
 
-The order is what makes an acknowledged update impossible to lose:
+The order is what makes an acknowledged update impossible to lose or alter:
 
 1. refuse early what cannot be accepted (round not open, ``t_wait`` passed);
-2. validate the body's structure and metadata without copying tensor bytes;
-3. take a short per-(round, party) lease in Redis so two different bodies from
-   the same party cannot race;
-4. write the body to S3 and wait for S3's acknowledgement;
-5. record the arrival in Redis (round's update table + arrivals stream);
-6. only then answer 2xx.
+2. validate the body's structure, metadata and tensors against the job's
+   parameter schema without copying tensor bytes;
+3. write the body to S3 under a name derived from its content (sha256), and
+   wait for S3's acknowledgement: attempts with different bodies write
+   different objects, so none can overwrite another;
+4. choose the party's update with one atomic transition in Redis
+   (:meth:`Registry.record_update`): the first record wins for good and its
+   arrival is announced with it;
+5. only then answer 2xx.  A losing attempt removes its own object.
 
-A failure in 4 or 5 answers 503 with ``Retry-After``; re-sending the same bytes
+A failure in 3 or 4 answers 503 with ``Retry-After``; re-sending the same bytes
 is idempotent (same digest -> 200 "duplicate"), a different body for a round
-the party already delivered is a 409.
+the party already delivered is a 409 and leaves nothing behind.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,19 +29,12 @@ import numpy as np
 
 from fedfaas import codec, keys
 from fedfaas.errors import BadRequest, Conflict, FedfaasError, Unavailable
-from fedfaas.meta import text
+from fedfaas.model_schema import ParameterSchema
 from fedfaas.store import ObjectStore, digest
 from gateway import metrics
 from gateway.registry import JobRecord, Registry
 
-CLAIM_TTL_MS = 120_000
-# Record an arrival only while the round is open, atomically with the state
-# check, so an update can never slip in after the round began closing.
-_RECORD_IF_OPEN = """
-if redis.call('HGET', KEYS[1], 'state') ~= 'open' then return -1 end
-return redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
-"""
-ARRIVALS_MAXLEN = 1_000_000
+log = logging.getLogger("fedfaas.ingest")
 
 
 @dataclass(frozen=True)
@@ -50,8 +46,18 @@ class IngestResult:
 
 
 def _meta_must_match(meta: dict[str, Any], field: str, expected: Any) -> None:
-    if field in meta and meta[field] != expected:
-        raise BadRequest(f"update metadata says {field}={meta[field]!r} but the request is for {expected!r}")
+    if field not in meta:
+        return
+    value = meta[field]
+    # ``True == 1`` in Python: a bool is never a round number.
+    if type(value) is not type(expected):
+        raise BadRequest(f"update metadata {field!r} must be {_kind(expected)}, got {type(value).__name__}")
+    if value != expected:
+        raise BadRequest(f"update metadata says {field}={value!r} but the request is for {expected!r}")
+
+
+def _kind(value: Any) -> str:
+    return "an integer" if isinstance(value, int) else "a string"
 
 
 def _num_examples(meta: dict[str, Any]) -> int:
@@ -93,9 +99,9 @@ class Ingest:
                                Conflict(f"party {party!r} is not expected in round {rnd} "
                                         "(not selected, or registered after the round started)"))
         if record.state != "open" or now > record.deadline_at:
-            existing = self.registry.redis.hget(keys.round_updates(job.job_id, rnd), party)
-            if existing is not None and json.loads(existing)["digest"] == digest(body):
-                return IngestResult(False, {**json.loads(existing), "duplicate": True})
+            existing = self.registry.round_update(job.job_id, rnd, party)
+            if existing is not None and existing["digest"] == digest(body):
+                return IngestResult(False, {**existing, "duplicate": True})
             why = "t_wait passed" if record.state == "open" else f"round is {record.state}"
             raise self._reject(job.job_id, "round_closed",
                                Conflict(f"round {rnd} of job {job.job_id!r} no longer takes updates ({why})",
@@ -117,54 +123,54 @@ class Ingest:
         if nonfinite and job.spec.nonfinite == "reject":
             error = BadRequest(f"update holds {nonfinite} NaN or infinite values", code="nonfinite")
             raise self._reject(job.job_id, "nonfinite", error)
+        schema = self.registry.job_schema(job.job_id)
+        if schema is not None:
+            try:
+                schema.require(ParameterSchema.of_tensors(update.tensors), f"the update of party {party!r}")
+            except BadRequest as exc:
+                raise self._reject(job.job_id, "schema_mismatch", exc) from None
         body_digest = digest(body)
-        claim = keys.update_claim(job.job_id, rnd, party)
-        table = keys.round_updates(job.job_id, rnd)
-        existing = self.registry.redis.hget(table, party)
+        existing = self.registry.round_update(job.job_id, rnd, party)
         if existing is not None:
             return self._already(existing, body_digest, rnd)
-        if not self.registry.redis.set(claim, body_digest, nx=True, px=CLAIM_TTL_MS):
-            holder = self.registry.redis.get(claim)
-            if holder is not None and text(holder) != body_digest:
-                raise Conflict(f"another update from party {party!r} for round {rnd} is being stored")
+        key = keys.s3_update(job.tenant, job.job_id, rnd, party, body_digest)
+        self.store.put(key, body, metadata={"digest": body_digest}, sha256=body_digest)
+        entry = {
+            "party": party,
+            "round": rnd,
+            "key": key,
+            "digest": body_digest,
+            "size": len(body),
+            "num_examples": num_examples,
+            "train_time_s": train_time,
+            "arrived_at": now,
+            "nonfinite": nonfinite,
+        }
+        # Should this fail, whether the record was written is unknown: the object stays,
+        # since it may be the acknowledged one, and a retry with the same bytes settles it.
+        outcome = self.registry.record_update(job, rnd, party, entry)
+        if outcome.created:
+            metrics.update_stored(len(body))
+            return IngestResult(True, entry)
+        if outcome.existing is None or outcome.existing["digest"] != body_digest:
+            # This attempt lost: no record names its object, and none ever will.
+            self._discard(key)
+        if not outcome.round_open:
+            raise self._reject(job.job_id, "round_closed", Conflict(
+                f"round {rnd} of job {job.job_id!r} closed while the update was being stored",
+                code="round_closed"))
+        return self._already(outcome.existing, body_digest, rnd)
+
+    def _discard(self, key: str) -> None:
         try:
-            key = keys.s3_update(job.tenant, job.job_id, rnd, party)
-            self.store.put(key, body, metadata={"digest": body_digest}, sha256=body_digest)
-            entry = {
-                "party": party,
-                "round": rnd,
-                "key": key,
-                "digest": body_digest,
-                "size": len(body),
-                "num_examples": num_examples,
-                "train_time_s": train_time,
-                "arrived_at": now,
-                "nonfinite": nonfinite,
-            }
-            recorded = self.registry.redis.eval(
-                _RECORD_IF_OPEN, 2, keys.round_(job.job_id, rnd), table, party, json.dumps(entry))
-            if int(recorded) == -1:
-                raise self._reject(job.job_id, "round_closed", Conflict(
-                    f"round {rnd} of job {job.job_id!r} closed while the update was being stored",
-                    code="round_closed"))
-            if int(recorded) == 0:
-                return self._already(self.registry.redis.hget(table, party), body_digest, rnd)
-            self.registry.redis.xadd(
-                keys.arrivals_stream(),
-                {"job": job.job_id, "tenant": job.tenant, "round": rnd, "party": party,
-                 "key": key, "arrived_at": repr(now)},
-                maxlen=ARRIVALS_MAXLEN, approximate=True,
-            )
-        finally:
-            self.registry.redis.delete(claim)
-        metrics.update_stored(len(body))
-        return IngestResult(True, entry)
+            self.store.delete(key)
+        except FedfaasError as exc:
+            log.warning("cannot remove the refused upload %s: %s", key, exc.message)
 
     @staticmethod
-    def _already(existing: Any, body_digest: str, rnd: int) -> IngestResult:
-        if existing is None:
+    def _already(data: dict[str, Any] | None, body_digest: str, rnd: int) -> IngestResult:
+        if data is None:
             raise Unavailable("update table changed while storing; retry")
-        data = json.loads(existing)
         if data["digest"] == body_digest:
             return IngestResult(False, {**data, "duplicate": True})
         raise Conflict(f"a different update from party {data['party']!r} for round {rnd} was already "

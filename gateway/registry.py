@@ -19,11 +19,34 @@ import redis
 from fedfaas import keys
 from fedfaas.errors import BadRequest, Conflict, NotFound
 from fedfaas.meta import text
+from fedfaas.model_schema import ParameterSchema
 from fedfaas.spec import JobSpec, PartyProfile, check_id
 from fedfaas.store import ObjectStore
 from gateway.auth import Principal, new_token, store_token
 
 ROUND_STATES = ("open", "aggregating", "closed", "failed")
+ARRIVALS_MAXLEN = 1_000_000
+"""Approximate length the arrivals stream is trimmed to."""
+# One atomic transition chooses a party's update for a round: an existing record
+# wins over everything; otherwise the round must be open, and the record and its
+# arrival event are written together, so no arrival is recorded unannounced.
+_RECORD_UPDATE = """
+local existing = redis.call('HGET', KEYS[2], ARGV[1])
+if existing then return {0, existing} end
+if redis.call('HGET', KEYS[1], 'state') ~= 'open' then return {-1, false} end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
+return {1, false}
+"""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """Outcome of :meth:`Registry.record_update`."""
+
+    created: bool
+    round_open: bool
+    existing: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -314,6 +337,50 @@ class Registry:
         """Records of the updates stored for a round, by party."""
         raw = self.redis.hgetall(keys.round_updates(job_id, rnd))
         return {text(k): json.loads(v) for k, v in raw.items()}
+
+    def round_update(self, job_id: str, rnd: int, party: str) -> dict[str, Any] | None:
+        """The record of one party's stored update for a round, or None."""
+        raw = self.redis.hget(keys.round_updates(job_id, rnd), party)
+        return None if raw is None else cast(dict[str, Any], json.loads(raw))
+
+    def record_update(self, job: JobRecord, rnd: int, party: str, entry: dict[str, Any]) -> Recorded:
+        """Make ``entry`` the party's update for ``rnd`` and announce its arrival, atomically.
+
+        Exactly one record per (round, party) is ever written: when one exists it
+        is returned unchanged; when the round is no longer open nothing is written.
+        """
+        event = {"job": job.job_id, "tenant": job.tenant, "round": rnd, "party": party,
+                 "key": entry["key"], "arrived_at": repr(entry["arrived_at"])}
+        flat = [str(x) for pair in event.items() for x in pair]
+        status, existing = cast(list[Any], self.redis.eval(
+            _RECORD_UPDATE, 3, keys.round_(job.job_id, rnd), keys.round_updates(job.job_id, rnd),
+            keys.arrivals_stream(), party, json.dumps(entry), ARRIVALS_MAXLEN, *flat))
+        return Recorded(created=int(status) == 1, round_open=int(status) != -1,
+                        existing=json.loads(existing) if existing else None)
+
+    def job_schema(self, job_id: str) -> ParameterSchema | None:
+        """The parameter schema every update of the job must match, once known."""
+        raw = self.redis.get(keys.job_schema(job_id))
+        return None if raw is None else ParameterSchema.from_json(raw)
+
+    def set_job_schema(self, job: JobRecord, schema: ParameterSchema) -> ParameterSchema:
+        """Fix the job's parameter schema; returns the schema in force.
+
+        Before round 1 starts the initial model may be replaced, and its schema
+        with it; afterwards the first schema stays, and a different one is a 409.
+        """
+        key = keys.job_schema(job.job_id)
+        if self.redis.set(key, schema.to_json(), nx=True):
+            return schema
+        current = self.job_schema(job.job_id)
+        if current is None or current == schema:
+            return schema
+        if self.get_job(job.job_id).current_round == 0:
+            self.redis.set(key, schema.to_json())
+            return schema
+        diffs = current.differences(schema)
+        raise Conflict(f"job {job.job_id!r} already has a different model ({'; '.join(diffs[:5])}); "
+                       "its tensors cannot change once round 1 started", code="schema_fixed")
 
     def round_update_count(self, job_id: str, rnd: int) -> int:
         """How many updates are stored for a round (without reading their records)."""

@@ -7,7 +7,10 @@ pointer to its newest partial aggregate with a compare-and-set in Redis, so
 two replicas can never fold the same update twice into the chain.
 
 A round closes when every expected update arrived, or at ``t_wait`` when the
-quorum is met; without a quorum it fails with a reason.
+quorum is met; without a quorum it fails with a reason.  An update the
+function cannot fuse (its stored bytes differ from the acknowledged digest, or
+it does not match the job's model) is excluded with its reason, and the round
+goes on with the others while they still make the quorum.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from fedfaas.errors import FedfaasError, Unavailable
 from fedfaas.fusion import get_strategy
 from fedfaas.fusion.strategy import LinearStrategy
 from fedfaas.meta import text
+from fedfaas.model_schema import ParameterSchema
 from gateway import metrics
 from gateway.registry import JobRecord, Registry, RoundRecord
 
@@ -110,11 +114,15 @@ class RoundCoordinator:
         raise Unavailable("aggregate function kept failing; will retry on the next tick")
 
     def _request(self, job: JobRecord, rnd: int, parties: list[str], base: str | None,
-                 finalize: bool) -> dict[str, Any]:
+                 finalize: bool, quorum: int = 1) -> dict[str, Any]:
+        updates = self.registry.round_updates(job.job_id, rnd)
+        schema = self.registry.job_schema(job.job_id)
         return {
             "tenant": job.tenant, "job": job.job_id, "round": rnd,
             "algorithm": {"name": job.spec.algorithm.name, "params": dict(job.spec.algorithm.params)},
-            "parties": parties, "base": base, "finalize": finalize,
+            "parties": parties, "digests": {p: updates[p]["digest"] for p in parties},
+            "base": base, "finalize": finalize, "min_parties": max(1, quorum),
+            "schema": None if schema is None else json.loads(schema.to_json()),
         }
 
     def chain(self, job_id: str, rnd: int) -> tuple[str | None, list[str]]:
@@ -124,12 +132,18 @@ class RoundCoordinator:
         parties = json.loads(raw[1]) if raw[1] else []
         return base, parties
 
+    def excluded(self, job_id: str, rnd: int) -> dict[str, str]:
+        """Parties whose updates the round's partial aggregate left out, with the reason."""
+        raw = self.redis.hget(keys.round_(job_id, rnd), "excluded")
+        return dict(json.loads(raw)) if raw else {}
+
     def pending(self, job_id: str, rnd: int) -> list[str]:
-        """Arrived parties not yet folded into the round's partial aggregate, by arrival."""
+        """Arrived parties neither folded into the round's partial aggregate nor excluded, by arrival."""
         _, covered = self.chain(job_id, rnd)
+        done = set(covered) | set(self.excluded(job_id, rnd))
         updates = self.registry.round_updates(job_id, rnd)
         order = sorted(updates, key=lambda p: (updates[p]["arrived_at"], p))
-        return [p for p in order if p not in set(covered)]
+        return [p for p in order if p not in done]
 
     def acquire(self, job_id: str, rnd: int) -> bool:
         """Take the round's work lease (one replica works on a round at a time).
@@ -169,7 +183,8 @@ class RoundCoordinator:
                     return {"folded": [], "raced": True}
                 pipe.multi()
                 pipe.hset(keys.round_(job.job_id, rnd), mapping={
-                    "partial": result["partial"], "partial_parties": json.dumps(result["parties"])})
+                    "partial": result["partial"], "partial_parties": json.dumps(result["parties"]),
+                    "excluded": json.dumps(result.get("excluded", {}))})
                 pipe.execute()
             except redis.WatchError:
                 return {"folded": [], "raced": True}
@@ -197,16 +212,24 @@ class RoundCoordinator:
         self.registry.set_round_state(job.job_id, rnd, "aggregating")
         updates = self.registry.round_updates(job.job_id, rnd)
         strategy = get_strategy(job.spec.algorithm.name, **dict(job.spec.algorithm.params))
+        record = self.registry.get_round(job.job_id, rnd)
         if isinstance(strategy, LinearStrategy):
             base, covered = self.chain(job.job_id, rnd)
-            rest = [p for p in sorted(updates) if p not in set(covered)]
+            done = set(covered) | set(self.excluded(job.job_id, rnd))
+            rest = [p for p in sorted(updates) if p not in done]
         else:
             base, rest = None, sorted(updates)
-        result = self._step(self._request(job, rnd, rest, base, finalize=True))
+        result = self._step(self._request(job, rnd, rest, base, finalize=True, quorum=record.quorum))
+        excluded: dict[str, str] = result.get("excluded", {})
+        if result.get("model_key") is None:
+            self.fail(job, rnd, f"quorum not met: {len(result['parties'])} of {record.quorum} required "
+                                f"updates could be fused; excluded: {_listed(excluded)}", excluded=excluded)
+            return self.registry.get_round(job.job_id, rnd)
+        if result.get("schema") is not None and self.registry.job_schema(job.job_id) is None:
+            self.registry.set_job_schema(job, ParameterSchema.from_json(json.dumps(result["schema"])))
         closed_at = time.time() if now is None else now
         last_arrival = max((u["arrived_at"] for u in updates.values()), default=closed_at)
-        record = self.registry.get_round(job.job_id, rnd)
-        extra = {**record.extra, "parties_included": result["parties"],
+        extra = {**record.extra, "parties_included": result["parties"], "excluded": excluded,
                  "aggregation_latency_s": max(0.0, closed_at - last_arrival),
                  "last_arrival_at": last_arrival}
         self.registry.set_round_state(job.job_id, rnd, "closed", closed_at=repr(closed_at),
@@ -220,9 +243,13 @@ class RoundCoordinator:
             self.redis.hset(keys.job(job.job_id), "state", "finished")
         return self.registry.get_round(job.job_id, rnd)
 
-    def fail(self, job: JobRecord, rnd: int, reason: str) -> None:
-        """Mark the round failed, visibly, with ``reason``."""
-        self.registry.set_round_state(job.job_id, rnd, "failed", reason=reason, closed_at=repr(time.time()))
+    def fail(self, job: JobRecord, rnd: int, reason: str, excluded: dict[str, str] | None = None) -> None:
+        """Mark the round failed, visibly, with ``reason`` (and the updates excluded, if any)."""
+        fields: dict[str, Any] = {"reason": reason, "closed_at": repr(time.time())}
+        if excluded:
+            record = self.registry.get_round(job.job_id, rnd)
+            fields["extra"] = json.dumps({**record.extra, "excluded": excluded})
+        self.registry.set_round_state(job.job_id, rnd, "failed", **fields)
         self.redis.srem(ACTIVE, f"{job.job_id}:{rnd}")
         metrics.round_failed()
         log.warning("job %s round %d failed: %s", job.job_id, rnd, reason)
@@ -253,6 +280,10 @@ class RoundCoordinator:
             self.fail(job, rnd, f"quorum not met at t_wait: {arrived} of {record.quorum} required "
                                 f"updates arrived")
         return decision
+
+
+def _listed(excluded: dict[str, str]) -> str:
+    return "; ".join(f"{party} ({why})" for party, why in sorted(excluded.items())) or "none"
 
 
 def safe(fn: Callable[[], Any]) -> Any:

@@ -28,6 +28,8 @@ class RoundSource(Protocol):
 
     def round_updates(self, job_id: str, rnd: int) -> dict[str, dict[str, Any]]: ...
 
+    def round_update(self, job_id: str, rnd: int, party: str) -> dict[str, Any] | None: ...
+
 
 @dataclass
 class ResolvedData:
@@ -50,11 +52,14 @@ class DataResolver:
         self.rounds = rounds
         self.store = store
 
-    @staticmethod
-    def s3_key(key: DataKey) -> str | None:
-        """Where ``key`` lives in S3 (None for metadata, which lives in Redis)."""
+    def s3_key(self, key: DataKey) -> str | None:
+        """Where ``key`` lives in S3 (None for metadata, which lives in Redis, and for an
+        update never recorded: an update is the object its record names by digest)."""
         if key.kind == "update" and key.client is not None:
-            return keys.s3_update(key.tenant, key.job, key.round, key.client)
+            record = self.rounds.round_update(key.job, key.round, key.client)
+            if record is None:
+                return None
+            return keys.s3_update(key.tenant, key.job, key.round, key.client, record["digest"])
         if key.kind == "model":
             return keys.s3_model(key.tenant, key.job, key.round)
         return None
@@ -83,16 +88,17 @@ class DataResolver:
         data = ResolvedData(round=rnd)
         items: list[dict[str, Any]] = []
         if "round_updates" in needs and rnd is not None:
-            for party in sorted(self.rounds.round_updates(job_id, rnd)):
-                items.append(self._update_item(tenant, job_id, rnd, party, data))
+            for party, record in sorted(self.rounds.round_updates(job_id, rnd).items()):
+                items.append(self._update_item(tenant, job_id, rnd, party, record["digest"], data))
             if not items:
                 raise NotFound(f"round {rnd} of job {job_id!r} has no stored updates")
         if "client_across_rounds" in needs:
             if not query.client:
                 raise BadRequest(f"{query.workload} needs 'client' (the party to follow)")
             for r in range(1, job.current_round + 1):
-                if query.client in self.rounds.round_updates(job_id, r):
-                    items.append(self._update_item(tenant, job_id, r, query.client, data))
+                found = self.rounds.round_update(job_id, r, query.client)
+                if found is not None:
+                    items.append(self._update_item(tenant, job_id, r, query.client, found["digest"], data))
             if not items:
                 raise NotFound(f"party {query.client!r} has no stored update in job {job_id!r}")
         data.payload["updates"] = items
@@ -128,11 +134,12 @@ class DataResolver:
         return data
 
     @staticmethod
-    def _update_item(tenant: str, job_id: str, rnd: int, party: str, data: ResolvedData) -> dict[str, Any]:
+    def _update_item(tenant: str, job_id: str, rnd: int, party: str, digest: str, data: ResolvedData
+                     ) -> dict[str, Any]:
         key = DataKey.update(tenant, job_id, rnd, party)
         data.keys.append(key)
-        return {"key": key.to_str(), "s3": keys.s3_update(tenant, job_id, rnd, party), "client": party,
-                "round": rnd}
+        return {"key": key.to_str(), "s3": keys.s3_update(tenant, job_id, rnd, party, digest),
+                "client": party, "round": rnd}
 
     def round_records(self, job_id: str, job: Any, upto: int, last_k: int) -> list[dict[str, Any]]:
         """Round records (P4 data) of the last ``last_k`` rounds up to ``upto``."""

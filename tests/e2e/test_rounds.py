@@ -219,22 +219,76 @@ def test_jit_holds_aggregate_warm_for_the_last_update(stack_api: Api, faas: Any)
     assert _wait_closed(api, jid, 1)["state"] == "closed"
 
 
-def test_a_round_the_aggregate_function_keeps_refusing_fails_visibly(stack_api: Api) -> None:
-    # Prepare: two updates whose tensors disagree in shape, which no fusion can take.
-    api = stack_api
+def _job(api: Api, parties: int, quorum: int, strategy: str = "lazy", rounds: int = 1
+         ) -> tuple[str, list[str]]:
     job = api.call("POST", "/v1/jobs", api.admin_token, json={
         "job_id": f"e2e-{uuid.uuid4().hex[:8]}", "model": {"name": "cnn", "size_bytes": 64},
-        "t_wait_s": 120, "quorum": 2, "rounds": 1, "strategy": {"name": "lazy"}}).json()
+        "t_wait_s": 120, "quorum": quorum, "rounds": rounds, "strategy": {"name": strategy}}).json()
     jid = job["job_id"]
     tokens = [api.call("POST", f"/v1/jobs/{jid}/parties", job["enrollment_token"],
-                       json={"party_id": f"p{i}"}).json()["token"] for i in range(2)]
+                       json={"party_id": f"p{i}"}).json()["token"] for i in range(parties)]
+    return jid, tokens
+
+
+def _send(api: Api, jid: str, rnd: int, token: str, party: str, shape: tuple[int, ...]) -> Any:
+    body = codec.encode({"w": np.ones(shape, np.float32)}, {"num_examples": 5, "party": party})
+    return api.call("POST", f"/v1/jobs/{jid}/rounds/{rnd}/updates", token, data=body)
+
+
+def test_an_update_off_the_model_is_refused_at_upload_and_the_party_can_correct_it(
+        stack_api: Api) -> None:
+    # Prepare: a job whose initial model fixes its tensors.
+    api = stack_api
+    jid, tokens = _job(api, 2, 2)
+    initial = codec.encode({"w": np.zeros((4, 4), np.float32)}, {})
+    assert api.call("PUT", f"/v1/jobs/{jid}/model", api.admin_token, data=initial).status_code == 201
+    assert api.call("POST", f"/v1/jobs/{jid}/rounds", api.admin_token).status_code == 201
+    # Execute
+    ok = _send(api, jid, 1, tokens[0], "p0", (4, 4))
+    wrong = _send(api, jid, 1, tokens[1], "p1", (3, 3))
+    stored_after_refusal = api.call("GET", f"/v1/jobs/{jid}/rounds/1/updates/p1", api.admin_token)
+    corrected = _send(api, jid, 1, tokens[1], "p1", (4, 4))
+    status = _wait_closed(api, jid, 1, timeout=90)
+    # Assert: a 400 that says what differs, nothing stored, the correction accepted.
+    assert ok.status_code == 201, ok.text
+    assert wrong.status_code == 400 and wrong.json()["error"] == "schema_mismatch", wrong.text
+    assert "'w' has shape [3, 3], expected [4, 4]" in wrong.json()["message"]
+    assert stored_after_refusal.status_code == 404
+    assert corrected.status_code == 201, corrected.text
+    assert status["state"] == "closed" and status["parties_included"] == ["p0", "p1"], status
+
+
+def test_one_update_that_cannot_be_fused_is_excluded_and_the_round_goes_on(stack_api: Api) -> None:
+    # Prepare: no initial model, three parties, quorum two; a linear rule fuses in party
+    # order, so the first update fused defines the model and the odd one sorts last.
+    api = stack_api
+    jid, tokens = _job(api, 3, 2, rounds=2)
+    assert api.call("POST", f"/v1/jobs/{jid}/rounds", api.admin_token).status_code == 201
+    # Execute
+    for p, shape in enumerate(((4, 4), (4, 4), (3, 3))):
+        assert _send(api, jid, 1, tokens[p], f"p{p}", shape).status_code == 201
+    status = _wait_closed(api, jid, 1, timeout=90)
+    assert api.call("POST", f"/v1/jobs/{jid}/rounds", api.admin_token).status_code == 201
+    next_round = _send(api, jid, 2, tokens[2], "p2", (3, 3))
+    # Assert: p2 is excluded with its reason, the others make the model; the first
+    # global model then fixes the job's tensors, so round 2 refuses p2's at upload.
+    assert status["state"] == "closed", status
+    assert status["parties_included"] == ["p0", "p1"], status
+    assert list(status["excluded"]) == ["p2"] and "shape" in status["excluded"]["p2"], status
+    assert next_round.status_code == 400 and next_round.json()["error"] == "schema_mismatch"
+
+
+def test_a_round_whose_fusable_updates_miss_the_quorum_fails_naming_the_culprit(stack_api: Api) -> None:
+    # Prepare: two updates whose tensors disagree in shape, quorum two, no schema yet.
+    api = stack_api
+    jid, tokens = _job(api, 2, 2)
     assert api.call("POST", f"/v1/jobs/{jid}/rounds", api.admin_token).status_code == 201
     # Execute
     for p, shape in enumerate(((4, 4), (3, 3))):
-        body = codec.encode({"w": np.ones(shape, np.float32)}, {"num_examples": 5, "party": f"p{p}"})
-        resp = api.call("POST", f"/v1/jobs/{jid}/rounds/1/updates", tokens[p], data=body)
+        resp = _send(api, jid, 1, tokens[p], f"p{p}", shape)
         assert resp.status_code == 201, resp.text
     status = _wait_closed(api, jid, 1, timeout=90)
-    # Assert: failed with the function's reason, not retried for ever.
+    # Assert: failed at once with the reason and the excluded party, not retried.
     assert status["state"] == "failed", status
-    assert "aggregation failed 3 times" in status["reason"], status
+    assert "quorum not met" in status["reason"] and "p1 (" in status["reason"], status
+    assert list(status["excluded"]) == ["p1"], status

@@ -49,7 +49,7 @@ def _meta(job_id: str, party: str, **extra: Any) -> dict[str, Any]:
 def _nothing_stored(api: Api, store: ObjectStore, job_id: str, party: str) -> None:
     resp = api.call("GET", f"/v1/jobs/{job_id}/rounds/1/updates/{party}", api.admin_token)
     assert resp.status_code == 404, resp.text[:200]
-    assert not store.exists(keys.s3_update("default", job_id, 1, party))
+    assert not list(store.list(keys.s3_party_updates("default", job_id, 1, party)))
 
 
 def _stored_whole(api: Api, store: ObjectStore, resp: Any, body: bytes) -> dict[str, Any]:

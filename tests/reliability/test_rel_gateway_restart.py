@@ -96,7 +96,7 @@ def test_an_update_stored_by_a_gateway_that_died_before_queueing_it_still_closes
     ledger = Ledger()
     upload(fs.session, fs.base, f"/v1/jobs/{jid}/rounds/1/updates", tokens[0], bodies["p0"], "p0", ledger)
     settings = fs.stack.settings()
-    key = keys.s3_update("default", jid, 1, "p1")
+    key = keys.s3_update("default", jid, 1, "p1", digest(bodies["p1"]))
     ObjectStore(settings).put(key, bodies["p1"])
     entry = {"party": "p1", "round": 1, "key": key, "digest": digest(bodies["p1"]),
              "size": len(bodies["p1"]), "num_examples": 1, "train_time_s": None,

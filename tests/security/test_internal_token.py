@@ -26,7 +26,7 @@ from fedfaas.faas.client import FaasClient
 from fedfaas.handlers import guarded, json_response, require_internal_token
 from fedfaas.localstack.stack import LocalStack
 from fedfaas.models import build_model, state_arrays
-from fedfaas.store import ObjectStore
+from fedfaas.store import ObjectStore, digest
 
 SECRET = "fedfaas-internal-token"
 JSON = {"Content-Type": "application/json"}
@@ -45,14 +45,16 @@ def victim(local_stack: LocalStack) -> dict[str, Any]:
     """Another tenant's job in real S3: round 1's global model and round 2's two updates."""
     tenant, job = f"victim-{uuid.uuid4().hex[:6]}", f"j-{uuid.uuid4().hex[:8]}"
     store = ObjectStore(local_stack.settings())
+    digests: dict[str, str] = {}
     for i, party in enumerate(("alice", "bob")):
         body = codec.encode({"w": np.full(8, float(i + 1), np.float32)}, {"num_examples": 10})
-        store.put(keys.s3_update(tenant, job, 2, party), body)
+        store.put(keys.s3_update(tenant, job, 2, party, digest(body)), body)
+        digests[party] = digest(body)
     model = state_arrays(build_model("digits-mlp", seed=0))
     store.put(keys.s3_model(tenant, job, 1), codec.encode(model, {}))
     return {"tenant": tenant, "job": job, "store": store,
             "update_key": f"{tenant}:{job}:update:2:alice",
-            "update_s3": keys.s3_update(tenant, job, 2, "alice"),
+            "update_s3": keys.s3_update(tenant, job, 2, "alice", digests["alice"]), "digests": digests,
             "model_key": f"{tenant}:{job}:model:1", "model_s3": keys.s3_model(tenant, job, 1)}
 
 
@@ -129,7 +131,7 @@ def test_the_aggregate_function_refuses_steps_without_the_token(
         anonymous: requests.Session, router_url: str, faas: FaasClient, victim: dict[str, Any]) -> None:
     # Prepare
     step = json.dumps({"tenant": victim["tenant"], "job": victim["job"], "round": 2,
-                       "parties": ["alice", "bob"], "finalize": True})
+                       "parties": ["alice", "bob"], "digests": victim["digests"], "finalize": True})
     model_key = keys.s3_model(victim["tenant"], victim["job"], 2)
     assert not victim["store"].exists(model_key)
     # Execute

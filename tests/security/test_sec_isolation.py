@@ -55,7 +55,7 @@ def test_a_party_cannot_upload_as_another_party(api: Api, api_stack: LocalStack)
     assert own.status_code == 201 and own.json()["party"] == "alice"
     status = api.call("GET", f"/v1/jobs/{jid}/rounds/1", admin).json()
     assert status["arrived_parties"] == ["alice"]
-    assert not store.exists(keys.s3_update(job["tenant"], jid, 1, "bob"))
+    assert not list(store.list(keys.s3_party_updates(job["tenant"], jid, 1, "bob")))
 
 
 def test_a_party_cannot_read_another_partys_update_or_profile(api: Api) -> None:

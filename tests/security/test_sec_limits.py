@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from fedfaas import codec, keys
 from fedfaas.localstack.stack import LocalStack
-from fedfaas.store import ObjectStore
+from fedfaas.store import ObjectStore, digest
 from gateway.ratelimit import RateLimited, RateLimiter
 from tests.conftest import Api
 from tests.security.conftest import MAX_BODY, RATE_PER_MIN
@@ -84,7 +84,8 @@ def test_a_party_over_its_rate_gets_429_and_others_are_unaffected(limited_api: A
     assert operator == [200] * (RATE_PER_MIN + 5)
     arrived = limited_api.call("GET", status_url, limited_api.admin_token).json()["arrived"]
     assert arrived == 0
-    assert not ObjectStore(limited_stack.settings()).exists(keys.s3_update("default", jid, 1, "p0"))
+    store = ObjectStore(limited_stack.settings())
+    assert not list(store.list(keys.s3_party_updates("default", jid, 1, "p0")))
 
 
 def test_a_tenant_admin_token_is_rate_limited(limited_api: Api) -> None:
@@ -129,7 +130,8 @@ def test_an_oversized_body_gets_413_json_and_nothing_is_stored(
     for resp in (declared, chunked, big_json):
         assert resp.status_code == 413, resp.text[:300]
         assert resp.headers["Content-Type"].startswith("application/json")
-    assert not ObjectStore(limited_stack.settings()).exists(keys.s3_update("default", jid, 1, party))
+    store = ObjectStore(limited_stack.settings())
+    assert not list(store.list(keys.s3_party_updates("default", jid, 1, party)))
 
 
 @settings(max_examples=12, deadline=None, derandomize=True,
@@ -148,10 +150,10 @@ def test_bodies_around_the_limit_are_either_stored_whole_or_refused_with_413(
                             data=_chunks(body) if chunked else body)
     # Assert
     store = ObjectStore(limited_stack.settings())
-    key = keys.s3_update("default", jid, 1, party)
+    key = keys.s3_update("default", jid, 1, party, digest(body))
     if len(body) > MAX_BODY:
         assert resp.status_code == 413, resp.text
-        assert not store.exists(key)
+        assert not list(store.list(keys.s3_party_updates("default", jid, 1, party)))
     else:
         assert resp.status_code == 201, resp.text
         assert store.get(key) == body
