@@ -203,10 +203,56 @@ def _read_header(view: memoryview, limits: Limits) -> tuple[dict[str, Any], int]
     return header, unpacker.tell()
 
 
+def _kind(value: Any) -> str:
+    """A msgpack value's type as an error message names it."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bytes | bytearray):
+        return "binary"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a map"
+    return "nil" if value is None else type(value).__name__
+
+
+def _is_int(value: Any) -> bool:
+    # bool is an int subclass (True == 1) and 16.0 == 16: neither is a wire integer.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _check_meta(meta: Any) -> dict[str, Any]:
+    # What the values mean (job, round, party, ...) is the ingest's to check; the
+    # codec guarantees a map with string keys.
     if not isinstance(meta, dict):
-        raise CodecError("header field 'meta' must be a map")
+        raise CodecError(f"header field 'meta' must be a map, got {_kind(meta)}")
+    for key in meta:
+        if not isinstance(key, str):
+            raise CodecError(f"header field 'meta' must have string keys, got {_kind(key)}")
     return meta
+
+
+def _check_envelope(header: dict[str, Any]) -> None:
+    """The header's own fields: ``format``, ``version`` and ``pad`` (``tensors`` is checked per entry)."""
+    fmt = header.get("format")
+    if not isinstance(fmt, str):
+        raise CodecError(f"header field 'format' must be the string {FORMAT!r}, got {_kind(fmt)}")
+    if fmt != FORMAT:
+        raise CodecError(f"header 'format' must be {FORMAT!r}")
+    version = header.get("version")
+    if not _is_int(version):
+        raise CodecError(f"header field 'version' must be an integer, got {_kind(version)}")
+    if version != VERSION:
+        raise CodecError(f"unsupported format version {version!r}; expected {VERSION}")
+    # Optional (hand-built bodies may leave it out); the unpacker bounds its length.
+    if "pad" in header and not isinstance(header["pad"], bytes):
+        raise CodecError(f"header field 'pad' must be binary, got {_kind(header['pad'])}")
 
 
 def decode_header(buf: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS
@@ -222,14 +268,11 @@ def decode_header(buf: bytes | bytearray | memoryview, limits: Limits = DEFAULT_
     if len(view) < 8:
         raise CodecError("body is empty or too short to be a fedfaas update")
     header, pos = _read_header(view, limits)
-    if header.get("format") != FORMAT:
-        raise CodecError(f"header 'format' must be {FORMAT!r}")
-    if header.get("version") != VERSION:
-        raise CodecError(f"unsupported format version {header.get('version')!r}; expected {VERSION}")
+    _check_envelope(header)
     meta = _check_meta(header.get("meta", {}))
     raw_specs = header.get("tensors")
     if not isinstance(raw_specs, list):
-        raise CodecError("header field 'tensors' must be a list")
+        raise CodecError(f"header field 'tensors' must be an array, got {_kind(raw_specs)}")
     if len(raw_specs) > limits.max_tensors:
         raise PayloadTooLarge(f"{len(raw_specs)} tensors exceed the limit of {limits.max_tensors}")
     if len(view) < pos + 5 or view[pos] != _BIN32:
@@ -248,25 +291,38 @@ def decode_header(buf: bytes | bytearray | memoryview, limits: Limits = DEFAULT_
         if not (isinstance(raw, list) and len(raw) == 5):
             raise CodecError(f"tensor entry {i} must be [name, dtype, shape, offset, nbytes]")
         name, dtype, shape, offset, nbytes = raw
-        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        if not isinstance(name, str):
+            raise CodecError(f"tensor entry {i}: name must be a string, got {_kind(name)}")
+        if not _NAME_RE.fullmatch(name):
             raise CodecError(f"tensor entry {i} has an invalid name")
         if name in seen:
             raise CodecError(f"tensor name {name!r} appears twice")
         seen.add(name)
-        if not isinstance(dtype, str) or dtype not in DTYPES:
+        if not isinstance(dtype, str):
+            raise CodecError(f"tensor {name!r}: dtype must be a string, got {_kind(dtype)}")
+        if dtype not in DTYPES:
             raise CodecError(f"tensor {name!r} has unsupported dtype {dtype!r}")
-        if not isinstance(shape, list) or len(shape) > limits.max_rank:
+        if not isinstance(shape, list):
+            raise CodecError(f"tensor {name!r}: shape must be an array of integers, got {_kind(shape)}")
+        if len(shape) > limits.max_rank:
             raise CodecError(f"tensor {name!r} shape must be a list of rank <= {limits.max_rank}")
-        if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-            raise CodecError(f"tensor {name!r} shape must hold non-negative integers")
+        for d in shape:
+            if not _is_int(d):
+                raise CodecError(f"tensor {name!r}: shape must hold integers, got {_kind(d)}")
+            if d < 0:
+                raise CodecError(f"tensor {name!r} shape must hold non-negative integers")
         # Python ints: a hostile shape cannot overflow the size check.
         expected = math.prod(shape) * DTYPES[dtype].itemsize
         if expected > limits.max_total_bytes:
             raise PayloadTooLarge(f"tensor {name!r} declares {expected} bytes, over the limit")
         # 16.0 == 16 in Python: a float nbytes would pass and break np.frombuffer later.
-        if not isinstance(nbytes, int) or isinstance(nbytes, bool) or nbytes != expected:
+        if not _is_int(nbytes):
+            raise CodecError(f"tensor {name!r}: nbytes must be an integer, got {_kind(nbytes)}")
+        if nbytes != expected:
             raise CodecError(f"tensor {name!r}: nbytes {nbytes!r} does not match shape and dtype")
-        if not isinstance(offset, int) or offset < end or offset % ALIGN:
+        if not _is_int(offset):
+            raise CodecError(f"tensor {name!r}: offset must be an integer, got {_kind(offset)}")
+        if offset < end or offset % ALIGN:
             raise CodecError(f"tensor {name!r} has an invalid offset {offset!r}")
         if offset + nbytes > data_len:
             raise CodecError(f"tensor {name!r} extends past the end of the body (truncated?)")

@@ -14,6 +14,7 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
 from fedfaas.errors import BadRequest
 
@@ -22,17 +23,38 @@ ID_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 STRATEGIES = ("jit", "eager-always-on", "eager-serverless", "batched-serverless", "lazy")
 
 
+def json_type(value: Any) -> str:
+    """A JSON value's type as error messages name it (``true`` is a boolean, never a number)."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "null" if value is None else type(value).__name__
+
+
 def check_id(value: str, what: str) -> str:
     """Validate a job, party or tenant id: a DNS label (lowercase, digits, dashes, <= 63)."""
-    if not isinstance(value, str) or not ID_RE.fullmatch(value):
+    if not isinstance(value, str):
+        raise BadRequest(f"{what}: expected a string (a DNS label), got {json_type(value)}")
+    if not ID_RE.fullmatch(value):
         raise BadRequest(f"{what} {value!r} must be a DNS label: a-z, 0-9 and '-', 1-63 chars")
     return value
 
 
 class _Strict(BaseModel):
+    # strict=True: no coercion, so ``true`` is no integer (True == 1 in Python), "5" is no
+    # number and 5.0 is no integer; a float field still takes an integer (30 means 30.0).
     # allow_inf_nan=False: JSON bodies may carry NaN/Infinity, which the stored spec
     # (serialised as strict JSON) could not hold; refuse them with a 400 instead.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 class ModelSpec(_Strict):
@@ -123,14 +145,60 @@ class PartyProfile(_Strict):
         return value
 
 
+#: What a field wanted, by pydantic error type, for "expected X, got Y" messages.
+_EXPECTED = {
+    "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
+    "float_type": "a number", "float_parsing": "a number", "string_type": "a string",
+    "bool_type": "true or false", "bool_parsing": "true or false",
+    "dict_type": "an object", "model_type": "an object", "model_attributes_type": "an object",
+    "list_type": "an array",
+}
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic names the member of a union that failed ("int", "literal['a','b']",
+    # "constrained-float"); that is no part of the field's path.
+    return isinstance(part, str) and (
+        part in ("int", "float", "str", "bool") or part.startswith("constrained-") or "[" in part)
+
+
+def _problems(exc: ValidationError, what: str) -> list[str]:
+    """One readable line per bad field: ``path: expected X, got Y`` for type errors."""
+    by_path: dict[str, list[ErrorDetails]] = {}
+    for err in exc.errors(include_url=False):
+        path = ".".join(str(p) for p in err["loc"] if not _is_union_tag(p)) or what
+        by_path.setdefault(path, []).append(err)
+    problems = []
+    for path, errs in by_path.items():
+        wanted: list[str] = []
+        for err in errs:
+            if err["type"] == "literal_error":
+                phrase = str(err.get("ctx", {}).get("expected", ""))
+            else:
+                phrase = _EXPECTED.get(err["type"], "")
+            if not phrase:
+                wanted = []
+                break
+            if phrase not in wanted:
+                wanted.append(phrase)
+        if "a number" in wanted and "an integer" in wanted:
+            wanted.remove("an integer")
+        if wanted:
+            got = json_type(errs[0]["input"])
+            if isinstance(errs[0]["input"], str) and len(errs[0]["input"]) <= 40:
+                got += f" ({errs[0]['input']!r})"
+            problems.append(f"{path}: expected {' or '.join(wanted)}, got {got}")
+        else:
+            problems.extend(f"{path}: {err['msg']}" for err in errs)
+    return problems
+
+
 def parse(model: type[_Strict], data: Any, what: str) -> Any:
     """Validate ``data`` against ``model``; raise a 400 that lists every bad field."""
     if not isinstance(data, dict):
-        raise BadRequest(f"{what} must be a JSON object")
+        raise BadRequest(f"{what} must be a JSON object, got {json_type(data)}")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in err['loc']) or what}: {err['msg']}" for err in exc.errors()
-        ]
+        problems = _problems(exc, what)
         raise BadRequest(f"invalid {what}: " + "; ".join(problems), details={"fields": problems}) from None

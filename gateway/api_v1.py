@@ -12,7 +12,7 @@ from fedfaas import keys
 from fedfaas.errors import BadRequest, FedfaasError, Forbidden, NotFound
 from fedfaas.fusion import get_strategy
 from fedfaas.handlers import loads_body
-from fedfaas.spec import JobSpec, PartyProfile, check_id, parse
+from fedfaas.spec import JobSpec, PartyProfile, check_id, json_type, parse
 from gateway.bodies import read_body
 
 log = logging.getLogger("fedfaas.api")
@@ -34,6 +34,15 @@ def _json_body() -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BadRequest("request body must be a JSON object")
     return data
+
+
+def _member_job(job_id: str) -> Any:
+    """The job, for its admins and parties (404 for others, 403 for its enrollment token)."""
+    svc = _svc()
+    principal = svc.principal()
+    job = svc.registry.job_for(principal, job_id)
+    principal.require_member()
+    return job
 
 
 def _round_arg(value: str) -> int:
@@ -77,7 +86,10 @@ def create_job() -> Response:
     tenant = spec.tenant or principal.tenant or "default"
     principal.require_admin(tenant)
     # Refuse now what every aggregation of the job would refuse (400 naming the problem).
-    get_strategy(spec.algorithm.name, **dict(spec.algorithm.params))
+    try:
+        get_strategy(spec.algorithm.name, **dict(spec.algorithm.params))
+    except BadRequest as exc:
+        raise BadRequest(f"invalid job spec: algorithm: {exc.message}") from None
     job, enroll = svc.registry.create_job(spec, tenant)
     return _created({**job.public(), "enrollment_token": enroll})
 
@@ -94,7 +106,7 @@ def list_jobs() -> Response:
 @blueprint.get("/jobs/<job_id>")
 def get_job(job_id: str) -> Response:
     svc = _svc()
-    job = svc.registry.job_for(svc.principal(), job_id)
+    job = _member_job(job_id)
     out = job.public()
     out["parties"] = len(svc.registry.list_parties(job_id))
     out["rejections"] = svc.registry.rejections(job_id)
@@ -119,7 +131,7 @@ def put_initial_model(job_id: str) -> Response:
 def get_latest_model(job_id: str) -> Response:
     """The newest global model (``?round=r`` for the model produced by round r)."""
     svc = _svc()
-    job = svc.registry.job_for(svc.principal(), job_id)
+    job = _member_job(job_id)
     if "round" in request.args:
         return _model_response(job, _round_arg(request.args["round"]))
     for rnd in range(job.current_round, -1, -1):
@@ -130,8 +142,7 @@ def get_latest_model(job_id: str) -> Response:
 
 @blueprint.get("/jobs/<job_id>/rounds/<rnd>/model")
 def get_round_model(job_id: str, rnd: str) -> Response:
-    svc = _svc()
-    job = svc.registry.job_for(svc.principal(), job_id)
+    job = _member_job(job_id)
     return _model_response(job, _round_arg(rnd))
 
 
@@ -172,7 +183,7 @@ def list_parties(job_id: str) -> Response:
 def get_party(job_id: str, party_id: str) -> Response:
     svc = _svc()
     principal = svc.principal()
-    job = svc.registry.job_for(principal, job_id)
+    job = _member_job(job_id)
     if not principal.is_admin_of(job.tenant) and principal.party != party_id:
         raise NotFound(f"party {party_id!r} is not registered in job {job_id!r}")
     return jsonify(svc.registry.get_party(job_id, party_id))
@@ -183,7 +194,7 @@ def update_party(job_id: str, party_id: str) -> Response:
     """A party reports measured times or bandwidth (JIT estimator input)."""
     svc = _svc()
     principal = svc.principal()
-    job = svc.registry.job_for(principal, job_id)
+    job = _member_job(job_id)
     if not principal.is_admin_of(job.tenant) and principal.party != party_id:
         raise NotFound(f"party {party_id!r} is not registered in job {job_id!r}")
     changes = _json_body()
@@ -200,9 +211,12 @@ def start_round(job_id: str) -> Response:
     svc = _svc()
     job = svc.registry.job_for(svc.principal(), job_id, admin=True)
     selected = _json_body().get("parties")
-    if selected is not None and not (
-            isinstance(selected, list) and all(isinstance(p, str) for p in selected)):
-        raise BadRequest("'parties' must be a list of party ids")
+    if selected is not None:
+        if not isinstance(selected, list):
+            raise BadRequest(f"parties: expected an array of party ids, got {json_type(selected)}")
+        for i, party in enumerate(selected):
+            if not isinstance(party, str):
+                raise BadRequest(f"parties.{i}: expected a party id (a string), got {json_type(party)}")
     record = svc.registry.start_round(job, selected=selected)
     out = record.public(arrived=0)
     try:
@@ -226,7 +240,7 @@ def get_estimates(job_id: str) -> Response:
 def get_round(job_id: str, rnd: str) -> Response:
     svc = _svc()
     principal = svc.principal()
-    job = svc.registry.job_for(principal, job_id)
+    job = _member_job(job_id)
     number = _round_arg(rnd)
     record = svc.registry.get_round(job_id, number)
     updates = svc.registry.round_updates(job_id, number)
@@ -242,20 +256,14 @@ def get_round(job_id: str, rnd: str) -> Response:
 def post_update(job_id: str, rnd: str) -> Response:
     svc = _svc()
     principal = svc.principal()
-    job = svc.registry.job_for(principal, job_id)
+    job = _member_job(job_id)
     if principal.role != "party" or principal.party is None:
         raise Forbidden("only a party of this job can upload updates (use the party's token)")
     number = _round_arg(rnd)
     body = read_body()
+    # Recording the update announced its arrival on the arrivals stream, which the
+    # scheduler and the Cache Engine read (gateway/arrivals.py).
     result = svc.ingest.accept(job, number, principal.party, body)
-    if result.created:
-        try:
-            current_app.extensions["fedfaas_jit"].arrived(job_id, number, principal.party,
-                                                         now=result.record["arrived_at"])
-        except (FedfaasError, redis.RedisError) as exc:
-            # The update is durable and recorded; the round still closes on its rules.
-            log.warning("JIT arrival of %s in round %d of %s not queued: %s", principal.party,
-                        number, job_id, exc)
     return _created(result.record, 201 if result.created else 200)
 
 
@@ -263,7 +271,7 @@ def post_update(job_id: str, rnd: str) -> Response:
 def get_update(job_id: str, rnd: str, party_id: str) -> Response:
     svc = _svc()
     principal = svc.principal()
-    job = svc.registry.job_for(principal, job_id)
+    job = _member_job(job_id)
     if not principal.is_admin_of(job.tenant) and principal.party != party_id:
         raise NotFound(f"no update of party {party_id!r} visible to you")
     number = _round_arg(rnd)

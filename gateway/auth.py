@@ -6,7 +6,9 @@ stored in Redis (a leaked Redis dump yields no usable token).  Roles:
 - ``root``: the operator, holding the ``fedfaas-admin-token`` secret; may create tenants
   and act as admin of any tenant.
 - ``tenant-admin``: creates and manages that tenant's jobs, reads its data.
-- ``enroll``: a job's enrollment token; may only register parties of that job.
+- ``enroll``: a job's enrollment token; may only register parties of that job
+  (``POST /v1/jobs/{job}/parties``), which is all the enrollment flow calls with
+  it.  Every party shares it, so it reads nothing: no job, round or model.
 - ``party``: one party of one job; uploads its own updates, reads global models.
 """
 
@@ -44,6 +46,12 @@ class Principal:
         """Raise 403 unless the caller administers ``tenant``."""
         if not self.is_admin_of(tenant):
             raise Forbidden("this action needs the tenant's admin token")
+
+    def require_member(self) -> None:
+        """Raise 403 for an enrollment token: it registers parties and does nothing else."""
+        if self.role == "enroll":
+            raise Forbidden("the enrollment token can only register parties "
+                            "(POST /v1/jobs/{job}/parties); use the party's token or an admin token")
 
 
 def new_token() -> str:

@@ -220,7 +220,7 @@ class PartyProfile:
         return cls(
             party_id=pid, mode=data.get("mode", "active"), t_epoch=data.get("epoch_time_s"),
             t_mb=data.get("minibatch_time_s"), dataset_size=data.get("dataset_size") or None,
-            batch_size=data.get("batch_size"), cores=hw.get("cpus"), gpus=int(hw.get("gpus", 0)),
+            batch_size=data.get("batch_size"), cores=hw.get("cpus"), gpus=hw.get("gpus", 0),
             b_down=None if down is None else down * scale, b_up=None if up is None else up * scale,
         )
 

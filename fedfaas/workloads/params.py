@@ -76,9 +76,12 @@ class Param:
         return dict(value)
 
     def _check_number(self, where: str, value: Any) -> int | float:
+        # bool is an int subclass (True == 1): a JSON true is never a number here.
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise BadRequest(f"{where} must be a number, got {value!r}")
         if self.kind == "int":
+            # An integral float (4.0, as some JSON encoders write 4) is normalised to 4;
+            # 4.5 is refused.
             if isinstance(value, float) and not value.is_integer():
                 raise BadRequest(f"{where} must be an integer, got {value!r}")
             value = int(value)
@@ -147,7 +150,8 @@ def check_numeric_array(value: Any, what: str) -> np.ndarray:
         arr = np.asarray(value)
     except (ValueError, TypeError, OverflowError):
         raise BadRequest(f"{what} must be a numeric array of rectangular nested lists") from None
-    if arr.dtype.kind not in "biuf":
+    if arr.dtype.kind not in "iuf" or _holds_bool(value):
+        # true/false are not numbers, alone or mixed in (numpy makes [1, true] an int array).
         raise BadRequest(f"{what} must hold only numbers")
     with np.errstate(over="ignore", invalid="ignore"):
         # Workloads compute in float32: a value beyond its range would become inf there.
@@ -155,6 +159,16 @@ def check_numeric_array(value: Any, what: str) -> np.ndarray:
     if not finite:
         raise BadRequest(f"{what} holds NaN, infinite values or values beyond float32's range")
     return arr
+
+
+def _holds_bool(value: Any) -> bool:
+    """True when the nested lists ``value`` hold a bool anywhere (one C-speed pass)."""
+    if isinstance(value, bool):
+        return True
+    if not isinstance(value, list | tuple):
+        return False
+    flat = np.asarray(value, dtype=object).ravel()
+    return bool in set(map(type, flat))
 
 
 SEED = Param("seed", "int", 0, "seed for every random choice", minimum=0, maximum=2**32 - 1)
