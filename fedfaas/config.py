@@ -81,6 +81,9 @@ class Settings:
     redis_timeout_s: float = 5.0
     s3_timeout_s: float = 30.0
     function_timeout_s: float = 120.0
+    event_claim_idle_s: float = 30.0
+    """How long an arrivals-stream entry a replica read may stay unacknowledged before
+    another replica claims it (the first replica is presumed dead)."""
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -106,4 +109,5 @@ def load_settings() -> Settings:
         redis_timeout_s=_env_float("REDIS_TIMEOUT_S", Settings.redis_timeout_s),
         s3_timeout_s=_env_float("S3_TIMEOUT_S", Settings.s3_timeout_s),
         function_timeout_s=_env_float("FUNCTION_TIMEOUT_S", Settings.function_timeout_s),
+        event_claim_idle_s=_env_float("EVENT_CLAIM_IDLE_S", Settings.event_claim_idle_s),
     )

@@ -54,14 +54,23 @@ def job_schema(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:schema"
 
 
+ARRIVALS_MAXLEN = 1_000_000
+"""Approximate length the arrivals stream is trimmed to."""
+
+
 def arrivals_stream() -> str:
     """Redis stream: every stored update, for the scheduler and the Cache Engine."""
     return f"{PREFIX}:arrivals"
 
 
 def active_rounds() -> str:
-    """Redis set: ``"<job>:<round>"`` of every round not yet closed or failed."""
+    """Redis set: :func:`active_round` of every round not yet closed or failed."""
     return f"{PREFIX}:active_rounds"
+
+
+def active_round(job_id: str, rnd: int) -> str:
+    """A round's member of :func:`active_rounds`."""
+    return f"{job_id}:{rnd}"
 
 
 def rejections(job_id: str) -> str:

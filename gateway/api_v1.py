@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any, cast
 
-import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from fedfaas import keys
-from fedfaas.errors import BadRequest, FedfaasError, Forbidden, NotFound
+from fedfaas.errors import BadRequest, Forbidden, NotFound
 from fedfaas.fusion import get_strategy
 from fedfaas.handlers import loads_body
 from fedfaas.spec import JobSpec, PartyProfile, check_id, json_type, parse
@@ -117,11 +116,14 @@ def get_job(job_id: str) -> Response:
 def put_initial_model(job_id: str) -> Response:
     """Upload the initial global model (round 0)."""
     from fedfaas import codec
+    from fedfaas.model_schema import ParameterSchema
 
     svc = _svc()
     job = svc.registry.job_for(svc.principal(), job_id, admin=True)
     body = read_body()
-    codec.decode_header(body, codec.Limits(max_total_bytes=svc.settings.max_body_bytes))
+    _, specs, _ = codec.decode_header(body, codec.Limits(max_total_bytes=svc.settings.max_body_bytes))
+    # The schema is fixed first: a model that may no longer change is refused unstored.
+    svc.registry.set_job_schema(job, ParameterSchema.of_specs(specs))
     key = keys.s3_model(job.tenant, job_id, 0)
     svc.store.put(key, body)
     return _created({"job_id": job_id, "round": 0, "key": key, "size": len(body)})
@@ -217,14 +219,10 @@ def start_round(job_id: str) -> Response:
         for i, party in enumerate(selected):
             if not isinstance(party, str):
                 raise BadRequest(f"parties.{i}: expected a party id (a string), got {json_type(party)}")
-    record = svc.registry.start_round(job, selected=selected)
+    bridge = current_app.extensions["fedfaas_jit"]
+    record = bridge.open_round(job, selected)
     out = record.public(arrived=0)
-    try:
-        out["estimate"] = current_app.extensions["fedfaas_jit"].round_started(job, record)
-    except (FedfaasError, redis.RedisError) as exc:
-        # The round is open either way; without an estimate the safety net closes it.
-        log.warning("JIT estimate for round %d of %s failed: %s", record.round, job_id, exc)
-        out["estimate_error"] = str(exc)
+    out["estimate"] = bridge.estimate_summary(job_id, record.round)
     return _created(out)
 
 
@@ -245,6 +243,9 @@ def get_round(job_id: str, rnd: str) -> Response:
     record = svc.registry.get_round(job_id, number)
     updates = svc.registry.round_updates(job_id, number)
     out = record.public(arrived=len(updates))
+    estimate = current_app.extensions["fedfaas_jit"].estimate_summary(job_id, number)
+    if estimate is not None:
+        out["estimate"] = estimate
     if principal.is_admin_of(job.tenant):
         out["arrived_parties"] = sorted(updates)
     elif principal.party is not None:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import time
+import uuid
 from typing import Any
 
 import redis
@@ -23,6 +24,7 @@ from fedfaas.errors import FedfaasError, Unavailable
 from fedfaas.meta import connect
 from fedfaas.store import ObjectStore
 from gateway import logs, metrics, openapi
+from gateway.arrivals import StreamConsumer
 from gateway.auth import Principal, authenticate
 from gateway.bodies import discard_rest
 from gateway.ingest import Ingest
@@ -143,5 +145,12 @@ def create_app(settings: Settings | None = None, start_background: bool = True) 
     bridge = JitBridge(services.redis, services.registry, coordinator, driver_delta_s(), platform)
     app.extensions["fedfaas_jit"] = bridge
     if start_background:
-        app.extensions["fedfaas_driver"] = start_driver(services.registry, coordinator, bridge, settings)
+        driver = start_driver(services.registry, bridge, settings)
+        app.extensions["fedfaas_driver"] = driver
+        if driver is not None:
+            # The scheduler's member of the arrivals stream's consumer groups.
+            events = StreamConsumer(services.redis, "jit", uuid.uuid4().hex[:12], bridge.on_event,
+                                    claim_idle_ms=int(settings.event_claim_idle_s * 1000))
+            events.start()
+            app.extensions["fedfaas_jit_events"] = events
     return app

@@ -1,9 +1,12 @@
 """The gateway's round driver: a stoppable background loop, safe with many replicas.
 
-Every ``delta`` seconds it walks the active rounds in Redis, takes each round's
-lease (so one replica acts on a round at a time), applies the job's aggregation
-strategy (JIT paper section 3: eager, batched, lazy, JIT) and closes rounds that
-are due.  A restarted gateway simply resumes: all it needs is in Redis.
+Every ``delta`` seconds it executes what the JIT scheduler decides for every
+job, whatever its strategy (JIT paper section 3: eager, batched, lazy, JIT):
+aggregation steps, finalisations, failures at ``t_wait``.  It decides nothing
+itself, apart from keeping aggregators warm where the strategy asks (the
+always-on baseline's keep-alive, JIT's warm hold).  A restarted gateway simply
+resumes: all it needs is in Redis, and decisions a dead replica held are
+re-issued when their lease expires.
 """
 
 from __future__ import annotations
@@ -28,8 +31,6 @@ from gateway.scheduling import JitBridge
 log = logging.getLogger("fedfaas.driver")
 
 AGGREGATE_FUNCTION = "aggregate"
-SAFETY_GRACE_S = 10.0
-ALL_IN_GRACE_S = 15.0
 ALWAYS_ON_PING_S = 5.0
 """Default seconds between keep-alive pings of the always-on baseline's aggregator; must stay
 below the aggregate function's scale-to-zero idle time (``FEDFAAS_ALWAYS_ON_PING_S``)."""
@@ -114,10 +115,9 @@ class Pinger:
 class Driver:
     """Runs the round loop in a daemon thread until :meth:`stop`."""
 
-    def __init__(self, registry: Registry, coordinator: RoundCoordinator, bridge: JitBridge,
+    def __init__(self, registry: Registry, bridge: JitBridge,
                  interval_s: float = 0.5, warm: Callable[[], Any] | None = None) -> None:
         self.registry = registry
-        self.coordinator = coordinator
         self.bridge = bridge
         self.interval_s = interval_s
         self.pinger = Pinger(warm or (lambda: None))
@@ -140,58 +140,23 @@ class Driver:
             safe(self.tick)
 
     def tick(self, now: float | None = None) -> None:
-        """One scheduling round, then the safety net over every active round."""
+        """Execute the scheduler's decisions, then keep aggregators warm where asked."""
         safe(lambda: self.bridge.tick(now))
         members = cast(set[bytes], self.registry.redis.smembers(keys.active_rounds()))
         for member in sorted(members):
             job_id, _, rnd_text = bytes(member).decode().rpartition(":")
-            rnd = int(rnd_text)
-            if not self.coordinator.acquire(job_id, rnd):
-                continue
-            try:
-                safe(lambda j=job_id, r=rnd: self._drive(j, r, now))  # type: ignore[misc]
-            finally:
-                self.coordinator.release(job_id, rnd)
+            safe(lambda j=job_id, r=int(rnd_text): self._keep_warm(j, r, now))  # type: ignore[misc]
 
-    def _drive(self, job_id: str, rnd: int, now: float | None) -> None:
+    def _keep_warm(self, job_id: str, rnd: int, now: float | None) -> None:
         now = time.time() if now is None else now
-        job = self.registry.get_job(job_id)
-        record = self.registry.get_round(job_id, rnd)
-        strategy = job.spec.strategy.name
+        strategy = self.registry.get_job(job_id).spec.strategy.name
         if strategy == "eager-always-on" and now - self._last_warm > self.ping_s:
             # The always-on baseline keeps its aggregator alive for the whole job.
             self._last_warm = now
             self.pinger.ping()
-        elif strategy == "jit" and record.state == "open" \
-                and record.extra.get("estimate", {}).get("warm_hold") \
-                and self.bridge.claim_warm_ping(job_id, rnd, now):
+        elif strategy == "jit" and self.bridge.claim_warm_ping(job_id, rnd, now):
             # JIT's warm hold: an instance ready for the round's last update.
             self.pinger.ping()
-        # The scheduler closes rounds; this catches rounds it never knew (no
-        # estimate could be made) at once, and rounds it lost track of (its
-        # Redis state gone) some time after their deadline.
-        unscheduled = "estimate" not in record.extra
-        if not unscheduled and record.state == "open":
-            # Arrivals a crashed replica stored but never queued (see JitBridge.catch_up).
-            safe(lambda: self.bridge.catch_up(job_id, rnd, now))
-        if unscheduled or record.state == "aggregating" or now > record.deadline_at + SAFETY_GRACE_S \
-                or self._all_in_for_a_while(job_id, record, now):
-            self.coordinator.close_if_due(job, rnd, now)
-
-    def _all_in_for_a_while(self, job_id: str, record: Any, now: float) -> bool:
-        """Every expected update arrived ``ALL_IN_GRACE_S`` ago and the round is still open.
-
-        The scheduler normally finalises within a tick of the last arrival; a
-        round still open this long after has lost its scheduler state, and
-        waiting for ``t_wait`` would only add latency.
-        """
-        if record.state != "open":
-            return False
-        updates = self.registry.round_updates(job_id, record.round)
-        if len(updates) < len(record.expected):
-            return False
-        last = max(u["arrived_at"] for u in updates.values())
-        return now - last > ALL_IN_GRACE_S
 
 
 def driver_delta_s() -> float:
@@ -204,7 +169,7 @@ def new_coordinator(registry: Registry, settings: Settings) -> RoundCoordinator:
     return RoundCoordinator(registry, function_invoker(settings), owner=uuid.uuid4().hex)
 
 
-def start_driver(registry: Registry, coordinator: RoundCoordinator, bridge: JitBridge,
+def start_driver(registry: Registry, bridge: JitBridge,
                  settings: Settings) -> Driver | None:
     """Start the driver unless ``FEDFAAS_DRIVER=0`` (e.g. API-only replicas)."""
     if os.environ.get("FEDFAAS_DRIVER", "1") == "0":
@@ -214,6 +179,6 @@ def start_driver(registry: Registry, coordinator: RoundCoordinator, bridge: JitB
     def warm() -> None:
         client.invoke(AGGREGATE_FUNCTION, b"", method="GET")
 
-    driver = Driver(registry, coordinator, bridge, driver_delta_s(), warm)
+    driver = Driver(registry, bridge, driver_delta_s(), warm)
     driver.start()
     return driver

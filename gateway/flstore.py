@@ -19,19 +19,18 @@ import os
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, cast
+from typing import Any
 
 import redis
 
 from cache_engine.engine import CacheEngine
 from cache_engine.keys import DataKey
-from fedfaas import keys
 from fedfaas.config import Settings
 from fedfaas.errors import BadRequest, FedfaasError
 from fedfaas.faas.client import FaasClient
-from fedfaas.meta import text
 from fedfaas.store import ObjectStore
 from fedfaas.workloads import WORKLOADS
+from gateway.arrivals import StreamConsumer
 from request_tracker.data import DataResolver
 from request_tracker.tracker import Query, RequestTracker
 
@@ -87,19 +86,22 @@ class FLStoreService:
         self.keepalive_s = float(os.environ.get("FEDFAAS_KEEPALIVE_S", "60"))
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.consumer = uuid.uuid4().hex[:12]
+        # The Cache Engine's member of the arrivals stream's consumer groups.
+        self.placer = StreamConsumer(client, GROUP, uuid.uuid4().hex[:12], self._handle_arrival,
+                                     claim_idle_ms=int(settings.event_claim_idle_s * 1000))
 
     # --- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
         """Start the placer and keep-alive loops."""
-        for target, name in ((self._placer_loop, "placer"), (self._keepalive_loop, "keepalive")):
-            thread = threading.Thread(target=target, name=f"fedfaas-{name}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self.placer.start()
+        thread = threading.Thread(target=self._keepalive_loop, name="fedfaas-keepalive", daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     def stop(self) -> None:
         """Stop the loops and the query executor."""
         self._stop.set()
+        self.placer.stop()
         for thread in self._threads:
             thread.join(5)
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -144,31 +146,6 @@ class FLStoreService:
                                    headers={"Content-Type": "application/json"})
         except FedfaasError as exc:
             log.warning("%s on %s failed: %s", path, function_id, exc.message)
-
-    def _placer_loop(self) -> None:
-        stream = keys.arrivals_stream()
-        try:
-            self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
-        except redis.ResponseError:
-            pass  # the group exists already
-        except redis.RedisError as exc:
-            log.warning("cannot create consumer group: %s", exc)
-        while not self._stop.is_set():
-            try:
-                batches = self.redis.xreadgroup(GROUP, self.consumer, {stream: ">"}, count=64, block=1000)
-            except redis.RedisError as exc:
-                log.warning("placer: redis unavailable: %s", exc)
-                self._stop.wait(1.0)
-                continue
-            try:
-                for _, entries in cast(list[Any], batches or []):
-                    for entry_id, fields in entries:
-                        self._handle_arrival({text(k): text(v) for k, v in fields.items()})
-                        self.redis.xack(stream, GROUP, entry_id)
-            except redis.RedisError as exc:
-                # Redis went away mid-batch: the loop must outlive it (the data is in S3).
-                log.warning("placer: redis unavailable while placing: %s", exc)
-                self._stop.wait(1.0)
 
     def _handle_arrival(self, fields: dict[str, str]) -> None:
         try:

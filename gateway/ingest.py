@@ -98,6 +98,8 @@ class Ingest:
             raise self._reject(job.job_id, "not_in_round",
                                Conflict(f"party {party!r} is not expected in round {rnd} "
                                         "(not selected, or registered after the round started)"))
+        if record.state == "opening":
+            raise Unavailable(f"round {rnd} of job {job.job_id!r} is being opened; retry in a moment")
         if record.state != "open" or now > record.deadline_at:
             existing = self.registry.round_update(job.job_id, rnd, party)
             if existing is not None and existing["digest"] == digest(body):

@@ -163,7 +163,7 @@ def _schemas() -> dict[str, Any]:
             "type": "object", "required": ["job_id", "round", "state"], "additionalProperties": True,
             "properties": {
                 "job_id": ID, "round": {"type": "integer", "minimum": 1},
-                "state": {"type": "string", "enum": ["open", "aggregating", "closed", "failed"]},
+                "state": {"type": "string", "enum": ["opening", "open", "aggregating", "closed", "failed"]},
                 "started_at": num, "deadline_at": num, "closed_at": nullable_num,
                 "expected": {"type": "integer", "description": "Parties expected in this round."},
                 "quorum": {"type": "integer"}, "reason": {"type": "string"},
@@ -172,8 +172,12 @@ def _schemas() -> dict[str, Any]:
                 "your_update": {"anyOf": [_ref("UpdateRecord"), {"type": "null"}],
                                 "description": "The calling party's update, if any."},
                 "aggregation_latency_s": num,
-                "estimate": {"type": "object", "description": "JIT estimate (on start)."},
-                "estimate_error": {"type": "string", "description": "Why no estimate (on start)."},
+                "estimate": {"type": "object", "description": "The round's JIT estimate."},
+                "parties_included": {"type": "array", "items": ID,
+                                     "description": "Whose updates the model fuses (closed rounds)."},
+                "excluded": {"type": "object", "additionalProperties": {"type": "string"},
+                             "description": "Updates left out of the aggregation, with the reason."},
+                "last_arrival_at": nullable_num,
             },
         },
         "RoundStart": {"type": "object", "properties": {"parties": {

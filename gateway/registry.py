@@ -1,9 +1,9 @@
 """Jobs, parties and rounds: the gateway's state, all of it in Redis (and specs in S3).
 
 Nothing here is cached in process memory, so any gateway replica can serve any
-request and a restarted gateway loses nothing.  Multi-key changes use Redis
-transactions (``WATCH``/``MULTI``) so concurrent replicas cannot start the same
-round twice.
+request and a restarted gateway loses nothing.  Rounds are served read-only:
+their one writer is :mod:`gateway.round_state`; each party's update record is
+written once, by :meth:`Registry.record_update`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,6 @@ from fedfaas.spec import JobSpec, PartyProfile, check_id
 from fedfaas.store import ObjectStore
 from gateway.auth import Principal, new_token, store_token
 
-ROUND_STATES = ("open", "aggregating", "closed", "failed")
-ARRIVALS_MAXLEN = 1_000_000
-"""Approximate length the arrivals stream is trimmed to."""
 # One atomic transition chooses a party's update for a round: an existing record
 # wins over everything; otherwise the round must be open, and the record and its
 # arrival event are written together, so no arrival is recorded unannounced.
@@ -95,7 +92,13 @@ class RoundRecord:
     reason: str = ""
     closed_at: float | None = None
     model_key: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    parties_included: list[str] | None = None
+    """Whose updates the round's model fuses (once closed)."""
+    excluded: dict[str, str] = field(default_factory=dict)
+    """Updates the aggregation left out, with the reason."""
+    aggregation_latency_s: float | None = None
+    """From the last update's arrival to the model's availability (JIT paper 6.2)."""
+    last_arrival_at: float | None = None
 
     def public(self, arrived: int | None = None) -> dict[str, Any]:
         """JSON view."""
@@ -113,8 +116,34 @@ class RoundRecord:
         }
         if arrived is not None:
             out["arrived"] = arrived
-        out.update(self.extra)
+        if self.parties_included is not None:
+            out.update(parties_included=self.parties_included,
+                       aggregation_latency_s=self.aggregation_latency_s,
+                       last_arrival_at=self.last_arrival_at)
+        if self.excluded:
+            out["excluded"] = self.excluded
         return out
+
+
+def round_fields(record: RoundRecord) -> dict[Any, Any]:
+    """The Redis hash fields of a round record (see :mod:`gateway.round_state`, their writer)."""
+    def opt(value: float | None) -> str:
+        return "" if value is None else repr(value)
+
+    return {
+        "state": record.state,
+        "started_at": repr(record.started_at),
+        "deadline_at": repr(record.deadline_at),
+        "expected": json.dumps(record.expected),
+        "quorum": str(record.quorum),
+        "reason": record.reason,
+        "closed_at": opt(record.closed_at),
+        "model_key": record.model_key or "",
+        "parties_included": "" if record.parties_included is None else json.dumps(record.parties_included),
+        "excluded": json.dumps(record.excluded),
+        "aggregation_latency_s": opt(record.aggregation_latency_s),
+        "last_arrival_at": opt(record.last_arrival_at),
+    }
 
 
 class Registry:
@@ -228,86 +257,24 @@ class Registry:
         return {text(k): json.loads(v) for k, v in raw.items()}
 
     # --- rounds ----------------------------------------------------------------------
-    def start_round(self, job: JobRecord, now: float | None = None,
-                    selected: list[str] | None = None) -> RoundRecord:
-        """Open the next round; 409 while the current one is still open.
-
-        ``selected`` restricts the round to some registered parties (client
-        sampling); by default every registered party is expected.
-        """
-        now = time.time() if now is None else now
+    def round_parties(self, job: JobRecord, selected: list[str] | None = None) -> list[str]:
+        """The parties a new round expects: every registered one, or ``selected`` of them
+        (client sampling); 409 before any registered, 400 for unknown or repeated ids."""
         registered = sorted(self.list_parties(job.job_id))
         if not registered:
             raise Conflict(f"job {job.job_id!r} has no registered parties yet")
-        parties = registered
-        if selected is not None:
-            unknown = sorted(set(selected) - set(registered))
-            if unknown:
-                raise BadRequest(f"parties {unknown} are not registered in job {job.job_id!r}")
-            if not selected or len(set(selected)) != len(selected):
-                raise BadRequest("'parties' must be a non-empty list of distinct party ids")
-            parties = sorted(selected)
-        with self.redis.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(keys.job(job.job_id))
-                    current = int(pipe.hget(keys.job(job.job_id), "current_round") or 0)
-                    if current:
-                        state = text(pipe.hget(keys.round_(job.job_id, current), "state"))
-                        if state in ("open", "aggregating"):
-                            raise Conflict(f"round {current} of job {job.job_id!r} is still {state}")
-                    if current >= job.spec.rounds:
-                        raise Conflict(f"job {job.job_id!r} has run all its {job.spec.rounds} rounds")
-                    rnd = current + 1
-                    record = RoundRecord(
-                        job_id=job.job_id, round=rnd, state="open", started_at=now,
-                        deadline_at=now + job.spec.t_wait_s, expected=parties,
-                        quorum=min(job.spec.quorum, len(parties)),
-                    )
-                    pipe.multi()
-                    pipe.hset(keys.round_(job.job_id, rnd), mapping=self._round_fields(record))
-                    pipe.sadd(keys.round_expected(job.job_id, rnd), *parties)
-                    pipe.hset(keys.job(job.job_id), mapping={"current_round": rnd, "state": "running"})
-                    pipe.sadd(keys.active_rounds(), f"{job.job_id}:{rnd}")
-                    pipe.execute()
-                    return record
-                except redis.WatchError:
-                    continue
-
-    @staticmethod
-    def _round_fields(record: RoundRecord) -> dict[Any, Any]:
-        return {
-            "state": record.state,
-            "started_at": repr(record.started_at),
-            "deadline_at": repr(record.deadline_at),
-            "expected": json.dumps(record.expected),
-            "quorum": str(record.quorum),
-            "reason": record.reason,
-            "closed_at": "" if record.closed_at is None else repr(record.closed_at),
-            "model_key": record.model_key or "",
-            "extra": json.dumps(record.extra),
-        }
+        if selected is None:
+            return registered
+        unknown = sorted(set(selected) - set(registered))
+        if unknown:
+            raise BadRequest(f"parties {unknown} are not registered in job {job.job_id!r}")
+        if not selected or len(set(selected)) != len(selected):
+            raise BadRequest("'parties' must be a non-empty list of distinct party ids")
+        return sorted(selected)
 
     def get_round(self, job_id: str, rnd: int) -> RoundRecord:
         """Load a round; 404 when it was never started."""
-        if rnd < 1:
-            raise BadRequest("round numbers start at 1")
-        raw = self.redis.hgetall(keys.round_(job_id, rnd))
-        if not raw:
-            raise NotFound(f"round {rnd} of job {job_id!r} has not been started")
-        return RoundRecord(
-            job_id=job_id,
-            round=rnd,
-            state=text(raw[b"state"]),
-            started_at=float(raw[b"started_at"]),
-            deadline_at=float(raw[b"deadline_at"]),
-            expected=json.loads(raw[b"expected"]),
-            quorum=int(raw[b"quorum"]),
-            reason=text(raw.get(b"reason")),
-            closed_at=float(raw[b"closed_at"]) if raw.get(b"closed_at") else None,
-            model_key=text(raw.get(b"model_key")) or None,
-            extra=json.loads(raw.get(b"extra") or b"{}"),
-        )
+        return read_round(self.redis, job_id, rnd)
 
     def round_gate(self, job_id: str, rnd: int, party: str) -> RoundGate:
         """What an incoming update needs of its round, without loading the expected list:
@@ -324,14 +291,6 @@ class Registry:
         if not has_set:  # a round opened before the set existed: its JSON list
             member = party in self.get_round(job_id, rnd).expected
         return RoundGate(state=text(state), deadline_at=float(deadline), expected=bool(member))
-
-    def set_round_state(self, job_id: str, rnd: int, state: str, **fields: Any) -> None:
-        """Move a round to ``state`` with optional extra fields (reason, model_key, ...)."""
-        if state not in ROUND_STATES:
-            raise ValueError(f"unknown round state {state!r}")
-        mapping: dict[Any, Any] = {k: ("" if v is None else str(v)) for k, v in fields.items()}
-        mapping["state"] = state
-        self.redis.hset(keys.round_(job_id, rnd), mapping=mapping)
 
     def round_updates(self, job_id: str, rnd: int) -> dict[str, dict[str, Any]]:
         """Records of the updates stored for a round, by party."""
@@ -350,11 +309,11 @@ class Registry:
         is returned unchanged; when the round is no longer open nothing is written.
         """
         event = {"job": job.job_id, "tenant": job.tenant, "round": rnd, "party": party,
-                 "key": entry["key"], "arrived_at": repr(entry["arrived_at"])}
+                 "key": entry["key"], "size": entry["size"], "arrived_at": repr(entry["arrived_at"])}
         flat = [str(x) for pair in event.items() for x in pair]
         status, existing = cast(list[Any], self.redis.eval(
             _RECORD_UPDATE, 3, keys.round_(job.job_id, rnd), keys.round_updates(job.job_id, rnd),
-            keys.arrivals_stream(), party, json.dumps(entry), ARRIVALS_MAXLEN, *flat))
+            keys.arrivals_stream(), party, json.dumps(entry), keys.ARRIVALS_MAXLEN, *flat))
         return Recorded(created=int(status) == 1, round_open=int(status) != -1,
                         existing=json.loads(existing) if existing else None)
 
@@ -393,3 +352,32 @@ class Registry:
     def rejections(self, job_id: str) -> dict[str, int]:
         """Refused updates by reason."""
         return {text(k): int(v) for k, v in self.redis.hgetall(keys.rejections(job_id)).items()}
+
+
+def _opt_float(raw: Any) -> float | None:
+    return float(raw) if raw else None
+
+
+def read_round(client: redis.Redis, job_id: str, rnd: int) -> RoundRecord:
+    """Load a round record; 404 when it was never started."""
+    if rnd < 1:
+        raise BadRequest("round numbers start at 1")
+    raw = cast(dict[bytes, bytes], client.hgetall(keys.round_(job_id, rnd)))
+    if not raw:
+        raise NotFound(f"round {rnd} of job {job_id!r} has not been started")
+    return RoundRecord(
+        job_id=job_id,
+        round=rnd,
+        state=text(raw[b"state"]),
+        started_at=float(raw[b"started_at"]),
+        deadline_at=float(raw[b"deadline_at"]),
+        expected=json.loads(raw[b"expected"]),
+        quorum=int(raw[b"quorum"]),
+        reason=text(raw.get(b"reason")),
+        closed_at=_opt_float(raw.get(b"closed_at")),
+        model_key=text(raw.get(b"model_key")) or None,
+        parties_included=json.loads(raw[b"parties_included"]) if raw.get(b"parties_included") else None,
+        excluded=json.loads(raw.get(b"excluded") or b"{}"),
+        aggregation_latency_s=_opt_float(raw.get(b"aggregation_latency_s")),
+        last_arrival_at=_opt_float(raw.get(b"last_arrival_at")),
+    )

@@ -6,8 +6,10 @@ step whose instance died (steps are idempotent), and advances the round's
 pointer to its newest partial aggregate with a compare-and-set in Redis, so
 two replicas can never fold the same update twice into the chain.
 
-A round closes when every expected update arrived, or at ``t_wait`` when the
-quorum is met; without a quorum it fails with a reason.  An update the
+When a round closes is the JIT scheduler's decision (every expected update
+arrived, or ``t_wait`` with the quorum met; else it fails); the coordinator
+executes it and records the outcome through :class:`gateway.round_state.RoundStore`,
+the one writer of round records.  An update the
 function cannot fuse (its stored bytes differ from the acknowledged digest, or
 it does not match the job's model) is excluded with its reason, and the round
 goes on with the others while they still make the quorum.
@@ -32,10 +34,10 @@ from fedfaas.meta import text
 from fedfaas.model_schema import ParameterSchema
 from gateway import metrics
 from gateway.registry import JobRecord, Registry, RoundRecord
+from gateway.round_state import RoundStore
 
 log = logging.getLogger("fedfaas.rounds")
 
-ACTIVE = keys.active_rounds()
 STEP_RETRIES = 6
 STEP_FAILURES_MAX = 3
 """Finalisations of a round the aggregate function refuses (its own error, not an outage)
@@ -96,6 +98,7 @@ class RoundCoordinator:
     def __init__(self, registry: Registry, invoke: Invoke, owner: str = "gateway") -> None:
         self.registry = registry
         self.redis = registry.redis
+        self.rounds = RoundStore(registry.redis)
         self.invoke = invoke
         self.owner = owner
         self._renewals: dict[str, _LeaseRenewal] = {}
@@ -175,20 +178,9 @@ class RoundCoordinator:
             return {"folded": []}
         base, covered = self.chain(job.job_id, rnd)
         result = self._step(self._request(job, rnd, parties, base, finalize=False))
-        with self.redis.pipeline() as pipe:
-            try:
-                pipe.watch(keys.round_(job.job_id, rnd))
-                if self.chain(job.job_id, rnd)[0] != base:
-                    pipe.reset()
-                    return {"folded": [], "raced": True}
-                pipe.multi()
-                pipe.hset(keys.round_(job.job_id, rnd), mapping={
-                    "partial": result["partial"], "partial_parties": json.dumps(result["parties"]),
-                    "excluded": json.dumps(result.get("excluded", {}))})
-                pipe.execute()
-            except redis.WatchError:
-                return {"folded": [], "raced": True}
-        self.redis.hincrby(keys.round_(job.job_id, rnd), "steps", 1)
+        if not self.rounds.advance_chain(job.job_id, rnd, base, result["partial"], result["parties"],
+                                         result.get("excluded", {})):
+            return {"folded": [], "raced": True}
         return {"folded": [p for p in result["parties"] if p not in covered], "partial": result["partial"],
                 "reused": bool(result.get("reused")), "fold_s": result.get("fold_s")}
 
@@ -203,13 +195,14 @@ class RoundCoordinator:
         except FedfaasError as exc:
             if exc.code != STEP_FAILED and not 400 <= exc.status < 500:
                 raise  # an outage: the next tick retries
-            failures = self.redis.hincrby(keys.round_(job.job_id, rnd), "step_failures", 1)
+            failures = self.rounds.count_step_failure(job.job_id, rnd)
             if failures >= STEP_FAILURES_MAX:
                 self.fail(job, rnd, f"aggregation failed {failures} times: {exc.message}")
             raise
 
     def _finalize(self, job: JobRecord, rnd: int, now: float | None) -> RoundRecord:
-        self.registry.set_round_state(job.job_id, rnd, "aggregating")
+        if not self.rounds.begin_aggregating(job.job_id, rnd):
+            return self.registry.get_round(job.job_id, rnd)  # ended meanwhile
         updates = self.registry.round_updates(job.job_id, rnd)
         strategy = get_strategy(job.spec.algorithm.name, **dict(job.spec.algorithm.params))
         record = self.registry.get_round(job.job_id, rnd)
@@ -229,57 +222,23 @@ class RoundCoordinator:
             self.registry.set_job_schema(job, ParameterSchema.from_json(json.dumps(result["schema"])))
         closed_at = time.time() if now is None else now
         last_arrival = max((u["arrived_at"] for u in updates.values()), default=closed_at)
-        extra = {**record.extra, "parties_included": result["parties"], "excluded": excluded,
-                 "aggregation_latency_s": max(0.0, closed_at - last_arrival),
-                 "last_arrival_at": last_arrival}
-        self.registry.set_round_state(job.job_id, rnd, "closed", closed_at=repr(closed_at),
-                                      model_key=result["model_key"], extra=json.dumps(extra))
-        self.redis.srem(ACTIVE, f"{job.job_id}:{rnd}")
-        metrics.round_closed(extra["aggregation_latency_s"])
-        self.redis.xadd(keys.arrivals_stream(), {"kind": "model", "job": job.job_id, "tenant": job.tenant,
-                                                 "round": rnd, "key": result["model_key"]},
-                        maxlen=1_000_000, approximate=True)
-        if rnd >= job.spec.rounds:
-            self.redis.hset(keys.job(job.job_id), "state", "finished")
+        if self.rounds.close(job, rnd, model_key=result["model_key"], parties_included=result["parties"],
+                             excluded=excluded, closed_at=closed_at, last_arrival_at=last_arrival):
+            metrics.round_closed(max(0.0, closed_at - last_arrival))
         return self.registry.get_round(job.job_id, rnd)
 
     def fail(self, job: JobRecord, rnd: int, reason: str, excluded: dict[str, str] | None = None) -> None:
         """Mark the round failed, visibly, with ``reason`` (and the updates excluded, if any)."""
-        fields: dict[str, Any] = {"reason": reason, "closed_at": repr(time.time())}
-        if excluded:
-            record = self.registry.get_round(job.job_id, rnd)
-            fields["extra"] = json.dumps({**record.extra, "excluded": excluded})
-        self.registry.set_round_state(job.job_id, rnd, "failed", **fields)
-        self.redis.srem(ACTIVE, f"{job.job_id}:{rnd}")
-        metrics.round_failed()
-        log.warning("job %s round %d failed: %s", job.job_id, rnd, reason)
+        if self.rounds.fail(job.job_id, rnd, reason, excluded):
+            metrics.round_failed()
+            log.warning("job %s round %d failed: %s", job.job_id, rnd, reason)
 
-    # --- decisions -------------------------------------------------------------------
-    def due(self, job: JobRecord, record: RoundRecord, now: float) -> str | None:
-        """``"finalize"``, ``"fail"`` or None: whether the round must close now."""
-        if record.state == "aggregating":
-            return "finalize"  # a finalisation interrupted by a crash; steps are idempotent
-        if record.state != "open":
-            return None
-        arrived = self.registry.round_update_count(job.job_id, record.round)
-        if arrived >= len(record.expected):
-            return "finalize"
-        if now >= record.deadline_at:
-            return "finalize" if arrived >= record.quorum else "fail"
-        return None
-
-    def close_if_due(self, job: JobRecord, rnd: int, now: float | None = None) -> str | None:
-        """Finalise or fail the round when its closing rule says so; returns what was done."""
-        now = time.time() if now is None else now
+    def fail_quorum(self, job: JobRecord, rnd: int) -> None:
+        """The round reached ``t_wait`` without its quorum of updates."""
         record = self.registry.get_round(job.job_id, rnd)
-        decision = self.due(job, record, now)
-        if decision == "finalize":
-            self.finalize(job, rnd, now=None)
-        elif decision == "fail":
-            arrived = self.registry.round_update_count(job.job_id, rnd)
-            self.fail(job, rnd, f"quorum not met at t_wait: {arrived} of {record.quorum} required "
-                                f"updates arrived")
-        return decision
+        arrived = self.registry.round_update_count(job.job_id, rnd)
+        self.fail(job, rnd, f"quorum not met at t_wait: {arrived} of {record.quorum} required "
+                            f"updates arrived")
 
 
 def _listed(excluded: dict[str, str]) -> str:

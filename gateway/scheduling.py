@@ -21,8 +21,7 @@ from typing import Any
 
 import redis
 
-from fedfaas.errors import FedfaasError, NotFound
-from fedfaas.jit.prewarm import WarmHold
+from fedfaas.errors import FedfaasError, NotFound, Unavailable
 from fedfaas.jit.scheduler import SchedulerConfig
 from fedfaas.jit.service import JitService
 from fedfaas.jit.spec import JobSpec as JitJobSpec
@@ -38,7 +37,6 @@ NAMESPACE = "ff:jit"
 DEFAULT_BANDWIDTH_BPS = 100e6  # bits per second, when a party reported none
 LAUNCH_TTL_S = 7 * 24 * 3600
 ROUND_LEASE_WAIT_S = 5.0  # the driver holds a round's lease for a check, or a whole finalisation
-ARRIVAL_GRACE_S = 5.0  # an upload queues its own arrival within this after recording it
 
 
 def _env_float(name: str, default: float) -> float:
@@ -64,9 +62,29 @@ class JitBridge:
         )
         self._last_renew = 0.0
 
-    # --- events ----------------------------------------------------------------------
-    def round_started(self, job: JobRecord, record: RoundRecord) -> dict[str, Any]:
-        """Estimate the round and open its aggregation task; returns the estimate summary."""
+    # --- rounds ----------------------------------------------------------------------
+    def open_round(self, job: JobRecord, selected: list[str] | None = None) -> RoundRecord:
+        """Open the job's next round: create it, schedule its aggregation, then take updates.
+
+        A start interrupted after the round was created (an outage) leaves it
+        ``opening``; starting the round again resumes it.  A round that cannot be
+        scheduled for good (e.g. no estimate for a JIT job) fails at once, visibly.
+        """
+        parties = self.registry.round_parties(job, selected)
+        record = self.coordinator.rounds.create(job, parties)
+        if self.service.scheduler.state.get_task(task_key(job.job_id, record.round)) is None:
+            try:
+                self._schedule(job, record)
+            except FedfaasError as exc:
+                if not exc.retryable:
+                    self.coordinator.fail(job, record.round, f"the round could not be scheduled: "
+                                                             f"{exc.message}")
+                raise
+        self.coordinator.rounds.mark_open(job.job_id, record.round)
+        return self.registry.get_round(job.job_id, record.round)
+
+    def _schedule(self, job: JobRecord, record: RoundRecord) -> None:
+        """Estimate the round and open its aggregation task (JIT paper 5.5, Fig. 6 l.14-18)."""
         figures = (AggregatorPlatform(cold_start_s=0.0, keep_alive_s=None) if self.platform is None
                    else self.platform.current(job.spec.model.size_bytes))
         spec = JitJobSpec.from_api(job.spec, job_id=job.job_id, cold_start_s=figures.cold_start_s,
@@ -84,55 +102,53 @@ class JitBridge:
             for name in ("bandwidth_down_bps", "bandwidth_up_bps"):
                 profile[name] = profile.get(name) or default_bps
             parties.append(JitPartyProfile.from_api(profile, party_id=party))
-        _, est = self.service.start_round(spec, parties, record.round, now=record.started_at)
+        self.service.start_round(spec, parties, record.round, now=record.started_at,
+                                 platform=None if self.platform is None else figures.to_dict())
+
+    def estimate_summary(self, job_id: str, rnd: int) -> dict[str, Any] | None:
+        """What the API shows of a round's estimate, read from its one record (None: none)."""
+        rec = self.service.estimate_record(job_id, rnd)
+        if rec is None:
+            return None
         summary: dict[str, Any] = {
-            "t_rnd_s": round(float(est.t_rnd), 4),
-            "t_agg_s": round(float(est.t_agg), 4),
+            "t_rnd_s": round(float(rec["t_rnd"]), 4),
+            "t_agg_s": round(float(rec["t_agg"]), 4),
             # The scheduler's timer: t_rnd's low quantile minus t_agg and its slack.
-            "jit_start_at": record.started_at + float(est.deadline),
+            "jit_start_at": float(rec["round_start"]) + float(rec["deadline"]),
             # The job's latency target in seconds after the last update (None: "fastest").
-            "target_latency_s": (None if est.target_latency is None
-                                 else round(float(est.target_latency), 4)),
+            "target_latency_s": (None if rec.get("target_latency") is None
+                                 else round(float(rec["target_latency"]), 4)),
+            # JIT's warm hold for the round's last update (None: no pings).
+            "warm_hold": rec.get("warm_hold"),
         }
-        if self.platform is not None:
-            summary["platform"] = figures.to_dict()
-        hold = WarmHold.for_round(spec, est)
-        # JIT's warm hold for the round's last update (None: no pings).
-        summary["warm_hold"] = None if hold is None else hold.to_dict()
-        self.registry.set_round_state(job.job_id, record.round, record.state,
-                                      extra=json.dumps({**record.extra, "estimate": summary}))
+        if rec.get("platform") is not None:
+            summary["platform"] = rec["platform"]
         return summary
 
     def arrived(self, job_id: str, rnd: int, party: str, now: float | None = None) -> None:
         """A durable update: queue it for the scheduler."""
         self.service.record_arrival(job_id, rnd, party, party, now=now)
 
-    def catch_up(self, job_id: str, rnd: int, now: float | None = None) -> int:
-        """Queue stored updates the scheduler never heard of; returns how many.
+    def on_event(self, fields: dict[str, str]) -> None:
+        """Handle one entry of the arrivals stream (the ``jit`` consumer group).
 
-        A gateway killed between recording an update and queueing its arrival (or
-        a Redis error at that instant) leaves the update stored but unknown here,
-        and the party's retry is a duplicate that queues nothing: without this the
-        round would wait for ``t_wait``.  Updates recorded less than
-        ``ARRIVAL_GRACE_S`` ago are left to the request that is queueing them.
+        A stored update is queued as an arrival at the time it was recorded
+        (idempotent: its id is the party).  An update whose round has no
+        aggregation task yet, while the round is open, is one that raced the
+        round's start: it is left for a retry.
         """
-        state = self.service.scheduler.state
-        key = task_key(job_id, rnd)
-        task = state.get_task(key)
-        if task is None or task.n_arrived >= self.registry.round_update_count(job_id, rnd):
-            return 0
-        ids = state.update_ids(key, 0, task.n_arrived)
-        if ids is None:
-            return 0  # arrivals without ids: nothing to compare against
-        queued = set(ids)
-        t = time.time() if now is None else now
-        updates = self.registry.round_updates(job_id, rnd)
-        missed = sorted((u["arrived_at"], p) for p, u in updates.items()
-                        if p not in queued and u["arrived_at"] < t - ARRIVAL_GRACE_S)
-        for arrived_at, party in missed:
-            log.warning("queueing the arrival of %s in round %d of %s late", party, rnd, job_id)
-            self.arrived(job_id, rnd, party, now=arrived_at)
-        return len(missed)
+        if fields.get("kind") == "model":
+            return
+        job_id, rnd, party = fields["job"], int(fields["round"]), fields["party"]
+        if self.service.scheduler.state.get_task(task_key(job_id, rnd)) is None:
+            try:
+                state = self.registry.get_round(job_id, rnd).state
+            except NotFound:
+                return
+            if state == "open":
+                raise Unavailable(f"round {rnd} of {job_id} has no aggregation task yet")
+            return
+        self.arrived(job_id, rnd, party, now=float(fields["arrived_at"]))
 
     def claim_warm_ping(self, job_id: str, rnd: int, now: float | None = None) -> bool:
         """Whether this replica should ping ``aggregate`` now to hold it warm for the round's
@@ -215,11 +231,7 @@ class JitBridge:
                 self.coordinator.release(d.job_id, d.round)
             self.service.complete(d.decision_id)
         elif d.kind == "round_failed":
-            record = self.registry.get_round(d.job_id, d.round)
-            if record.state == "open":
-                arrived = len(self.registry.round_updates(d.job_id, d.round))
-                self.coordinator.fail(job, d.round, f"quorum not met at t_wait: {arrived} of "
-                                                    f"{record.quorum} required updates arrived")
+            self.coordinator.fail_quorum(job, d.round)
             self.service.complete(d.decision_id)
         elif d.kind == "preempt":
             # Steps are short and run one after another here, so the target has

@@ -150,7 +150,7 @@ class DataResolver:
             except NotFound:
                 continue
             updates = self.rounds.round_updates(job_id, rnd)
-            included = record.extra.get("parties_included", [])
+            included = record.parties_included or []
             clients = {}
             for party in record.expected:
                 upd = updates.get(party)
@@ -166,6 +166,6 @@ class DataResolver:
                 "hyperparameters": {**job.spec.hyperparameters, "algorithm": job.spec.algorithm.name,
                                     **{f"algorithm.{k}": v for k, v in job.spec.algorithm.params.items()}},
                 "included": included, "clients": clients,
-                "aggregation_latency_s": record.extra.get("aggregation_latency_s"),
+                "aggregation_latency_s": record.aggregation_latency_s,
             })
         return records

@@ -62,15 +62,22 @@ if n <= 0 then return {0, cjson.encode(t)} end
 -- counts as arriving with it.  Times are logged with cjson's 14 significant digits, the
 -- precision of the task's last_arrival and closed_at, so a close equals its last arrival.
 local last = t.last_arrival
+local with_ids = ARGV[2 + n_times] == '1'
+local added = 0
 for i = 1, n do
-  local v = tonumber(string.format('%.14g', tonumber(ARGV[1 + i])))
-  if not isnull(last) and v < last then v = last end
-  redis.call('RPUSH', KEYS[2], string.format('%.14g', v))
-  last = v
+  -- An update already recorded (its arrival event handled twice) counts once.
+  local id = with_ids and ARGV[2 + n_times + i] or nil
+  if not (id and redis.call('LPOS', KEYS[3], id)) then
+    local v = tonumber(string.format('%.14g', tonumber(ARGV[1 + i])))
+    if not isnull(last) and v < last then v = last end
+    redis.call('RPUSH', KEYS[2], string.format('%.14g', v))
+    if id then redis.call('RPUSH', KEYS[3], id) end
+    last = v
+    added = added + 1
+  end
 end
-if ARGV[2 + n_times] == '1' then
-  for i = 1, n do redis.call('RPUSH', KEYS[3], ARGV[2 + n_times + i]) end
-end
+n = added
+if n == 0 then return {0, cjson.encode(t)} end
 t.n_arrived = t.n_arrived + n
 t.last_arrival = last
 if t.n_arrived >= t.n_expected then t.closed_at = t.last_arrival end

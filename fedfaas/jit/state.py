@@ -140,8 +140,9 @@ class SchedulerState(Protocol):
         """Append arrivals to an open, unclosed task; closes it at the ``n_expected``-th.
 
         A time earlier than the last recorded one is raised to it, so the log stays
-        sorted.  Returns how many were accepted (arrivals after the close are refused)
-        and the task.
+        sorted; an update id already in the log is not counted again (its arrival
+        event was handled twice).  Returns how many were accepted (arrivals after
+        the close are refused) and the task.
         """
         ...
 
@@ -250,6 +251,10 @@ class InMemoryState:
         if task.status != OPEN or task.closed_at is not None:
             return 0, task
         t = np.asarray(times, dtype=np.float64)
+        if update_ids is not None:
+            known = set(self._ids.get(key, []))
+            fresh = [i for i, u in enumerate(update_ids) if u not in known]
+            t, update_ids = t[fresh], [update_ids[i] for i in fresh]
         n = min(t.size, task.n_expected - task.n_arrived)
         if n <= 0:
             return 0, task

@@ -20,6 +20,7 @@ from fedfaas.store import ObjectStore
 from gateway import metrics
 from gateway.ingest import Ingest
 from gateway.registry import Registry
+from gateway.round_state import RoundStore
 from gateway.rounds import RoundCoordinator
 from tests.conftest import Api
 
@@ -95,7 +96,9 @@ def test_finalising_a_round_observes_its_aggregation_latency(api_stack: LocalSta
     job, _ = registry.create_job(JobSpec(job_id=f"lat-{uuid.uuid4().hex[:8]}",
                                          model=ModelSpec(name="m", size_bytes=16), t_wait_s=3600), "default")
     registry.register_party(job, PartyProfile(party_id="alice"))
-    registry.start_round(job)
+    rounds = RoundStore(registry.redis)
+    rounds.create(job, registry.round_parties(job))
+    rounds.mark_open(job.job_id, 1)
     Ingest(registry, store, settings.max_body_bytes).accept(job, 1, "alice", _update(2.0))
     step = AggregationStep(store)
     coordinator = RoundCoordinator(registry, lambda request: step.run(StepRequest.parse(request)))
@@ -108,7 +111,7 @@ def test_finalising_a_round_observes_its_aggregation_latency(api_stack: LocalSta
     assert record.state == "closed"
     assert metrics.REGISTRY.get_sample_value(count) == before + 1
     assert metrics.REGISTRY.get_sample_value("fedfaas_rounds_total", {"outcome": "closed"}) == closed + 1
-    assert record.extra["aggregation_latency_s"] >= 0
+    assert record.aggregation_latency_s is not None and record.aggregation_latency_s >= 0
 
 
 def test_cache_hits_and_misses_are_summed_over_tenants_per_policy(api_stack: LocalStack) -> None:

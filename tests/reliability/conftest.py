@@ -22,6 +22,8 @@ FAULT_ENV = {
     "FEDFAAS_S3_TIMEOUT_S": "2",
     "FEDFAAS_REDIS_TIMEOUT_S": "2",
     "FEDFAAS_DRIVER_DELTA_S": "0.2",
+    # A dead replica's unacknowledged arrival events are claimed by the next within seconds.
+    "FEDFAAS_EVENT_CLAIM_IDLE_S": "2",
 }
 
 

@@ -7,7 +7,6 @@ round completes with the right model.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
@@ -17,8 +16,9 @@ import redis
 import requests
 
 from fedfaas import codec, keys
-from fedfaas.localstack.faults import crash
+from fedfaas.localstack.faults import crash, freeze
 from fedfaas.store import ObjectStore, digest
+from gateway.registry import Registry
 from tests.reliability.conftest import FaultStack
 from tests.reliability.faults import (
     Ledger,
@@ -86,27 +86,36 @@ def test_gateway_killed_mid_round_loses_no_acknowledged_update(fs: FaultStack) -
     assert max_abs_diff(model, weighted_mean(data, [1 + p for p in range(PARTIES)])) <= 1e-5
 
 
-def test_an_update_stored_by_a_gateway_that_died_before_queueing_it_still_closes_the_round(
+def test_an_arrival_announced_to_a_gateway_that_died_before_handling_it_still_closes_the_round(
         fs: FaultStack) -> None:
-    # Prepare: p0 uploads; p1's update is stored and recorded exactly as ingest does,
-    # by a gateway that died before telling the scheduler (steps 4-5 done, not the queueing)
+    # Prepare: p0 uploads; with the gateway frozen, p1's update is stored, recorded and
+    # announced exactly as ingest does (so the frozen replica's consumers may have read
+    # its arrival event, and will never acknowledge it); then the gateway dies.
     jid, tokens = make_job(fs.session, fs.base, fs.admin, 2, {"name": "lazy"})
     bodies = {p: codec.encode({"w": np.full(4, float(i + 1), np.float32)}, {"num_examples": 1})
               for i, p in enumerate(("p0", "p1"))}
     ledger = Ledger()
     upload(fs.session, fs.base, f"/v1/jobs/{jid}/rounds/1/updates", tokens[0], bodies["p0"], "p0", ledger)
     settings = fs.stack.settings()
+    store = ObjectStore(settings)
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    registry = Registry(client, store)
+    freeze(fs.stack, "gateway")
     key = keys.s3_update("default", jid, 1, "p1", digest(bodies["p1"]))
-    ObjectStore(settings).put(key, bodies["p1"])
+    store.put(key, bodies["p1"])
     entry = {"party": "p1", "round": 1, "key": key, "digest": digest(bodies["p1"]),
              "size": len(bodies["p1"]), "num_examples": 1, "train_time_s": None,
-             "arrived_at": time.time() - 10, "nonfinite": 0}
-    redis.Redis.from_url(settings.redis_url).hset(keys.round_updates(jid, 1), "p1", json.dumps(entry))
+             "arrived_at": time.time(), "nonfinite": 0}
+    recorded = registry.record_update(registry.get_job(jid), 1, "p1", entry)
+    time.sleep(0.5)
+    crash(fs.stack, "gateway")
+    fs.stack.restart("gateway")
     # Execute
     status = wait_round(fs.session, fs.base, jid, 1, fs.admin, timeout_s=60)
     retry = upload(fs.session, fs.base, f"/v1/jobs/{jid}/rounds/1/updates", tokens[1], bodies["p1"], "p1",
                    ledger)
     # Assert
+    assert recorded.created
     assert status["state"] == "closed" and status["parties_included"] == ["p0", "p1"], status
     assert retry == 200 and ledger.acked["p1"]["duplicate"] is True
     model = decode_model(call(fs.session, "GET", f"{fs.base}/v1/jobs/{jid}/model", tokens[0]).content)
