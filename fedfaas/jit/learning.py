@@ -16,7 +16,7 @@ weighted moving averages (EWMA, weight ``alpha`` on the newest round):
   ``t_wait`` (a hard bound), so they are not corrected one by one; their
   pooled arrival curve (quantiles of offset / ``t_wait``) is learned instead,
   which lets JIT plan how many aggregators a round needs
-  (:func:`fedfaas.jit.estimator.choose_aggregators`);
+  (:func:`fedfaas.jit.planning.choose_aggregators`);
 - per job, the bias of ``t_rnd`` left after the per-party correction (the
   maximum of noisy arrivals is later than the maximum of their means), for
   the reported ``t_rnd``;
@@ -28,8 +28,9 @@ weighted moving averages (EWMA, weight ``alpha`` on the newest round):
   (``"eager"``: what eager serverless would take), which sets how much of the
   target's headroom the timer may spend waiting less (``timer_share``).
 
-Every round leaves a :class:`RoundReport` (predicted vs observed per party and
-per job) that the gateway can serve as JSON.
+The estimator reads all of it for one round as a :class:`Corrections` value
+(:meth:`ArrivalLearner.corrections`).  Every round leaves a :class:`RoundReport`
+(predicted vs observed per party and per job) that the gateway can serve as JSON.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from fedfaas.errors import BadRequest
-from fedfaas.jit.estimator import JobEstimate
+from fedfaas.jit.estimate import JobEstimate
 
 CURVE_LEVELS = np.linspace(0.0, 1.0, 21)
 """Quantile levels of the learned intermittent arrival curve."""
@@ -62,6 +63,10 @@ LATENCY_AIM = 0.9
 """Observed / target latency the timer's share is steered to (EWMA): 10% under the target."""
 LATENCY_GAIN = 0.5
 """Log-step of the share per unit of latency-ratio error, per round."""
+MEASURED_PRIOR_DEV = 0.05
+"""Prior mean absolute deviation of a party whose times are measured, until it is seen
+twice: a measured epoch time is good to a few percent, while a regressed one keeps the
+learner's wider ``prior_dev`` (10%)."""
 
 
 def _nan_to_none(a: np.ndarray) -> list[float | None]:
@@ -128,6 +133,42 @@ class RoundReport:
                                      _nan_to_none(self.observed_t_upd), strict=True)
             ]
         return out
+
+
+@dataclass(frozen=True)
+class Corrections:
+    """What the learner applies to one round's estimate (see the module docstring).
+
+    Per-party arrays are in the order of the party ids asked for, relative to
+    each party's corrected ``t_upd``; the rest is job-wide.
+    """
+
+    ratio: np.ndarray
+    """Observed / predicted ``t_upd`` (1.0 for a party never observed)."""
+    early: np.ndarray
+    """``1 - z * dev``: how early an update plausibly arrives."""
+    late: np.ndarray
+    """``1 + z * dev``: how late an update plausibly arrives."""
+    sigma: np.ndarray
+    """Standard deviation of the arrival."""
+    observations: np.ndarray
+    """Rounds the party's arrival was observed in (a spread needs two)."""
+    likely_to_complete: bool
+    """Whether every party sends an update with odds of at least :data:`COMPLETION_LIKELY`."""
+    intermittent_arrivals: np.ndarray | None
+    """Expected offsets of the intermittent arrivals as fractions of ``t_wait``, sorted
+    (None: none learned yet, or no intermittent party)."""
+    agg_residual: float
+    """Observed aggregation time over the paper's ``t_agg``."""
+    slack: float
+    """Seconds by which the JIT timer is armed early for aggregation-time error."""
+    rnd_bias: float
+    """Bias of ``t_rnd`` left after the per-party corrections."""
+    round_quantile: float
+    """Quantile of the round's last arrival the JIT timer targets."""
+    rounds_seen: int
+    timer_share: float
+    """Share of the latency target's headroom the timer may spend as expected lateness."""
 
 
 class ArrivalLearner:
@@ -213,6 +254,28 @@ class ArrivalLearner:
         self._last_idx = np.zeros(0, dtype=np.int64)
 
     # -- corrections -------------------------------------------------------------------
+
+    def corrections(self, party_ids: Sequence[str], *, measured: np.ndarray | None = None,
+                    n_intermittent: int = 0) -> Corrections:
+        """Everything the next estimate of these parties needs from the learner.
+
+        ``measured`` marks the parties whose times are measured rather than
+        regressed or filled in: until observed twice their spread prior is
+        :data:`MEASURED_PRIOR_DEV` rather than ``prior_dev``, which this sets
+        (:meth:`use_priors`) before reading.  ``n_intermittent`` is how many
+        intermittent arrivals to place on the learned curve.
+        """
+        if measured is not None:
+            self.use_priors(party_ids, np.where(measured, MEASURED_PRIOR_DEV, self.prior_dev))
+        return Corrections(
+            ratio=self.ratios(party_ids), early=self.early_factors(party_ids),
+            late=self.late_factors(party_ids), sigma=self.sigma_factors(party_ids),
+            observations=self.observations(party_ids),
+            likely_to_complete=self.likely_to_complete(party_ids),
+            intermittent_arrivals=self.intermittent_arrivals(n_intermittent),
+            agg_residual=self.agg_residual, slack=self.slack(), rnd_bias=self.rnd_bias,
+            round_quantile=self.round_quantile, rounds_seen=self.rounds_seen,
+            timer_share=self.timer_share)
 
     def _indices(self, party_ids: Sequence[str]) -> np.ndarray:
         key = tuple(party_ids)
@@ -312,7 +375,7 @@ class ArrivalLearner:
         latency target allowed ``target``: move the timer's share of the headroom.
 
         The lateness model behind the timer
-        (:func:`~fedfaas.jit.estimator.latest_ready_time`) rests on learned spreads;
+        (:func:`~fedfaas.jit.last_arrival.latest_ready_time`) rests on learned spreads;
         this corrects its error per job.  Each round multiplies the share by
         ``exp(LATENCY_GAIN * (LATENCY_AIM - observed / target))`` (within 4x either
         way and ``TIMER_SHARE_BOUNDS``): the share stops moving, on average, where

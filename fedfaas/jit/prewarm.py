@@ -54,8 +54,9 @@ from typing import Any
 import numpy as np
 
 from fedfaas.errors import BadRequest
-from fedfaas.jit.estimator import JobEstimate, eager_step
+from fedfaas.jit.estimate import JobEstimate
 from fedfaas.jit.learning import COMPLETION_LIKELY, CURVE_LEVELS, ArrivalLearner
+from fedfaas.jit.planning import eager_step
 from fedfaas.jit.spec import JobSpec
 
 PINGS_PER_KEEP_ALIVE = 3

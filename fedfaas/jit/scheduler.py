@@ -38,7 +38,7 @@ import numpy as np
 
 from fedfaas.errors import BadRequest, Conflict, NotFound
 from fedfaas.jit.clock import Clock
-from fedfaas.jit.estimator import JobEstimate
+from fedfaas.jit.estimate import JobEstimate
 from fedfaas.jit.spec import JobSpec
 from fedfaas.jit.state import (
     FAILED,

@@ -25,8 +25,11 @@ import numpy as np
 import redis
 
 from fedfaas.errors import BadRequest, NotFound
+from fedfaas.jit.calibration import calibrate_t_pair
 from fedfaas.jit.clock import Clock, SystemClock
-from fedfaas.jit.estimator import DeadlineEstimator, JobEstimate, calibrate_t_pair, t_agg
+from fedfaas.jit.estimate import JobEstimate
+from fedfaas.jit.estimator import DeadlineEstimator
+from fedfaas.jit.formulas import t_agg
 from fedfaas.jit.learning import ArrivalLearner, RoundReport
 from fedfaas.jit.prewarm import Participation, WarmHold
 from fedfaas.jit.redis_state import RedisState
@@ -103,14 +106,8 @@ class JitService:
         task = self.scheduler.open_round(job, round_no, n_expected=len(parties), estimate=est,
                                          now=t0, min_chunk=min_chunk)
         hold = WarmHold.for_round(job, est)
-        record = {"round_start": t0, "party_ids": list(est.party_ids), "modes": list(est.modes),
-                  "sources": list(est.sources), "t_train": est.t_train.tolist(),
-                  "t_comm": est.t_comm.tolist(), "t_upd_base": est.t_upd_base.tolist(),
-                  "t_upd": est.t_upd.tolist(), "t_upd_early": est.t_upd_early.tolist(),
-                  "t_upd_late": est.t_upd_late.tolist(), "t_rnd": est.t_rnd,
-                  "t_agg": est.t_agg, "t_agg_paper": est.t_agg_paper,
-                  "t_rnd_early": est.t_rnd_early, "slack": est.slack, "n_agg": task.n_agg,
-                  "done_by": est.done_by, "target_latency": est.target_latency,
+        # The estimate in its one JSON form, and what the round adds to it.
+        record = {**est.to_dict(), "round_start": t0, "n_agg": task.n_agg,
                   # The paper's formula for the aggregators planned: what the learner
                   # compares the observed aggregation time with.
                   "t_agg_formula": t_agg(len(est.party_ids), float(est.meta["t_pair"]),
@@ -201,14 +198,7 @@ class JitService:
         t0 = rec["round_start"]
         observed = np.array([arrivals[p] - t0 if p in arrivals else math.nan
                              for p in rec["party_ids"]])
-        est = JobEstimate(
-            job_id=job_id, party_ids=tuple(rec["party_ids"]), modes=tuple(rec["modes"]),
-            sources=tuple(rec["sources"]), t_train=np.asarray(rec["t_train"]),
-            t_comm=np.asarray(rec["t_comm"]), t_upd_base=np.asarray(rec["t_upd_base"]),
-            t_upd=np.asarray(rec["t_upd"]), t_rnd=rec["t_rnd"], t_agg=rec["t_agg"],
-            t_agg_paper=rec["t_agg_paper"], t_rnd_early=rec["t_rnd_early"],
-            t_upd_early=np.asarray(rec["t_upd_early"]), t_upd_late=np.asarray(rec["t_upd_late"]),
-            slack=rec["slack"], target_latency=rec.get("target_latency"))
+        est = JobEstimate.from_dict({"job_id": job_id, **rec})  # older records lack job_id
         learner = self.learner(job_id)
         if t_agg_obs is not None:
             if t_agg_obs < 0:

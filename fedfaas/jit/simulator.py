@@ -43,7 +43,9 @@ import numpy as np
 from fedfaas.errors import BadRequest
 from fedfaas.jit.clock import VirtualClock
 from fedfaas.jit.cost import ArrivalForecast, CostModel, always_on_finish, run_pool
-from fedfaas.jit.estimator import DeadlineEstimator, JobEstimate, t_agg
+from fedfaas.jit.estimate import JobEstimate
+from fedfaas.jit.estimator import DeadlineEstimator
+from fedfaas.jit.formulas import t_agg
 from fedfaas.jit.keepalive import KeepAlivePool
 from fedfaas.jit.learning import ArrivalLearner
 from fedfaas.jit.prewarm import Participation, WarmHold

@@ -32,7 +32,7 @@ from typing import ClassVar
 import numpy as np
 
 from fedfaas.errors import BadRequest
-from fedfaas.jit.estimator import JobEstimate
+from fedfaas.jit.estimate import JobEstimate
 
 MODES = ("always-on", "stateless", "drain")
 

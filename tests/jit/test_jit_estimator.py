@@ -6,17 +6,16 @@ import numpy as np
 import pytest
 
 from fedfaas.errors import BadRequest
-from fedfaas.jit.estimator import (
-    DeadlineEstimator,
-    calibrate_t_pair,
+from fedfaas.jit.calibration import calibrate_t_pair
+from fedfaas.jit.estimator import DeadlineEstimator
+from fedfaas.jit.formulas import t_agg, t_comm
+from fedfaas.jit.last_arrival import latest_ready_time
+from fedfaas.jit.planning import (
     choose_aggregators,
     eager_completion,
     eager_instances,
     fluid_completion,
-    latest_ready_time,
     merge_time,
-    t_agg,
-    t_comm,
 )
 from fedfaas.jit.spec import JobSpec, PartyProfile
 

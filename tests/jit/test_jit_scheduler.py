@@ -8,7 +8,8 @@ import pytest
 
 from fedfaas.errors import Conflict
 from fedfaas.jit.clock import VirtualClock
-from fedfaas.jit.estimator import DeadlineEstimator, JobEstimate
+from fedfaas.jit.estimate import JobEstimate
+from fedfaas.jit.estimator import DeadlineEstimator
 from fedfaas.jit.scheduler import Scheduler, SchedulerConfig
 from fedfaas.jit.spec import JobSpec, PartyProfile
 from fedfaas.jit.state import DONE, FAILED, Decision, InMemoryState
