@@ -3,7 +3,7 @@
 The same FL job runs once per strategy on a fresh-enough local stack (real
 Redis, S3, gateway with its JIT scheduler, the ``aggregate`` function behind
 the OpenFaaS-compatible router), one job at a time.  Parties are processes
-(:mod:`fedfaas.jit.live_party`) that download the global model, train a real
+(:mod:`bench.jit.live_party`) that download the global model, train a real
 epoch of a small MLP and push real updates over HTTP: active parties with
 heterogeneous epoch times (emulated, and reported in their profiles so the
 estimator knows them) and intermittent parties that send at a random time
@@ -17,7 +17,7 @@ The platform: ``aggregate`` scales to zero after ``KEEP_ALIVE_S`` idle seconds
 (a bench-specific ``stack.yml`` with a short ``com.openfaas.scale.zero-duration``,
 which wins over the router's ``--idle-s``), so that serverless strategies pay
 for what they use; the always-on baseline is kept warm by the gateway's pings.
-Each live job is also replayed in the simulator (:mod:`fedfaas.jit.simulator`)
+Each live job is also replayed in the simulator (:mod:`bench.jit.simulator`)
 with the measured arrivals, cold start and keep-alive, on the live platform
 (``keep-alive``) and on the paper's modelled one, to show where they differ
 (``docs/jit.md``, "Live vs simulated").
@@ -38,16 +38,16 @@ from typing import Any
 
 import numpy as np
 
+from bench.jit.cost import PRICE_PER_CONTAINER_S, CostModel
+from bench.jit.live_party import MODEL, MODEL_KWARGS, PartyPlan, PartyProcess
+from bench.jit.scenarios import batch_size_for
+from bench.jit.simulator import ExplicitWorkload, SimConfig, SimResult, simulate
 from fedfaas import layout
 from fedfaas.client import AdminClient
 from fedfaas.client.retry import Poll
 from fedfaas.client.rounds import wait_round_closed
 from fedfaas.errors import Unavailable
 from fedfaas.faas.client import FaasClient
-from fedfaas.jit.cost import PRICE_PER_CONTAINER_S, CostModel
-from fedfaas.jit.live_party import MODEL, MODEL_KWARGS, PartyPlan, PartyProcess
-from fedfaas.jit.scenarios import batch_size_for
-from fedfaas.jit.simulator import ExplicitWorkload, SimConfig, SimResult, simulate
 from fedfaas.jit.spec import PartyProfile
 from fedfaas.localstack.stack import PROJECT_ROOT, LocalStack, StackOptions
 from fedfaas.models import build_model, iid_split, load_digits_dataset, state_arrays

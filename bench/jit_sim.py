@@ -7,7 +7,7 @@ measured in the same run.  Prints the Fig. 9-style table (container-seconds,
 projected cost, JIT's savings) and writes a plot to ``reports/jit-sim.png``.
 
 Savings are ``1 - jit / baseline`` container-seconds.  Each row also carries
-its floor (:meth:`fedfaas.jit.simulator.Simulator.floor_round`: the fusion work,
+its floor (:meth:`bench.jit.simulator.Simulator.floor_round`: the fusion work,
 the model writes and one container start per round, which no strategy avoids)
 and ``max_saving_vs``, ``1 - floor / baseline``: the most any strategy could
 save there.  ``goals`` counts, per baseline, the rows where JIT meets the goal
@@ -25,9 +25,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from fedfaas.jit.cost import CostModel
-from fedfaas.jit.scenarios import MODEL_PARAMS, SCENARIOS, batch_size_for, model_bytes
-from fedfaas.jit.simulator import SimConfig, simulate
+from bench.jit.cost import CostModel
+from bench.jit.scenarios import MODEL_PARAMS, SCENARIOS, batch_size_for, model_bytes
+from bench.jit.simulator import SimConfig, simulate
 from fedfaas.jit.spec import STRATEGIES
 
 PLOT = Path("reports/jit-sim.png")

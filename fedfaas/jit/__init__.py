@@ -8,9 +8,9 @@
 - :mod:`~fedfaas.jit.learning`: corrections learned round by round, and reports;
 - :mod:`~fedfaas.jit.strategies`, :mod:`~fedfaas.jit.scheduler`, :mod:`~fedfaas.jit.state`,
   :mod:`~fedfaas.jit.redis_state`: priorities, timers, capacity, preemption, claims (5.5);
-- :mod:`~fedfaas.jit.service`: the gateway's facade on Redis;
-- :mod:`~fedfaas.jit.cost`, :mod:`~fedfaas.jit.scenarios`, :mod:`~fedfaas.jit.simulator`:
-  the paper's evaluation (6) on a virtual clock.
+- :mod:`~fedfaas.jit.service`: the gateway's facade on Redis.
+
+The paper's evaluation (6) on a virtual clock lives in :mod:`bench.jit`.
 """
 
 from fedfaas.jit.calibration import calibrate_t_pair

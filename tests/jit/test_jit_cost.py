@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedfaas.jit.cost import ArrivalForecast, CostModel, PoolRun, always_on_finish, run_pool
+from bench.jit.cost import ArrivalForecast, CostModel, PoolRun, always_on_finish, run_pool
 
 
 def _pool(ready: list[float], work: list[float], *, cap: int, cold_s: float, idle_limit_s: float,

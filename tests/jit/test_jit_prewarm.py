@@ -9,12 +9,12 @@ import json
 import numpy as np
 import pytest
 
+from bench.jit.cost import CostModel
+from bench.jit.simulator import ExplicitWorkload, SimConfig, simulate
 from fedfaas.errors import BadRequest
-from fedfaas.jit.cost import CostModel
 from fedfaas.jit.learning import CURVE_LEVELS
 from fedfaas.jit.prewarm import Participation, WarmHold
 from fedfaas.jit.service import JitService
-from fedfaas.jit.simulator import ExplicitWorkload, SimConfig, simulate
 from fedfaas.jit.spec import JobSpec, PartyProfile
 
 

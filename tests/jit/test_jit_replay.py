@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bench.jit.cost import CostModel
+from bench.jit.keepalive import KeepAlivePool
+from bench.jit.simulator import ExplicitWorkload, SimConfig, simulate
 from fedfaas.errors import BadRequest
-from fedfaas.jit.cost import CostModel
-from fedfaas.jit.keepalive import KeepAlivePool
-from fedfaas.jit.simulator import ExplicitWorkload, SimConfig, simulate
 from fedfaas.jit.spec import PartyProfile
 
 # io = M / b_dc = 0.1 s, fusion negligible: every stateless step keeps a container 0.2 s busy

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from bench.jit.simulator import SimConfig, Simulator, simulate
 from fedfaas.errors import BadRequest
-from fedfaas.jit.simulator import SimConfig, Simulator, simulate
 from fedfaas.jit.spec import STRATEGIES
 from fedfaas.jit.state import DONE
 
@@ -50,8 +50,8 @@ def test_config_is_validated() -> None:
 def test_floor_bounds_every_serverless_strategy_and_matches_hand_computation() -> None:
     import numpy as np
 
-    from fedfaas.jit.cost import CostModel
-    from fedfaas.jit.simulator import ExplicitWorkload
+    from bench.jit.cost import CostModel
+    from bench.jit.simulator import ExplicitWorkload
     from fedfaas.jit.spec import PartyProfile
 
     cost = CostModel()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from bench.jit.live_party import INTERMITTENT_WINDOW, PartyPlan
 from bench.jit_live import Workload
 from fedfaas.errors import BadRequest
-from fedfaas.jit.live_party import INTERMITTENT_WINDOW, PartyPlan
 from fedfaas.spec import PartyProfile, parse
 
 

@@ -4,7 +4,7 @@ The simulator drives the *same* :class:`~fedfaas.jit.estimator.DeadlineEstimator
 :class:`~fedfaas.jit.learning.ArrivalLearner`, strategies and
 :class:`~fedfaas.jit.scheduler.Scheduler` (on an
 :class:`~fedfaas.jit.state.InMemoryState`) as the live gateway; only the
-platform that runs the launches is modelled, by :mod:`fedfaas.jit.cost`.
+platform that runs the launches is modelled, by :mod:`bench.jit.cost`.
 Events (round open, scheduler ticks, end of fusion, model published) sit in a
 heap ordered by virtual time; nothing sleeps.
 
@@ -24,7 +24,7 @@ earlier, paper 4.3) to the global model being published; and container-seconds.
 Two extensions replay a live job (``bench/jit_live.py``, ``docs/jit.md`` "Live vs
 simulated"): an :class:`ExplicitWorkload` gives the parties' profiles and
 measured arrivals instead of a scenario's, and ``platform="keep-alive"`` runs the
-launches as the live gateway does on OpenFaaS (:mod:`fedfaas.jit.keepalive`):
+launches as the live gateway does on OpenFaaS (:mod:`bench.jit.keepalive`):
 every launch and every finalisation is one stateless call, and containers stay
 warm ``keep_alive_s`` after their last call, across rounds, instead of the
 modelled platform's in-memory drains, early release and pre-warming; JIT holds an
@@ -40,16 +40,9 @@ from typing import Any
 
 import numpy as np
 
-from fedfaas.errors import BadRequest
-from fedfaas.jit.clock import VirtualClock
-from fedfaas.jit.cost import ArrivalForecast, CostModel, always_on_finish, run_pool
-from fedfaas.jit.estimate import JobEstimate
-from fedfaas.jit.estimator import DeadlineEstimator
-from fedfaas.jit.formulas import t_agg
-from fedfaas.jit.keepalive import KeepAlivePool
-from fedfaas.jit.learning import ArrivalLearner
-from fedfaas.jit.prewarm import Participation, WarmHold
-from fedfaas.jit.scenarios import (
+from bench.jit.cost import ArrivalForecast, CostModel, always_on_finish, run_pool
+from bench.jit.keepalive import KeepAlivePool
+from bench.jit.scenarios import (
     MODEL_PARAMS,
     Population,
     WorkloadParams,
@@ -58,14 +51,21 @@ from fedfaas.jit.scenarios import (
     model_bytes,
     round_offsets,
 )
+from fedfaas.errors import BadRequest
+from fedfaas.jit.clock import VirtualClock
+from fedfaas.jit.estimate import JobEstimate
+from fedfaas.jit.estimator import DeadlineEstimator
+from fedfaas.jit.formulas import t_agg
+from fedfaas.jit.learning import ArrivalLearner
+from fedfaas.jit.prewarm import Participation, WarmHold
 from fedfaas.jit.scheduler import Scheduler
 from fedfaas.jit.spec import STRATEGIES, JobSpec, PartyProfile
 from fedfaas.jit.state import Decision, InMemoryState
 
 _SEEDS = {"active-homogeneous": 1, "active-heterogeneous": 2, "intermittent-heterogeneous": 3}
 PLATFORMS = ("modelled", "keep-alive")
-"""``modelled``: the cost model of :mod:`fedfaas.jit.cost` (Fig. 9); ``keep-alive``: the live
-gateway on OpenFaaS (:mod:`fedfaas.jit.keepalive`)."""
+"""``modelled``: the cost model of :mod:`bench.jit.cost` (Fig. 9); ``keep-alive``: the live
+gateway on OpenFaaS (:mod:`bench.jit.keepalive`)."""
 EXPLICIT = "explicit"
 
 

@@ -1,6 +1,6 @@
 """Party processes of the live JIT benchmark (JIT paper 6.3): real training, real updates over HTTP.
 
-Each party is its own process (``python -m fedfaas.jit.live_party``) using the
+Each party is its own process (``python -m bench.jit.live_party``) using the
 party SDK: it registers with its profile, and every round downloads the
 global model, trains one real epoch of a small torch MLP on its share of the
 digits set, pushes the update and reports what it measured.  Heterogeneity
@@ -178,7 +178,7 @@ class PartyProcess:
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fedfaas.jit.live_party"], stdin=subprocess.PIPE,
+            [sys.executable, "-m", "bench.jit.live_party"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, text=True, env=env, bufsize=1)
         self._events: queue.Queue[dict[str, Any]] = queue.Queue()
         self._reader = threading.Thread(target=self._read, name="live-party-reader", daemon=True)
