@@ -6,7 +6,17 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup test lint typecheck demo up down status bench-quick clean
 
+# nginx is the gateway's buffering front (docs/gateway-frontend.md). On Debian as root it is
+# installed when missing; policy-rc.d keeps the package's postinst from starting a system nginx.
 setup: $(STAMP)
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    own=0; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; \
+	      chmod +x /usr/sbin/policy-rc.d; own=1; fi; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends nginx-light); rc=$$?; \
+	    if [ $$own = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi; exit $$rc; \
+	  else echo "nginx is missing: install the Debian package nginx-light (or nginx) as root" >&2; fi; }
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)

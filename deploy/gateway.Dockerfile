@@ -42,5 +42,10 @@ ENV PATH=/opt/venv/bin:$PATH \
 WORKDIR /tmp
 USER 10001:10001
 EXPOSE 8000
+# Clients reach gunicorn only through nginx (deploy/k8s/gateway-frontend.yaml); its
+# request limits here are a second line, never tighter than nginx's own.
 CMD ["gunicorn", "--worker-class", "gthread", "--workers", "2", "--threads", "16", \
-     "--bind", "0.0.0.0:8000", "--timeout", "300", "--no-control-socket", "--logger-class", "gateway.logs.GunicornLogger", "gateway.wsgi:app"]
+     "--bind", "0.0.0.0:8000", "--timeout", "300", "--no-control-socket", \
+     "--limit-request-line", "8190", "--limit-request-field_size", "16384", \
+     "--limit-request-fields", "8208", \
+     "--logger-class", "gateway.logs.GunicornLogger", "gateway.wsgi:app"]

@@ -17,13 +17,14 @@ import secrets
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from fedfaas.config import Settings
-from fedfaas.localstack import services
-from fedfaas.localstack.procs import Service, StartError, free_port, pid_alive, stop_pid
+from fedfaas.localstack import frontend, services
+from fedfaas.localstack.frontend import FrontendLimits
+from fedfaas.localstack.procs import Service, StartError, free_port, pid_alive, port_open, stop_pid
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ALL_COMPONENTS = ("redis", "s3", "router", "gateway")
@@ -32,7 +33,10 @@ COMPONENT_ADDRESS_VARS = {"redis": "FEDFAAS_REDIS_URL", "s3": "FEDFAAS_S3_ENDPOI
                           "router": "FEDFAAS_FAAS_GATEWAY_URL", "gateway": "FEDFAAS_GATEWAY_URL"}
 """The variable that carries each component's address."""
 # SeaweedFS needs more than 8 s to stop on SIGTERM; past this it is killed.
-GRACE_S = {"s3": 3.0, "redis": 5.0, "router": 8.0, "gateway": 8.0}
+GRACE_S = {"s3": 3.0, "redis": 5.0, "router": 8.0, "gateway": 8.0, "frontend": 3.0}
+FRONTEND = "frontend"
+"""The gateway's nginx (fedfaas.localstack.frontend): listens on the gateway's public port,
+recorded as its own process; ``down`` stops it with the gateway, a gateway ``restart`` keeps it."""
 
 
 def default_data_dir() -> Path:
@@ -52,6 +56,7 @@ class StackOptions:
     gateway_threads: int = 16
     extra_env: dict[str, str] = field(default_factory=dict)
     ready_timeout_s: float = 60.0
+    frontend: FrontendLimits = field(default_factory=FrontendLimits)
 
 
 class LocalStack:
@@ -166,6 +171,7 @@ class LocalStack:
             "gateway_workers": opts.gateway_workers,
             "gateway_threads": opts.gateway_threads,
             "ready_timeout_s": opts.ready_timeout_s,
+            "frontend": asdict(opts.frontend),
         }
         try:
             for name in ALL_COMPONENTS:
@@ -209,7 +215,8 @@ class LocalStack:
             "running": bool(alive) and all(alive.values()),
             "data_dir": str(self.data_dir),
             "components": {
-                name: {"pid": pid, "alive": alive.get(name, False), "port": state["ports"].get(name)}
+                name: {"pid": pid, "alive": alive.get(name, False),
+                       "port": state["ports"].get("gateway" if name == FRONTEND else name)}
                 for name, pid in state.get("pids", {}).items()
             },
             "env": state.get("env", {}),
@@ -228,6 +235,10 @@ class LocalStack:
                 stopped.append(name)
             if name in wanted:
                 state.get("pids", {}).pop(name, None)
+            if name == "gateway" and name in wanted:
+                front = state.get("pids", {}).pop(FRONTEND, None)
+                if front:
+                    stop_pid(int(front), GRACE_S[FRONTEND])
         if "router" in wanted:
             self._kill_function_leftovers()
         if not state.get("pids"):
@@ -294,15 +305,29 @@ class LocalStack:
             url = env["FEDFAAS_FAAS_GATEWAY_URL"] + "/healthz"
             check = lambda: services.http_ready(url)
         elif name == "gateway":
+            limits = FrontendLimits(**opts.get("frontend", {}))
+            if limits.max_body_bytes is None:  # nginx refuses exactly what the gateway would
+                limits = replace(limits, max_body_bytes=int(
+                    env.get("FEDFAAS_MAX_BODY_BYTES", Settings.max_body_bytes)))
+            if "gateway_upstream" not in state:
+                state["gateway_upstream"] = frontend.upstream_address(self.data_dir, free_port())
+            self._ensure_frontend(state, limits, timeout)
+            header_total = limits.header_buffers * limits.header_buffer_bytes
             argv = [
                 sys.executable, "-m", "gunicorn",
                 "--worker-class", "gthread",
                 "--workers", str(opts["gateway_workers"]),
                 "--threads", str(opts["gateway_threads"]),
-                "--bind", f"127.0.0.1:{ports['gateway']}",
+                "--bind", state["gateway_upstream"],
                 "--timeout", "300",
                 "--graceful-timeout", "5",
                 "--no-control-socket",
+                # A second line behind nginx, never tighter than nginx's own limits (so no
+                # request nginx lets through meets gunicorn's HTML error page): the longest
+                # line gunicorn accepts, and as many header lines as nginx's buffers can hold.
+                "--limit-request-line", "8190",
+                "--limit-request-field_size", str(2 * limits.header_buffer_bytes),
+                "--limit-request-fields", str(min(32768, header_total // 4 + 16)),
                 "--logger-class", "gateway.logs.GunicornLogger",
                 "gateway.wsgi:app",
             ]
@@ -316,3 +341,20 @@ class LocalStack:
         svc.wait_ready(check, timeout)
         if name == "s3":
             self._ensure_bucket()
+
+    def _ensure_frontend(self, state: dict[str, Any], limits: FrontendLimits, timeout: float) -> None:
+        """Start the gateway's nginx on the public port unless it already runs."""
+        pid = state["pids"].get(FRONTEND)
+        if pid and pid_alive(int(pid)):
+            return
+        port = int(state["ports"]["gateway"])
+        run_dir = self.data_dir / "run"
+        try:
+            argv = frontend.nginx_argv(run_dir / "nginx.conf", run_dir)
+        except frontend.FrontendMissing as exc:
+            raise StartError(str(exc)) from None
+        conf = frontend.write_config(run_dir, f"127.0.0.1:{port}", state["gateway_upstream"], limits)
+        svc = Service(FRONTEND, argv, self.data_dir / "logs" / "frontend.log", cwd=conf.parent)
+        state["pids"][FRONTEND] = svc.start()
+        self._write_state(state)
+        svc.wait_ready(lambda: port_open(port), timeout)
