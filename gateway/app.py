@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 import uuid
 from typing import Any
@@ -129,20 +128,20 @@ def create_app(settings: Settings | None = None, start_background: bool = True) 
     app.register_blueprint(queries)
     app.register_blueprint(metrics.blueprint)
     app.register_blueprint(openapi.blueprint)
-    if os.environ.get("FEDFAAS_FLSTORE", "1") != "0":
+    if settings.flstore:
         from gateway.flstore import FLStoreService
 
         flstore = FLStoreService(services.redis, services.store, services.registry, settings)
         app.extensions["fedfaas_flstore"] = flstore
         if start_background:
             flstore.start()
-    from gateway.driver import aggregate_labels, driver_delta_s, new_coordinator, start_driver
+    from gateway.driver import aggregate_labels, new_coordinator, start_driver
     from gateway.platform import PlatformFigures
     from gateway.scheduling import JitBridge
 
     coordinator = new_coordinator(services.registry, settings)
     platform = PlatformFigures(services.redis, aggregate_labels(settings))
-    bridge = JitBridge(services.redis, services.registry, coordinator, driver_delta_s(), platform)
+    bridge = JitBridge(services.redis, services.registry, coordinator, settings.driver_delta_s, platform)
     app.extensions["fedfaas_jit"] = bridge
     if start_background:
         driver = start_driver(services.registry, bridge, settings)

@@ -14,6 +14,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+# fedfaas.config imports no prometheus_client: safe before the metrics directory is set.
+from fedfaas.config import load_settings
+
 
 def _pid_alive(pid: int) -> bool:
     try:
@@ -40,7 +43,7 @@ def share_metrics_between_workers() -> str | None:
         return chosen
     if not os.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn/"):
         return None
-    base = Path(os.environ.get("FEDFAAS_HOME") or tempfile.gettempdir()) / "gateway-metrics"
+    base = Path(load_settings().home or tempfile.gettempdir()) / "gateway-metrics"
     master = os.getppid()
     folder = base / str(master)
     folder.mkdir(parents=True, exist_ok=True)
@@ -56,5 +59,5 @@ share_metrics_between_workers()
 from gateway.app import create_app  # noqa: E402  (after the metrics directory is set)
 from gateway.logs import configure_logging  # noqa: E402
 
-configure_logging(os.environ.get("FEDFAAS_LOG_LEVEL", "INFO").upper())
+configure_logging(load_settings().log_level.upper())
 app = create_app()

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from fedfaas.config import env_names, secret_names
 from fedfaas.faas.stackfile import expand_env, parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,16 +76,15 @@ def _service_port(host: str, port: int) -> None:
 
 
 def _env_names_read_by_code() -> set[str]:
-    """``FEDFAAS_*`` variables that fedfaas/config.py and the gateway package read."""
-    config = (ROOT / "fedfaas" / "config.py").read_text()
-    names = {"FEDFAAS_" + n for n in re.findall(r"_env(?:_int|_float)?\(\"([A-Z0-9_]+)\"", config)}
-    for path in [ROOT / "fedfaas" / "config.py", *sorted((ROOT / "gateway").glob("*.py"))]:
+    """``FEDFAAS_*`` variables that fedfaas.config.Settings and the gateway package read."""
+    names = env_names()
+    for path in sorted((ROOT / "gateway").glob("*.py")):
         names |= set(re.findall(r"\"(FEDFAAS_[A-Z0-9_]+)\"", path.read_text()))
     return names
 
 
 def _secrets_read_by_code() -> set[str]:
-    return set(re.findall(r"read_secret\(\"([a-z0-9-]+)\"", (ROOT / "fedfaas" / "config.py").read_text()))
+    return secret_names()
 
 
 def _stack_defaults() -> dict[str, Any]:
