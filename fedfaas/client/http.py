@@ -1,7 +1,8 @@
 """HTTP layer of the party SDK: one session, default timeouts, retries, one exception root.
 
-Every call has a timeout.  Retryable failures (see :mod:`fedfaas.client.retry`)
-are retried with backoff; everything else becomes a :class:`FedfaasError`
+Every call has a timeout.  Retryable failures are retried with backoff by
+urllib3 under the project's one policy (:mod:`fedfaas.retry`, mounted on the
+session's adapters); everything else becomes a :class:`FedfaasError`
 subclass chosen by the HTTP status and carrying the server's JSON ``error``
 code and ``message``.  Foreign exceptions (``requests``) are translated here
 and nowhere else.
@@ -11,14 +12,15 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
 import requests
+import urllib3
 
-from fedfaas.client.retry import Retry, parse_retry_after
 from fedfaas.errors import (
     BadRequest,
     CodecError,
@@ -32,6 +34,7 @@ from fedfaas.errors import (
     Unauthorized,
     Unavailable,
 )
+from fedfaas.retry import ALL_METHODS, IDEMPOTENT_METHODS, RETRYABLE_STATUSES, Retry
 
 log = logging.getLogger("fedfaas.client")
 
@@ -53,7 +56,6 @@ _BY_CODE: dict[str, type[FedfaasError]] = {
     CodecError.code: CodecError,
     FusionError.code: FusionError,
 }
-_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def error_from_response(resp: requests.Response) -> FedfaasError:
@@ -74,17 +76,15 @@ def error_from_response(resp: requests.Response) -> FedfaasError:
     if cls is None:
         cls = BadRequest if 400 <= status < 500 else FedfaasError
     return cls(f"{resp.request.method} {resp.url}: {message}", code=code, status=status,
-               retryable=status in (429, 502, 503, 504), details=details)
+               retryable=status in RETRYABLE_STATUSES, details=details)
 
 
-def _never_sent(exc: requests.RequestException) -> bool:
-    """True when the request certainly did not reach the server (safe to resend anything)."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return True
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        text = repr(exc)
-        return "NewConnectionError" in text or "Connection refused" in text
-    return False
+def _timed_out(exc: requests.RequestException) -> bool:
+    """True when ``exc`` is a timeout, also one urllib3 gave up retrying."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    refused = isinstance(reason, urllib3.exceptions.NewConnectionError)  # a TimeoutError to urllib3
+    return isinstance(exc, requests.Timeout) or (
+        isinstance(reason, urllib3.exceptions.TimeoutError) and not refused)
 
 
 class FedfaasClient:
@@ -118,13 +118,32 @@ class FedfaasClient:
         self.retry = retry or Retry()
         self._rng = random.Random(seed)
         self._sleep = sleep
-        self._session = requests.Session()
-        self._session.headers["User-Agent"] = USER_AGENT
+        self._attempt = threading.local()  # the current call's attempts and start, per thread
+        # Idempotent by method, and for calls declared idempotent (any method) or not (none).
+        self._sessions = {idempotent: self._new_session(methods) for idempotent, methods in
+                          ((None, IDEMPOTENT_METHODS), (True, ALL_METHODS), (False, frozenset()))}
+        self._session = self._sessions[None]
+
+    def _new_session(self, methods: frozenset[str]) -> requests.Session:
+        session = requests.Session()
+        session.headers["User-Agent"] = USER_AGENT
+        adapter = self.retry.adapter(methods, sleep=self._wait, rng=self._rng)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return session
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep between two attempts of the current call (urllib3 calls it)."""
+        log.info("retry %d of the current call in %.2f s", self._attempt.count + 1, seconds)
+        self._sleep(seconds)
+        self._attempt.count += 1
+        self._attempt.started = time.perf_counter()
 
     # --- lifecycle -----------------------------------------------------------------------
     def close(self) -> None:
-        """Close the connection pool."""
-        self._session.close()
+        """Close the connection pools."""
+        for session in self._sessions.values():
+            session.close()
 
     def __enter__(self) -> FedfaasClient:
         return self
@@ -152,40 +171,23 @@ class FedfaasClient:
         :class:`Unavailable` when the gateway stays unreachable.
         """
         method = method.upper()
-        if idempotent is None:
-            idempotent = method in _IDEMPOTENT_METHODS
+        if idempotent is not None and idempotent == (method in IDEMPOTENT_METHODS):
+            idempotent = None  # the method says it already
         url = self.base_url + path
         all_headers = dict(headers or {})
         if self.token is not None:
             all_headers["Authorization"] = f"Bearer {self.token}"
-        attempt = 0
-        while True:
-            started = time.perf_counter()
-            try:
-                resp = self._session.request(
-                    method, url, json=json_body, data=data, params=params, headers=all_headers,
-                    timeout=timeout if timeout is not None else self.timeout)
-            except requests.RequestException as exc:
-                safe = idempotent or _never_sent(exc)
-                if not safe or attempt >= self.retry.retries:
-                    raise self._transport_error(method, url, exc, attempt) from exc
-                wait = self.retry.wait_s(attempt, None, self._rng)
-                log.info("%s %s failed (%s); retry %d in %.2f s", method, url,
-                         type(exc).__name__, attempt + 1, wait)
-            else:
-                elapsed = time.perf_counter() - started
-                if resp.status_code < 400:
-                    return resp, elapsed
-                if (attempt >= self.retry.retries
-                        or not self.retry.status_is_retryable(resp.status_code, idempotent)):
-                    raise error_from_response(resp)
-                wait = self.retry.wait_s(
-                    attempt, parse_retry_after(resp.headers.get("Retry-After")), self._rng)
-                log.info("%s %s answered %d; retry %d in %.2f s", method, url,
-                         resp.status_code, attempt + 1, wait)
-                resp.close()
-            self._sleep(wait)
-            attempt += 1
+        self._attempt.count, self._attempt.started = 0, time.perf_counter()
+        try:
+            resp = self._sessions[idempotent].request(
+                method, url, json=json_body, data=data, params=params, headers=all_headers,
+                timeout=timeout if timeout is not None else self.timeout)
+        except requests.RequestException as exc:
+            raise self._transport_error(method, url, exc, self._attempt.count) from exc
+        elapsed = time.perf_counter() - self._attempt.started
+        if resp.status_code >= 400:
+            raise error_from_response(resp)
+        return resp, elapsed
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """:meth:`timed_request` without the timing."""
@@ -208,7 +210,7 @@ class FedfaasClient:
     @staticmethod
     def _transport_error(method: str, url: str, exc: requests.RequestException,
                          attempt: int) -> FedfaasError:
-        code = "timeout" if isinstance(exc, requests.Timeout) else "connection_error"
+        code = "timeout" if _timed_out(exc) else "connection_error"
         tries = f" after {attempt + 1} attempts" if attempt else ""
         return Unavailable(f"{method} {url} failed{tries}: {type(exc).__name__}: {exc}", code=code)
 

@@ -1,7 +1,9 @@
-"""Retry policy of the party SDK: exponential backoff with jitter, ``Retry-After`` honoured.
+"""Retry policy and polling of the party SDK.
 
-Only failures that say "try again later" are retried: connection errors and
-the statuses 429, 502, 503 and 504.  A 4xx such as 400, 401, 403 or 409 is an
+The retry policy is the project's one HTTP policy, :mod:`fedfaas.retry`
+(urllib3's ``Retry`` on the session's adapters): connection errors and the
+statuses 429, 502, 503 and 504 are retried with exponential backoff and
+jitter, ``Retry-After`` honoured.  A 4xx such as 400, 401, 403 or 409 is an
 answer about the request itself and is never retried.  Requests that are not
 idempotent (creating a job, starting a round) are retried only when the server
 cannot have acted on them (the connection was never made, or 429/503).
@@ -9,113 +11,41 @@ cannot have acted on them (the connection was never made, or 429/503).
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from dataclasses import dataclass
 from typing import TypeVar
 
-#: Statuses that mean "the server did not do it, ask again later".
-RETRYABLE_STATUSES: frozenset[int] = frozenset({429, 502, 503, 504})
-#: Of those, the ones that guarantee the request was not acted upon (safe for any method).
-NOT_PROCESSED_STATUSES: frozenset[int] = frozenset({429, 503})
+from fedfaas.retry import (
+    DEFAULT_BACKOFF_BASE_S,
+    DEFAULT_BACKOFF_CAP_S,
+    DEFAULT_MAX_RETRY_AFTER_S,
+    DEFAULT_RETRIES,
+    NO_RETRY,
+    NOT_PROCESSED_STATUSES,
+    RETRYABLE_STATUSES,
+    Backoff,
+    Retry,
+    parse_retry_after,
+)
 
-DEFAULT_RETRIES = 5
-DEFAULT_BACKOFF_BASE_S = 0.2
-DEFAULT_BACKOFF_CAP_S = 10.0
-DEFAULT_MAX_RETRY_AFTER_S = 60.0
+__all__ = [
+    "DEFAULT_BACKOFF_BASE_S",
+    "DEFAULT_BACKOFF_CAP_S",
+    "DEFAULT_MAX_RETRY_AFTER_S",
+    "DEFAULT_POLL",
+    "DEFAULT_RETRIES",
+    "NOT_PROCESSED_STATUSES",
+    "NO_RETRY",
+    "RETRYABLE_STATUSES",
+    "Backoff",
+    "Poll",
+    "Retry",
+    "parse_retry_after",
+    "poll",
+]
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential backoff with "equal jitter".
-
-    The ``attempt``-th delay is ``d = min(cap_s, base_s * factor**attempt)``,
-    drawn uniformly from ``[d * (1 - jitter), d]`` so that many parties that
-    failed together do not retry together.
-    """
-
-    base_s: float = DEFAULT_BACKOFF_BASE_S
-    cap_s: float = DEFAULT_BACKOFF_CAP_S
-    factor: float = 2.0
-    jitter: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.base_s < 0 or self.cap_s < 0 or self.factor < 1 or not 0 <= self.jitter <= 1:
-            raise ValueError("backoff needs base_s, cap_s >= 0, factor >= 1 and 0 <= jitter <= 1")
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """Seconds to wait before retry number ``attempt`` (0-based)."""
-        ceiling = min(self.cap_s, self.base_s * self.factor ** min(attempt, 64))
-        return ceiling * (1.0 - self.jitter * rng.random())
-
-
-@dataclass(frozen=True)
-class Retry:
-    """How often and how long to retry a request.
-
-    Parameters
-    ----------
-    retries
-        Retries after the first attempt (0 disables retrying).
-    backoff
-        Delay between attempts when the server gives no ``Retry-After``.
-    statuses
-        HTTP statuses that are retried.
-    max_retry_after_s
-        Upper bound on a server's ``Retry-After`` (a hostile or buggy header
-        cannot park the party for hours).
-    """
-
-    retries: int = DEFAULT_RETRIES
-    backoff: Backoff = field(default_factory=Backoff)
-    statuses: frozenset[int] = RETRYABLE_STATUSES
-    max_retry_after_s: float = DEFAULT_MAX_RETRY_AFTER_S
-
-    def __post_init__(self) -> None:
-        if self.retries < 0:
-            raise ValueError("retries must be >= 0")
-        if any(400 <= s < 500 and s != 429 for s in self.statuses):
-            raise ValueError("only 429 may be retried among the 4xx statuses")
-
-    def status_is_retryable(self, status: int, idempotent: bool) -> bool:
-        """True when a response with ``status`` may be sent again."""
-        if status not in self.statuses:
-            return False
-        return idempotent or status in NOT_PROCESSED_STATUSES
-
-    def wait_s(self, attempt: int, retry_after_s: float | None, rng: random.Random) -> float:
-        """Seconds to sleep before retry ``attempt``: the server's wish, else backoff."""
-        if retry_after_s is not None:
-            return min(max(retry_after_s, 0.0), self.max_retry_after_s)
-        return self.backoff.delay(attempt, rng)
-
-
-NO_RETRY = Retry(retries=0)
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date); None if absent or bad."""
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    try:
-        return max(float(text), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
 
 
 @dataclass(frozen=True)

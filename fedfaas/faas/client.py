@@ -29,6 +29,7 @@ from fedfaas.errors import (
     Unauthorized,
     Unavailable,
 )
+from fedfaas.retry import IDEMPOTENT_METHODS, NO_RETRY, Retry
 
 DEFAULT_TIMEOUT_S = 30.0
 _POLL_S = 0.05
@@ -54,6 +55,12 @@ class FaasClient:
     internal_token
         Sent in ``X-Fedfaas-Internal-Token`` on function calls (not on
         ``/system``, which has its own auth); ``None`` sends nothing.
+    retry
+        The project's retry policy (:mod:`fedfaas.retry`), mounted on the session;
+        none by default: callers such as the Request Tracker classify failures themselves.
+    idempotent
+        Methods this client's calls may be repeated with (every method for
+        a client whose calls are all idempotent, e.g. aggregation steps).
     """
 
     def __init__(
@@ -62,18 +69,24 @@ class FaasClient:
         auth: tuple[str, str] | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
         internal_token: str | None = None,
+        retry: Retry = NO_RETRY,
+        idempotent: frozenset[str] = IDEMPOTENT_METHODS,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._session = requests.Session()
         self._session.auth = auth
+        adapter = retry.adapter(idempotent)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
         self._internal_token = internal_token or None
 
     @classmethod
-    def from_settings(cls, settings: Settings, timeout: float = DEFAULT_TIMEOUT_S) -> FaasClient:
+    def from_settings(cls, settings: Settings, timeout: float = DEFAULT_TIMEOUT_S, retry: Retry = NO_RETRY,
+                      idempotent: frozenset[str] = IDEMPOTENT_METHODS) -> FaasClient:
         """A client of ``settings``' OpenFaaS gateway with its basic auth and internal token."""
         return cls(settings.faas_gateway_url, settings.faas_basic_auth, timeout=timeout,
-                   internal_token=settings.internal_token)
+                   internal_token=settings.internal_token, retry=retry, idempotent=idempotent)
 
     def close(self) -> None:
         """Close pooled connections."""
