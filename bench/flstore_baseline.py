@@ -22,8 +22,8 @@ import redis
 import requests
 
 from fedfaas.config import Settings
+from fedfaas.devstack.localstack.procs import free_port
 from fedfaas.errors import FedfaasError, NotFound
-from fedfaas.localstack.procs import free_port
 
 #: Redis prefix of the Cache-Agg copies of the job's S3 objects.
 REDIS_COPY = "bench:cache-agg:"

@@ -42,8 +42,8 @@ from redis.utils import HIREDIS_AVAILABLE
 
 from bench.flstore_baseline import REDIS_COPY, Aggregator
 from fedfaas import codec, keys
+from fedfaas.devstack.localstack.stack import LocalStack, StackOptions
 from fedfaas.errors import FedfaasError
-from fedfaas.localstack.stack import LocalStack, StackOptions
 from fedfaas.workloads import WORKLOADS
 from request_tracker.data import validation_key
 
@@ -305,8 +305,8 @@ def fault_phase(api: Api, faas: Any, jid: str, queries: dict[str, dict[str, Any]
 def run(quick: bool = False) -> dict[str, Any]:
     """Run the benchmark on a fresh local stack and return its figures."""
     from fedfaas import meta
-    from fedfaas.faas.client import FaasClient
     from fedfaas.models import build_model, state_arrays
+    from fedfaas.openfaas.client import FaasClient
     from fedfaas.store import ObjectStore
 
     s = QUICK if quick else FULL

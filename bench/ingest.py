@@ -22,7 +22,7 @@ import numpy as np
 import requests
 
 from fedfaas import codec
-from fedfaas.localstack.stack import LocalStack, StackOptions
+from fedfaas.devstack.localstack.stack import LocalStack, StackOptions
 from fedfaas.store import ObjectStore, digest
 
 FULL_SIZES_MB = [0.1, 0.5, 1, 2, 5, 10, 20, 50]

@@ -46,11 +46,11 @@ from fedfaas import layout
 from fedfaas.client import AdminClient
 from fedfaas.client.retry import Poll
 from fedfaas.client.rounds import wait_round_closed
+from fedfaas.devstack.localstack.stack import PROJECT_ROOT, LocalStack, StackOptions
 from fedfaas.errors import Unavailable
-from fedfaas.faas.client import FaasClient
 from fedfaas.jit.spec import PartyProfile
-from fedfaas.localstack.stack import PROJECT_ROOT, LocalStack, StackOptions
 from fedfaas.models import build_model, iid_split, load_digits_dataset, state_arrays
+from fedfaas.openfaas.client import FaasClient
 
 STRATEGIES = ("jit", "eager-serverless", "batched-serverless", "lazy", "eager-always-on")
 FUNCTION = "aggregate"

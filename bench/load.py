@@ -33,7 +33,7 @@ import numpy as np
 import requests
 
 from fedfaas import codec, keys
-from fedfaas.localstack.stack import LocalStack, StackOptions
+from fedfaas.devstack.localstack.stack import LocalStack, StackOptions
 from fedfaas.store import ObjectStore, digest
 
 PARAMS = 100_000

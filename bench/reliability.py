@@ -1,7 +1,7 @@
 """Benchmark ``reliability``: every fault scenario of ``tests/reliability`` in one scripted run.
 
 One job runs its rounds twice on a fresh full local stack: once fault-free
-(the baseline) and once while faults are injected (``fedfaas.localstack.faults``):
+(the baseline) and once while faults are injected (``fedfaas.devstack.localstack.faults``):
 
 - round 1: aggregate instances SIGKILLed in the middle of steps, while hostile
   requests (truncated, garbage, NaN, someone else's party id, huge shapes,
@@ -34,10 +34,10 @@ import numpy as np
 import requests
 
 from fedfaas import codec
+from fedfaas.devstack.localstack.faults import crash, freeze, heal, thaw
+from fedfaas.devstack.localstack.stack import LocalStack, StackOptions
 from fedfaas.errors import FedfaasError
-from fedfaas.faas.client import FaasClient
-from fedfaas.localstack.faults import crash, freeze, heal, thaw
-from fedfaas.localstack.stack import LocalStack, StackOptions
+from fedfaas.openfaas.client import FaasClient
 from fedfaas.store import ObjectStore, digest
 
 FAULT_ENV = {"FEDFAAS_S3_TIMEOUT_S": "2", "FEDFAAS_REDIS_TIMEOUT_S": "2", "FEDFAAS_DRIVER_DELTA_S": "0.2"}

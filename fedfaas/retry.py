@@ -1,7 +1,7 @@
 """The one HTTP retry policy: urllib3's ``Retry`` mounted on ``requests`` adapters.
 
 The party SDK (:class:`fedfaas.client.FedfaasClient`) and the gateway's
-OpenFaaS client (:class:`fedfaas.faas.client.FaasClient`) describe how they
+OpenFaaS client (:class:`fedfaas.openfaas.client.FaasClient`) describe how they
 retry with a :class:`Retry` value and mount :meth:`Retry.adapter` on their
 session; urllib3 runs the attempts.  What is retried, in order:
 

@@ -23,7 +23,7 @@ from typing import Any, cast
 from fedfaas import keys
 from fedfaas.config import Settings
 from fedfaas.errors import BadRequest, FedfaasError, Unavailable
-from fedfaas.faas.client import FaasClient, FunctionAnswer, classify_answer
+from fedfaas.openfaas.client import FaasClient, FunctionAnswer, classify_answer
 from gateway.registry import Registry
 from gateway.rounds import STEP_FAILED, RoundCoordinator, safe
 from gateway.scheduling import JitBridge

@@ -27,7 +27,7 @@ from cache_engine.engine import CacheEngine
 from cache_engine.keys import DataKey
 from fedfaas.config import Settings
 from fedfaas.errors import BadRequest, FedfaasError
-from fedfaas.faas.client import FaasClient
+from fedfaas.openfaas.client import FaasClient
 from fedfaas.store import ObjectStore
 from fedfaas.workloads import WORKLOADS
 from gateway.arrivals import StreamConsumer

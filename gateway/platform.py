@@ -37,7 +37,7 @@ from typing import Any
 import redis
 
 from fedfaas.errors import FedfaasError
-from fedfaas.faas.stackfile import (
+from fedfaas.openfaas.stackfile import (
     LABEL_SCALE_MIN,
     LABEL_SCALE_ZERO,
     LABEL_SCALE_ZERO_DURATION,

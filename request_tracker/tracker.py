@@ -27,8 +27,8 @@ from cache_engine.engine import CacheEngine
 from cache_engine.keys import DataKey
 from fedfaas import keys
 from fedfaas.errors import BadRequest, FedfaasError, NotFound, Unavailable
-from fedfaas.faas.client import FaasClient, FunctionAnswer, classify_answer, error_message
 from fedfaas.meta import text
+from fedfaas.openfaas.client import FaasClient, FunctionAnswer, classify_answer, error_message
 from fedfaas.workloads import get_workload
 from fedfaas.workloads.params import check_numeric_array
 from request_tracker.data import DataResolver, ResolvedData

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from fedfaas.config import Settings
-from fedfaas.localstack.stack import LocalStack, StackOptions
+from fedfaas.devstack.localstack.stack import LocalStack, StackOptions
 
 # Keep torch and BLAS from oversubscribing the 2-core CI machine.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -117,6 +117,6 @@ def stack_api(local_stack: LocalStack) -> Api:
 @pytest.fixture(scope="session")
 def faas(local_stack: LocalStack):  # type: ignore[no-untyped-def]
     """Client of the local OpenFaaS router, with its basic auth and the gateway's internal token."""
-    from fedfaas.faas.client import FaasClient
+    from fedfaas.openfaas.client import FaasClient
 
     return FaasClient.from_settings(local_stack.settings(), timeout=30)

@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         with AdminClient.from_env() as admin:
             outcome = run(admin, **options)
     else:
-        from fedfaas.localstack.stack import LocalStack, StackOptions
+        from fedfaas.devstack.localstack.stack import LocalStack, StackOptions
 
         with tempfile.TemporaryDirectory(prefix="fedfaas-flower-") as tmp:
             stack = LocalStack(Path(tmp))

@@ -12,8 +12,8 @@ from redis.retry import Retry
 from cache_engine.engine import CacheEngine
 from cache_engine.keys import DataKey
 from cache_engine.layout import Layout
+from fedfaas.devstack.localstack.procs import free_port
 from fedfaas.errors import Unavailable
-from fedfaas.localstack.procs import free_port
 
 
 def test_drop_job_returns_its_copies_and_leaves_other_jobs_alone(

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from fedfaas.cli import main
-from fedfaas.localstack.stack import LocalStack
+from fedfaas.devstack.cli import main
+from fedfaas.devstack.localstack.stack import LocalStack
 
 
 @pytest.mark.parametrize("args", [

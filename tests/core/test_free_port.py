@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from fedfaas.localstack import procs
+from fedfaas.devstack.localstack import procs
 
 
 def test_free_ports_avoid_the_ephemeral_range_and_are_bindable_with_their_twin() -> None:

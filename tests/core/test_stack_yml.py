@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from fedfaas.faas.stackfile import load_stack
 from fedfaas.layout import generate, render
+from fedfaas.openfaas.stackfile import load_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")

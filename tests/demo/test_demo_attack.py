@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedfaas.demo.party import sign_flip_attack
+from fedfaas.devstack.demo.party import sign_flip_attack
 
 
 def test_update_is_flipped_and_scaled_around_the_base_model() -> None:

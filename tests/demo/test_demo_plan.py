@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedfaas.demo.plan import (
+from fedfaas.devstack.demo.plan import (
     ACTIVE,
     INTERMITTENT,
     MALICIOUS,

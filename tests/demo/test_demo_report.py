@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fedfaas.demo.coordinator import JobRun, RoundResult
-from fedfaas.demo.plan import DemoConfig, plan_federation
-from fedfaas.demo.queries import QueryResult
-from fedfaas.demo.report import write_report
-from fedfaas.demo.summary import build_summary, container_ratio, format_summary
+from fedfaas.devstack.demo.coordinator import JobRun, RoundResult
+from fedfaas.devstack.demo.plan import DemoConfig, plan_federation
+from fedfaas.devstack.demo.queries import QueryResult
+from fedfaas.devstack.demo.report import write_report
+from fedfaas.devstack.demo.summary import build_summary, container_ratio, format_summary
 
 
 def _run(strategy: str, container_s: float, latency: float) -> JobRun:
@@ -67,7 +67,7 @@ def test_report_folder_holds_plots_page_and_json(tmp_path: Path) -> None:
 
 
 def test_ratio_above_one_reads_as_more_not_as_negative_savings() -> None:
-    from fedfaas.demo.summary import ratio_text
+    from fedfaas.devstack.demo.summary import ratio_text
 
     assert ratio_text(1.25) == "1.25x the container-seconds per round (25% more)"
     assert ratio_text(0.5) == "0.50x the container-seconds per round (50% saved)"

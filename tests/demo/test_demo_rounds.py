@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fedfaas.demo.coordinator import JobDriver
+from fedfaas.devstack.demo.coordinator import JobDriver
 
 
 def _status(arrived: int, closed_at: float, last: float) -> dict:

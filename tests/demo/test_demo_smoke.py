@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fedfaas.demo import DemoConfig, run
-from fedfaas.localstack.stack import LocalStack
+from fedfaas.devstack.demo import DemoConfig, run
+from fedfaas.devstack.localstack.stack import LocalStack
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from fedfaas.config import env_names, secret_names
-from fedfaas.faas.stackfile import expand_env, parse_duration
+from fedfaas.openfaas.stackfile import expand_env, parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -22,7 +22,7 @@ import redis
 import requests
 
 from fedfaas import codec, keys
-from fedfaas.localstack.stack import LocalStack
+from fedfaas.devstack.localstack.stack import LocalStack
 from fedfaas.store import ObjectStore, digest
 from tests.conftest import Api
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fedfaas.faas import FaasClient, RouterOptions, RouterProcess, start_router
+from fedfaas.devstack.faas import FaasClient, RouterOptions, RouterProcess, start_router
 
 AUTH = ("admin", "s3cret-pass")
 

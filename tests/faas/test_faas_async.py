@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from fedfaas.faas import FaasClient
+from fedfaas.devstack.faas import FaasClient
 
 Received = tuple[dict[str, str], bytes]
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 import requests
 
-from fedfaas.faas import FaasClient
+from fedfaas.devstack.faas import FaasClient
 
 
 def test_sync_call_passes_method_path_query_body_and_headers(faas: FaasClient) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 
-from fedfaas.faas import FaasClient, RouterOptions, start_router, stop_router
+from fedfaas.devstack.faas import FaasClient, RouterOptions, start_router, stop_router
 
 STACK = """
 version: 1.0

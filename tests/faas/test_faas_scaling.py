@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from fedfaas.faas import FaasClient
+from fedfaas.devstack.faas import FaasClient
 
 
 def _functions(faas: FaasClient) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fedfaas.faas.stackfile import StackFileError, expand_env, load_stack, parse_duration
+from fedfaas.openfaas.stackfile import StackFileError, expand_env, load_stack, parse_duration
 
 GOOD = """
 version: 1.0

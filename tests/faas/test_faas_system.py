@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import requests
 
+from fedfaas.devstack.faas import FaasClient
 from fedfaas.errors import BadRequest, Unauthorized
-from fedfaas.faas import FaasClient
 
 
 def test_system_paths_need_basic_auth_but_functions_do_not(faas: FaasClient) -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from fedfaas.faas.instance import build_overlay
-from fedfaas.faas.options import RouterOptions
-from fedfaas.faas.replica import DemandWindow, ScalePolicy
-from fedfaas.faas.stackfile import FunctionSpec
+from fedfaas.devstack.faas.instance import build_overlay
+from fedfaas.devstack.faas.options import RouterOptions
+from fedfaas.devstack.faas.replica import DemandWindow, ScalePolicy
+from fedfaas.openfaas.stackfile import FunctionSpec
 
 
 def _spec(**kwargs: object) -> FunctionSpec:
@@ -126,7 +126,7 @@ def test_function_answers_are_told_apart_by_the_functions_mark(status: int, own:
     import requests
 
     from fedfaas.config import FUNCTION_ERROR_HEADER
-    from fedfaas.faas.client import classify_answer
+    from fedfaas.openfaas.client import classify_answer
 
     resp = requests.Response()
     resp.status_code = status

@@ -14,8 +14,8 @@ import redis
 
 from cache_engine.engine import CacheEngine
 from cache_engine.keys import DataKey
+from fedfaas.devstack.faas import FaasClient, RouterOptions, RouterProcess, start_router
 from fedfaas.errors import FedfaasError
-from fedfaas.faas import FaasClient, RouterOptions, RouterProcess, start_router
 from request_tracker.data import ResolvedData
 from request_tracker.tracker import Query, RequestTracker
 from tests.faas.conftest import AUTH, write_function

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedfaas import codec, keys
-from fedfaas.localstack.stack import LocalStack
+from fedfaas.devstack.localstack.stack import LocalStack
 from fedfaas.store import ObjectStore, digest
 from tests.conftest import Api
 from tests.fuzz.fuzzkit import LIVE, assert_clean, fresh_job

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fedfaas.localstack.stack import LocalStack
+from fedfaas.devstack.localstack.stack import LocalStack
 from gateway.logs import ContextFilter, JsonFormatter, bind
 from tests.conftest import Api
 

@@ -14,7 +14,7 @@ from cache_engine.engine import CacheEngine
 from cache_engine.keys import DataKey
 from fedfaas import codec
 from fedfaas.aggregation import AggregationStep, StepRequest
-from fedfaas.localstack.stack import LocalStack
+from fedfaas.devstack.localstack.stack import LocalStack
 from fedfaas.spec import JobSpec, ModelSpec, PartyProfile
 from fedfaas.store import ObjectStore
 from gateway import metrics

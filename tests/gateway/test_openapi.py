@@ -16,7 +16,7 @@ import pytest
 from schemathesis.specs.openapi.definitions import OPENAPI_31
 
 from fedfaas import codec
-from fedfaas.localstack.stack import LocalStack
+from fedfaas.devstack.localstack.stack import LocalStack
 from fedfaas.spec import ID_RE
 from gateway.app import create_app
 from gateway.openapi import build_spec

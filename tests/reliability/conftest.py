@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from fedfaas.faas.client import FaasClient
-from fedfaas.localstack.faults import heal
-from fedfaas.localstack.stack import LocalStack, StackOptions
+from fedfaas.devstack.localstack.faults import heal
+from fedfaas.devstack.localstack.stack import LocalStack, StackOptions
+from fedfaas.openfaas.client import FaasClient
 from tests.reliability.faults import admin_token
 
 FAULT_ENV = {

@@ -1,6 +1,6 @@
 """Patient clients and checks for the reliability tests.
 
-Faults are real (see :mod:`fedfaas.localstack.faults`).  Clients retry the way
+Faults are real (see :mod:`fedfaas.devstack.localstack.faults`).  Clients retry the way
 the party SDK does (connection errors, 429 and 503 with ``Retry-After``), and
 record every answer so a test can check that no acknowledged update was lost.
 """
@@ -17,7 +17,7 @@ import numpy as np
 import requests
 
 from fedfaas import codec
-from fedfaas.localstack.stack import LocalStack
+from fedfaas.devstack.localstack.stack import LocalStack
 from fedfaas.store import ObjectStore, digest
 
 RETRYABLE = (429, 502, 503, 504)

@@ -16,7 +16,7 @@ import redis
 import requests
 
 from fedfaas import codec, keys
-from fedfaas.localstack.faults import crash, freeze
+from fedfaas.devstack.localstack.faults import crash, freeze
 from fedfaas.store import ObjectStore, digest
 from gateway.registry import Registry
 from tests.reliability.conftest import FaultStack

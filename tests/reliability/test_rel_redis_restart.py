@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from fedfaas import codec
-from fedfaas.localstack.faults import crash
+from fedfaas.devstack.localstack.faults import crash
 from fedfaas.store import ObjectStore
 from tests.reliability.conftest import FaultStack
 from tests.reliability.faults import (

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from fedfaas import codec, keys
-from fedfaas.localstack.faults import freeze, thaw
+from fedfaas.devstack.localstack.faults import freeze, thaw
 from fedfaas.store import ObjectStore, digest
 from tests.reliability.conftest import FaultStack
 from tests.reliability.faults import (

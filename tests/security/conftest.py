@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from fedfaas.localstack.stack import LocalStack, StackOptions
+from fedfaas.devstack.localstack.stack import LocalStack, StackOptions
 from tests.conftest import Api
 from tests.reliability.faults import admin_token
 

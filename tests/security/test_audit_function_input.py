@@ -22,7 +22,7 @@ import pytest
 
 from fedfaas import codec, keys
 from fedfaas.config import INTERNAL_TOKEN_HEADER
-from fedfaas.localstack.stack import LocalStack
+from fedfaas.devstack.localstack.stack import LocalStack
 from fedfaas.models import build_model, state_arrays
 from fedfaas.store import ObjectStore
 

@@ -21,11 +21,11 @@ import requests
 
 from fedfaas import codec, keys
 from fedfaas.config import INTERNAL_TOKEN_HEADER
+from fedfaas.devstack.localstack.stack import LocalStack
 from fedfaas.errors import Forbidden, Unauthorized
-from fedfaas.faas.client import FaasClient
 from fedfaas.handlers import guarded, json_response, require_internal_token
-from fedfaas.localstack.stack import LocalStack
 from fedfaas.models import build_model, state_arrays
+from fedfaas.openfaas.client import FaasClient
 from fedfaas.store import ObjectStore, digest
 
 SECRET = "fedfaas-internal-token"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fedfaas import codec, keys
-from fedfaas.localstack.stack import LocalStack
+from fedfaas.devstack.localstack.stack import LocalStack
 from fedfaas.store import ObjectStore
 from tests.conftest import Api
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fedfaas import codec, keys
-from fedfaas.localstack.stack import LocalStack
+from fedfaas.devstack.localstack.stack import LocalStack
 from fedfaas.store import ObjectStore, digest
 from gateway.ratelimit import RateLimited, RateLimiter
 from tests.conftest import Api

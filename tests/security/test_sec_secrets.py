@@ -15,7 +15,7 @@ import redis
 
 from fedfaas import codec
 from fedfaas.config import load_settings
-from fedfaas.localstack.stack import LocalStack
+from fedfaas.devstack.localstack.stack import LocalStack
 from tests.conftest import Api
 
 pytestmark = pytest.mark.stack

@@ -24,11 +24,11 @@ import requests
 import yaml
 
 from fedfaas import codec
-from fedfaas.localstack import frontend
-from fedfaas.localstack.faults import crash
-from fedfaas.localstack.frontend import FrontendLimits
-from fedfaas.localstack.procs import StartError
-from fedfaas.localstack.stack import LocalStack, StackOptions
+from fedfaas.devstack.localstack import frontend
+from fedfaas.devstack.localstack.faults import crash
+from fedfaas.devstack.localstack.frontend import FrontendLimits
+from fedfaas.devstack.localstack.procs import StartError
+from fedfaas.devstack.localstack.stack import LocalStack, StackOptions
 from tests.reliability.faults import admin_token
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

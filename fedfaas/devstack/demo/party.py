@@ -28,7 +28,7 @@ import torch
 
 from fedfaas.client import BandwidthMeter, JobFinished, Party, Poll, RoundFailed
 from fedfaas.client.rounds import wait_round_open
-from fedfaas.demo.plan import (
+from fedfaas.devstack.demo.plan import (
     INTERMITTENT,
     MALICIOUS,
     DemoConfig,

@@ -1,7 +1,7 @@
 """Typed reader for an OpenFaaS ``stack.yml`` (the faas-cli stack file).
 
 The same file deploys on OpenFaaS with ``faas-cli deploy -f stack.yml`` and runs
-locally under :mod:`fedfaas.faas.router`.  Like faas-cli, ``${VAR}``,
+locally under :mod:`fedfaas.devstack.faas.router`.  Like faas-cli, ``${VAR}``,
 ``${VAR:-default}`` and ``${VAR-default}`` are expanded in the raw text before
 the YAML is parsed.  Scaling settings come from the OpenFaaS labels
 (``com.openfaas.scale.min``/``max``/``zero``/``zero-duration``); timeouts and

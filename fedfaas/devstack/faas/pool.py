@@ -4,7 +4,7 @@ This is the local stand-in for what OpenFaaS (faas-netes/faasd plus the Pro
 autoscaler) does with containers.  Container-seconds are what JIT aggregation
 (paper 000, Sec. 6.2 "Metrics") and FLStore (paper 002) compare strategies
 by, so every replica's alive time, from spawn (cold start included) to exit,
-is accounted (:mod:`fedfaas.faas.replica`).
+is accounted (:mod:`fedfaas.devstack.faas.replica`).
 
 Scaling rules, kept simple:
 
@@ -35,12 +35,12 @@ import time
 
 import aiohttp
 
+from fedfaas.devstack.faas.launcher import Launcher
+from fedfaas.devstack.faas.logs import event
+from fedfaas.devstack.faas.options import RouterOptions
+from fedfaas.devstack.faas.replica import Accounting, DemandWindow, Instance, ScalePolicy, State
 from fedfaas.errors import BadRequest, NotFound, TooManyRequests, Unavailable
-from fedfaas.faas.launcher import Launcher
-from fedfaas.faas.logs import event
-from fedfaas.faas.options import RouterOptions
-from fedfaas.faas.replica import Accounting, DemandWindow, Instance, ScalePolicy, State
-from fedfaas.faas.stackfile import FunctionSpec
+from fedfaas.openfaas.stackfile import FunctionSpec
 
 _HEALTH_POLL_S = (0.02, 0.2)
 _RESTART_BACKOFF_S = (0.5, 30.0)

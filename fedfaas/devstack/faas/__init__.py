@@ -5,7 +5,7 @@ template, of-watchdog http mode).  Entry points for the rest of fedfaas:
 
 - :func:`load_stack` parses a stack file into :class:`FunctionSpec` objects;
 - :func:`start_router` / :func:`stop_router` run the router process
-  (``python -m fedfaas.faas.router``), :func:`kill_leftovers` cleans up after
+  (``python -m fedfaas.devstack.faas.router``), :func:`kill_leftovers` cleans up after
   one that died;
 - :class:`FaasClient` calls functions and the gateway's ``/system`` API.
 
@@ -22,16 +22,16 @@ Where the local runtime knowingly differs from OpenFaaS:
   router's interpreter and virtualenv.
 """
 
-from fedfaas.faas.client import FaasClient
-from fedfaas.faas.control import (
+from fedfaas.devstack.faas.control import (
     RouterProcess,
     kill_leftovers,
     read_router_info,
     start_router,
     stop_router,
 )
-from fedfaas.faas.options import RouterOptions
-from fedfaas.faas.stackfile import FunctionSpec, StackFile, StackFileError, load_stack
+from fedfaas.devstack.faas.options import RouterOptions
+from fedfaas.openfaas.client import FaasClient
+from fedfaas.openfaas.stackfile import FunctionSpec, StackFile, StackFileError, load_stack
 
 __all__ = [
     "FaasClient",

@@ -28,8 +28,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from fedfaas.devstack.faas.pool import FunctionPool
 from fedfaas.errors import BadRequest, FedfaasError, NotFound
-from fedfaas.faas.pool import FunctionPool
 
 
 class GatewayMetrics:

@@ -17,7 +17,7 @@ gateway's answers pass through unchanged.  A request that times out is closed
 without an answer (nginx never writes a 408 to a client that stopped sending).
 
 The same :func:`render` writes the local stack's config and the one deployed
-on Kubernetes and faasd (``python -m fedfaas.localstack.frontend --help``;
+on Kubernetes and faasd (``python -m fedfaas.devstack.localstack.frontend --help``;
 docs/gateway-frontend.md explains every limit).
 """
 
@@ -171,7 +171,7 @@ def render(site: FrontendSite, limits: FrontendLimits) -> str:
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Real-IP $remote_addr;"""
-    return f"""# Written by fedfaas.localstack.frontend; see docs/gateway-frontend.md.
+    return f"""# Written by fedfaas.devstack.localstack.frontend; see docs/gateway-frontend.md.
 {user}worker_processes 1;
 worker_rlimit_nofile {worker_connections * 2};
 pid {run}/nginx.pid;
@@ -274,7 +274,8 @@ def write_config(run_dir: Path, listen: str, upstream: str, limits: FrontendLimi
 
 def main(argv: list[str] | None = None) -> None:
     """Print the nginx.conf for a deployment (Kubernetes ConfigMap, faasd bind mount)."""
-    parser = argparse.ArgumentParser(prog="python -m fedfaas.localstack.frontend", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m fedfaas.devstack.localstack.frontend",
+                                     description=main.__doc__)
     parser.add_argument("--listen", default="8080")
     parser.add_argument("--upstream", default="127.0.0.1:8000", help="gunicorn's host:port")
     parser.add_argument("--run-dir", default="/tmp/nginx", help="pid file and temp folders")

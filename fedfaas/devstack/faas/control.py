@@ -22,12 +22,12 @@ from typing import Any
 
 import psutil
 
+from fedfaas.devstack.faas.options import RouterOptions
 from fedfaas.errors import Unavailable
-from fedfaas.faas.client import FaasClient
-from fedfaas.faas.options import RouterOptions
+from fedfaas.openfaas.client import FaasClient
 
-ROUTER_MODULE = "fedfaas.faas.router"
-INSTANCE_MODULE = "fedfaas.faas.instance"
+ROUTER_MODULE = "fedfaas.devstack.faas.router"
+INSTANCE_MODULE = "fedfaas.devstack.faas.instance"
 _POLL_S = 0.05
 
 
@@ -65,7 +65,7 @@ class RouterProcess:
 def start_router(
     stack_path: str | os.PathLike[str],
     port: int = 0,
-    state_dir: str | os.PathLike[str] = ".fedfaas/faas",
+    state_dir: str | os.PathLike[str] = ".fedfaas/devstack/faas",
     env: Mapping[str, str] | None = None,
     secrets_dir: str | os.PathLike[str] | None = None,
     *,
@@ -77,7 +77,7 @@ def start_router(
     timeout_s: float = 60.0,
     new_session: bool = True,
 ) -> RouterProcess:
-    """Start ``python -m fedfaas.faas.router`` and, by default, wait until it is ready.
+    """Start ``python -m fedfaas.devstack.faas.router`` and, by default, wait until it is ready.
 
     Parameters
     ----------
@@ -86,7 +86,7 @@ def start_router(
     port
         Port to listen on; 0 picks a free one (read it from the returned ``url``).
     state_dir
-        Pid files, logs, secrets and replica overlays (see :mod:`fedfaas.faas.launcher`).
+        Pid files, logs, secrets and replica overlays (see :mod:`fedfaas.devstack.faas.launcher`).
     env
         Variables added to ``os.environ`` for the router and every replica.
     secrets_dir

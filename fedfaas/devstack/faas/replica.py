@@ -14,9 +14,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 
-from fedfaas.faas.logs import event
-from fedfaas.faas.options import RouterOptions
-from fedfaas.faas.stackfile import FunctionSpec
+from fedfaas.devstack.faas.logs import event
+from fedfaas.devstack.faas.options import RouterOptions
+from fedfaas.openfaas.stackfile import FunctionSpec
 
 
 class State(Enum):

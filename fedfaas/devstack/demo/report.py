@@ -17,7 +17,7 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from fedfaas.demo.summary import (
+from fedfaas.devstack.demo.summary import (
     container_ratio,
     cost_table,
     estimate_lines,

@@ -6,7 +6,7 @@ import json
 import logging
 from typing import Any
 
-log = logging.getLogger("fedfaas.faas")
+log = logging.getLogger("fedfaas.devstack.faas")
 
 
 def event(message: str, level: int = logging.INFO, **fields: Any) -> None:

@@ -14,7 +14,7 @@ Differences from the stock template, all on the safe side:
 
 Usage::
 
-    python -m fedfaas.faas.instance --handler-dir functions/echo --port 5000
+    python -m fedfaas.devstack.faas.instance --handler-dir functions/echo --port 5000
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def import_handler(app_dir: Path) -> ModuleType:
 
 def create_app(handler: ModuleType) -> Flask:
     """The Flask app that routes every method and path to ``handler.handle``."""
-    app = Flask("fedfaas.faas.instance")
+    app = Flask("fedfaas.devstack.faas.instance")
 
     @app.route(HEALTH_PATH, methods=["GET"])
     def health() -> tuple[str, int]:
@@ -188,7 +188,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m fedfaas.faas.instance``."""
+    """Entry point of ``python -m fedfaas.devstack.faas.instance``."""
     args = _parse_args(argv)
     # Exit through SystemExit so the finally blocks run when the router stops us.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from fedfaas.localstack.signals import sigterm_as_interrupt
-from fedfaas.localstack.stack import ALL_COMPONENTS, LocalStack, StackOptions, default_data_dir
+from fedfaas.devstack.localstack.signals import sigterm_as_interrupt
+from fedfaas.devstack.localstack.stack import ALL_COMPONENTS, LocalStack, StackOptions, default_data_dir
 
 BENCHMARKS = {
     "ingest": "bench.ingest",
@@ -125,7 +125,7 @@ def kill(data_dir: str | None, function: str, instance: int | None) -> None:
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
     from fedfaas.errors import FedfaasError
-    from fedfaas.faas.client import FaasClient
+    from fedfaas.openfaas.client import FaasClient
 
     secrets = Path(env_vars["FEDFAAS_SECRETS_DIR"])
     auth = ((secrets / "basic-auth-user").read_text().strip(),
@@ -187,7 +187,7 @@ def bench(name: str, quick: bool) -> None:
 def demo(parties: int | None, rounds: int | None, report: str) -> None:
     """Run the main job end to end on the embedded local stack and write a report."""
     try:
-        module = importlib.import_module("fedfaas.demo")
+        module = importlib.import_module("fedfaas.devstack.demo")
     except ModuleNotFoundError as exc:
         raise click.ClickException(f"the demo is not available: {exc}") from None
     module.run(parties=parties, rounds=rounds, report_dir=Path(report))

@@ -16,8 +16,8 @@ import time
 
 import psutil
 
-from fedfaas.localstack.procs import pid_alive
-from fedfaas.localstack.stack import LocalStack
+from fedfaas.devstack.localstack.procs import pid_alive
+from fedfaas.devstack.localstack.stack import LocalStack
 
 
 def component_pid(stack: LocalStack, name: str) -> int:

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fedfaas.faas.stackfile import FunctionSpec, StackFileError
+from fedfaas.openfaas.stackfile import FunctionSpec, StackFileError
 
 SUPPORTED_LANG_PREFIX = "python3-http"
 
@@ -60,7 +60,7 @@ class Launcher:
     copy_paths
         ``configuration.copy`` paths, placed in every replica's ``function/`` package.
     python
-        Interpreter that runs :mod:`fedfaas.faas.instance`.
+        Interpreter that runs :mod:`fedfaas.devstack.faas.instance`.
     """
 
     def __init__(
@@ -142,7 +142,7 @@ class Launcher:
             port = sock.getsockname()[1]
             args = [
                 "-m",
-                "fedfaas.faas.instance",
+                "fedfaas.devstack.faas.instance",
                 "--handler-dir",
                 str(spec.handler),
                 "--app-dir",

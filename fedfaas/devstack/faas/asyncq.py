@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from fedfaas.devstack.faas.logs import event, log
 from fedfaas.errors import TooManyRequests
-from fedfaas.faas.logs import event, log
 
 _BACKOFF_S = 0.5
 

@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from fedfaas.demo.coordinator import JobRun
-from fedfaas.demo.plan import Federation
-from fedfaas.demo.queries import QueryResult
+from fedfaas.devstack.demo.coordinator import JobRun
+from fedfaas.devstack.demo.plan import Federation
+from fedfaas.devstack.demo.queries import QueryResult
 
 SHAPLEY_COLUMNS = 4
 

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from fedfaas.config import Settings
-from fedfaas.localstack import frontend, services
-from fedfaas.localstack.frontend import FrontendLimits
-from fedfaas.localstack.procs import Service, StartError, free_port, pid_alive, port_open, stop_pid
+from fedfaas.devstack.localstack import frontend, services
+from fedfaas.devstack.localstack.frontend import FrontendLimits
+from fedfaas.devstack.localstack.procs import Service, StartError, free_port, pid_alive, port_open, stop_pid
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 ALL_COMPONENTS = ("redis", "s3", "router", "gateway")
 STATE_FILE = "stack.json"
 COMPONENT_ADDRESS_VARS = {"redis": "FEDFAAS_REDIS_URL", "s3": "FEDFAAS_S3_ENDPOINT",
@@ -35,7 +35,7 @@ COMPONENT_ADDRESS_VARS = {"redis": "FEDFAAS_REDIS_URL", "s3": "FEDFAAS_S3_ENDPOI
 # SeaweedFS needs more than 8 s to stop on SIGTERM; past this it is killed.
 GRACE_S = {"s3": 3.0, "redis": 5.0, "router": 8.0, "gateway": 8.0, "frontend": 3.0}
 FRONTEND = "frontend"
-"""The gateway's nginx (fedfaas.localstack.frontend): listens on the gateway's public port,
+"""The gateway's nginx (fedfaas.devstack.localstack.frontend): listens on the gateway's public port,
 recorded as its own process; ``down`` stops it with the gateway, a gateway ``restart`` keeps it."""
 
 
@@ -292,7 +292,7 @@ class LocalStack:
             if opts.get("scale_to_zero_idle_s") is not None:
                 child_env["FEDFAAS_SCALE_ZERO_DURATION"] = f"{float(opts['scale_to_zero_idle_s']):g}s"
             argv = [
-                sys.executable, "-m", "fedfaas.faas.router",
+                sys.executable, "-m", "fedfaas.devstack.faas.router",
                 "--stack", opts["stack_file"],
                 "--port", str(ports["router"]),
                 "--state-dir", str(self.data_dir / "faas"),

@@ -22,19 +22,19 @@ from typing import Any, TextIO
 import numpy as np
 
 from fedfaas.client import AdminClient
-from fedfaas.demo.coordinator import JobDriver, JobRun, Progress
-from fedfaas.demo.fleet import PartyFleet
-from fedfaas.demo.plan import DemoConfig, Federation, plan_federation
-from fedfaas.demo.queries import QueryResult, run_queries
-from fedfaas.demo.report import write_report
-from fedfaas.demo.summary import build_summary, format_summary
-from fedfaas.faas.client import FaasClient
-from fedfaas.localstack.procs import StartError
-from fedfaas.localstack.signals import shielded, sigterm_as_interrupt
-from fedfaas.localstack.stack import LocalStack, StackOptions
+from fedfaas.devstack.demo.coordinator import JobDriver, JobRun, Progress
+from fedfaas.devstack.demo.fleet import PartyFleet
+from fedfaas.devstack.demo.plan import DemoConfig, Federation, plan_federation
+from fedfaas.devstack.demo.queries import QueryResult, run_queries
+from fedfaas.devstack.demo.report import write_report
+from fedfaas.devstack.demo.summary import build_summary, format_summary
+from fedfaas.devstack.localstack.procs import StartError
+from fedfaas.devstack.localstack.signals import shielded, sigterm_as_interrupt
+from fedfaas.devstack.localstack.stack import LocalStack, StackOptions
 from fedfaas.models import build_model, evaluate, load_digits_dataset, load_state, state_arrays
+from fedfaas.openfaas.client import FaasClient
 
-DEFAULT_DATA_DIR = Path(".fedfaas/demo")
+DEFAULT_DATA_DIR = Path(".fedfaas/devstack/demo")
 DEFAULT_REPORT_DIR = Path("reports/demo")
 #: A data directory holding this file was created by the demo, which may wipe it.
 MARKER = ".fedfaas-demo"
@@ -121,7 +121,7 @@ def run(parties: int | None = None, rounds: int | None = None,
     report_dir
         Folder for ``index.html``, the PNG plots and ``summary.json``.
     data_dir
-        The private local stack's folder (default ``.fedfaas/demo``).
+        The private local stack's folder (default ``.fedfaas/devstack/demo``).
     compare
         Also run the job under eager-serverless aggregation for the cost comparison.
     config

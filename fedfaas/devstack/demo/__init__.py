@@ -6,7 +6,7 @@ eager-serverless aggregation, FLStore answers non-training queries, and a
 report with plots is written.  Entry point: :func:`run`.
 """
 
-from fedfaas.demo.plan import DemoConfig
-from fedfaas.demo.runner import run
+from fedfaas.devstack.demo.plan import DemoConfig
+from fedfaas.devstack.demo.runner import run
 
 __all__ = ["DemoConfig", "run"]

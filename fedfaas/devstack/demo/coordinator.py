@@ -23,10 +23,10 @@ import numpy as np
 
 from fedfaas import codec
 from fedfaas.client import AdminClient
-from fedfaas.demo.fleet import PartyFleet
-from fedfaas.demo.plan import Federation
+from fedfaas.devstack.demo.fleet import PartyFleet
+from fedfaas.devstack.demo.plan import Federation
 from fedfaas.errors import FedfaasError, Unavailable
-from fedfaas.faas.client import FaasClient
+from fedfaas.openfaas.client import FaasClient
 
 AGGREGATE = "aggregate"
 REGISTER_TIMEOUT_S = 90.0

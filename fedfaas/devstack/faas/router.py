@@ -10,7 +10,7 @@ FLStore papers compare), ``instances`` and ``kill/<name>`` (fault injection).
 
 Usage::
 
-    python -m fedfaas.faas.router --stack stack.yml --port 8080 --state-dir .fedfaas/faas
+    python -m fedfaas.devstack.faas.router --stack stack.yml --port 8080 --state-dir .fedfaas/devstack/faas
 """
 
 from __future__ import annotations
@@ -35,14 +35,13 @@ from multidict import CIMultiDict
 from prometheus_client import disable_created_metrics
 from yarl import URL
 
-from fedfaas.errors import BadRequest, FedfaasError, PayloadTooLarge, Unauthorized
-from fedfaas.faas.asyncq import AsyncCall, AsyncQueue, CallResult
-from fedfaas.faas.launcher import Launcher, write_pid_file
-from fedfaas.faas.logs import configure as configure_logging
-from fedfaas.faas.logs import event
-from fedfaas.faas.options import RouterOptions
-from fedfaas.faas.pool import FunctionPool
-from fedfaas.faas.proxy import (
+from fedfaas.devstack.faas.asyncq import AsyncCall, AsyncQueue, CallResult
+from fedfaas.devstack.faas.launcher import Launcher, write_pid_file
+from fedfaas.devstack.faas.logs import configure as configure_logging
+from fedfaas.devstack.faas.logs import event
+from fedfaas.devstack.faas.options import RouterOptions
+from fedfaas.devstack.faas.pool import FunctionPool
+from fedfaas.devstack.faas.proxy import (
     CHUNK,
     CONNECT_TIMEOUT_S,
     HOP_BY_HOP,
@@ -53,9 +52,17 @@ from fedfaas.faas.proxy import (
     forward_headers,
     upstream_path,
 )
-from fedfaas.faas.replica import ScalePolicy
-from fedfaas.faas.stackfile import StackFile, load_stack
-from fedfaas.faas.system import GatewayMetrics, SystemApi, authorized, find_pool, json_error, read_credentials
+from fedfaas.devstack.faas.replica import ScalePolicy
+from fedfaas.devstack.faas.system import (
+    GatewayMetrics,
+    SystemApi,
+    authorized,
+    find_pool,
+    json_error,
+    read_credentials,
+)
+from fedfaas.errors import BadRequest, FedfaasError, PayloadTooLarge, Unauthorized
+from fedfaas.openfaas.stackfile import StackFile, load_stack
 
 Deliver = Callable[[aiohttp.ClientResponse], Awaitable[None]]
 
@@ -387,7 +394,7 @@ async def serve(router: Router, host: str, port: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m fedfaas.faas.router``."""
+    """Entry point of ``python -m fedfaas.devstack.faas.router``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stack", type=Path, required=True)
     parser.add_argument("--host", default="127.0.0.1")

@@ -24,11 +24,11 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from fedfaas.demo.plan import Federation
+from fedfaas.devstack.demo.plan import Federation
 
 #: Imported once in the fork server.  Building torch's SGD the first time imports
 #: torch._dynamo (~800 modules); sklearn.datasets is what load_digits needs.
-PRELOAD = ("fedfaas.demo.party", "torch._dynamo", "sklearn.datasets")
+PRELOAD = ("fedfaas.devstack.demo.party", "torch._dynamo", "sklearn.datasets")
 STOP_GRACE_S = 3.0
 
 
@@ -52,7 +52,7 @@ class PartyFleet:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload(list(PRELOAD))
-        from fedfaas.demo.party import party_main
+        from fedfaas.devstack.demo.party import party_main
 
         config = asdict(self.federation.config)
         for plan in self.federation.parties:
