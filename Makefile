@@ -17,6 +17,12 @@ setup: $(STAMP)
 	      --no-install-recommends nginx-light); rc=$$?; \
 	    if [ $$own = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi; exit $$rc; \
 	  else echo "nginx is missing: install the Debian package nginx-light (or nginx) as root" >&2; fi; }
+	@# iproute2 (ip, tc) builds the test network of `fedfaas up --topology` (docs/network.md).
+	@{ command -v tc >/dev/null 2>&1 || test -x /usr/sbin/tc; } || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends iproute2; \
+	  else echo "iproute2 is missing: only --topology loopback will work" >&2; fi; }
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)

@@ -7,11 +7,14 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
 from fedfaas.devstack.localstack.signals import sigterm_as_interrupt
 from fedfaas.devstack.localstack.stack import ALL_COMPONENTS, LocalStack, StackOptions, default_data_dir
+from fedfaas.devstack.network import parse_rate, shipped_topologies
+from fedfaas.errors import FedfaasError
 
 BENCHMARKS = {
     "ingest": "bench.ingest",
@@ -50,28 +53,33 @@ def main() -> None:
               help="Fixed port for a component, e.g. --port gateway=8000 (default: free ports).")
 @click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Scale idle function instances to zero after this many seconds.")
+@click.option("--topology", default="loopback", show_default=True, metavar="NAME|FILE",
+              help="Run each component on its own host behind shaped links: a shipped topology "
+                   f"({', '.join(shipped_topologies())}) or a topology file (docs/network.md).")
 def up(data_dir: str | None, stack_file: str | None, only: tuple[str, ...], ports: tuple[str, ...],
-       idle_timeout: float | None) -> None:
-    """Start Redis, S3, the functions of stack.yml and the gateway on loopback."""
+       idle_timeout: float | None, topology: str) -> None:
+    """Start Redis, S3, the functions of stack.yml and the gateway (on loopback, or a topology)."""
     fixed: dict[str, int] = {}
     for item in ports:
         name, _, value = item.partition("=")
         if name not in ALL_COMPONENTS or not value.isdigit():
             raise click.BadParameter(f"{item!r}: expected NAME=PORT with NAME in {ALL_COMPONENTS}")
         fixed[name] = int(value)
-    opts = StackOptions(components=only or ALL_COMPONENTS, ports=fixed, scale_to_zero_idle_s=idle_timeout)
+    opts = StackOptions(components=only or ALL_COMPONENTS, ports=fixed, scale_to_zero_idle_s=idle_timeout,
+                        topology=topology)
     if stack_file:
         opts.stack_file = Path(stack_file).resolve()
     stack = _stack(data_dir)
     started = time.monotonic()
     try:
         state = stack.up(opts, progress=lambda msg: click.echo(f"  {msg} ...", err=True))
-    except RuntimeError as exc:
+    except (RuntimeError, FedfaasError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"fedfaas is up in {time.monotonic() - started:.1f}s (data in {stack.data_dir})")
     for name, port in state["ports"].items():
         if name in state["pids"]:
-            click.echo(f"  {name:8s} 127.0.0.1:{port}  pid {state['pids'][name]}")
+            addr = state.get("hosts", {}).get(name, {}).get("address", "127.0.0.1")
+            click.echo(f"  {name:8s} {addr}:{port}  pid {state['pids'][name]}")
     click.echo(f"  admin token: {stack.data_dir / 'secrets' / 'fedfaas-admin-token'}")
     click.echo("Point clients at it with:  eval \"$(fedfaas env)\"")
 
@@ -98,7 +106,59 @@ def status(data_dir: str | None, as_json: bool) -> None:
         sys.exit(1)
     for name, comp in info["components"].items():
         click.echo(f"{name:8s} {'up  ' if comp['alive'] else 'DOWN'} port {comp['port']} pid {comp['pid']}")
+    network = info.get("network")
+    if network:
+        click.echo(f"topology {info['topology']} (limits: {network.get('limits_apply', '')})")
+        for host, about in network.get("hosts", {}).items():
+            link = about.get("link", {})
+            runs = ", ".join(about.get("runs", []))
+            click.echo(f"  host {host:10s} {about.get('address', '')}  runs {runs}"
+                       f"  up {link.get('up')}  down {link.get('down')}")
+        for rule in network.get("partitions", []):
+            click.echo(f"  partitioned: {rule}")
+        for rule in network.get("degraded", []):
+            click.echo(f"  degraded: {rule}")
     sys.exit(0 if info["running"] else 1)
+
+
+@main.command()
+@data_dir_option
+@click.argument("a")
+@click.argument("b")
+def partition(data_dir: str | None, a: str, b: str) -> None:
+    """Cut the network between hosts (or components) A and B of a running stack."""
+    _network_call(lambda: _stack(data_dir).partition(a, b))
+    click.echo(f"partitioned {a} | {b}")
+
+
+@main.command()
+@data_dir_option
+@click.argument("a")
+@click.argument("b")
+def heal(data_dir: str | None, a: str, b: str) -> None:
+    """Undo `fedfaas partition A B`."""
+    healed = _network_call(lambda: _stack(data_dir).heal(a, b))
+    click.echo(f"healed {a} | {b}" if healed else f"{a} and {b} were not partitioned")
+
+
+@main.command()
+@data_dir_option
+@click.argument("a")
+@click.argument("b")
+@click.option("--rate", default=None, metavar="RATE",
+              help="Bits per second, e.g. 20mbit or 5000000; leave out to restore the topology's rate.")
+def link(data_dir: str | None, a: str, b: str, rate: str | None) -> None:
+    """Degrade (or restore) the link rate between hosts A and B of a running stack."""
+    bps = None if rate is None else parse_rate(rate, "--rate")
+    _network_call(lambda: _stack(data_dir).set_link_rate(a, b, bps))
+    click.echo(f"{a} <-> {b}: " + ("the topology's rate" if bps is None else f"{bps} bit/s"))
+
+
+def _network_call(action: Any) -> Any:
+    try:
+        return action()
+    except FedfaasError as exc:
+        raise click.ClickException(exc.message) from None
 
 
 @main.command()

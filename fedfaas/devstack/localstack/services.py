@@ -42,13 +42,13 @@ def weed_binary() -> str:
     return found
 
 
-def redis_argv(port: int, data_dir: Path, appendonly: bool = True) -> list[str]:
-    """Arguments for a loopback-only Redis with its files in ``data_dir``."""
+def redis_argv(port: int, data_dir: Path, appendonly: bool = True, host: str = "127.0.0.1") -> list[str]:
+    """Arguments for a Redis listening on ``host`` only, with its files in ``data_dir``."""
     data_dir.mkdir(parents=True, exist_ok=True)
     return [
         redis_binary(),
         "--port", str(port),
-        "--bind", "127.0.0.1",
+        "--bind", host,
         "--dir", str(data_dir),
         "--appendonly", "yes" if appendonly else "no",
         "--appendfsync", "everysec",
@@ -59,9 +59,9 @@ def redis_argv(port: int, data_dir: Path, appendonly: bool = True) -> list[str]:
     ]
 
 
-def redis_ready(port: int) -> bool:
+def redis_ready(port: int, host: str = "127.0.0.1") -> bool:
     """True when Redis answers PING and has finished loading its data."""
-    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1)
+    client = redis.Redis(host=host, port=port, socket_timeout=1, socket_connect_timeout=1)
     try:
         return bool(client.ping())
     finally:
@@ -83,8 +83,9 @@ def write_s3_identities(path: Path, access_key: str, secret_key: str) -> None:
     path.chmod(0o600)
 
 
-def weed_argv(ports: dict[str, int], data_dir: Path, identities: Path) -> list[str]:
-    """Arguments for an all-in-one SeaweedFS (master, volume, filer, S3) on loopback.
+def weed_argv(ports: dict[str, int], data_dir: Path, identities: Path, host: str = "127.0.0.1"
+              ) -> list[str]:
+    """Arguments for an all-in-one SeaweedFS (master, volume, filer, S3) listening on ``host``.
 
     Every port is given explicitly (gRPC ones included) so that several stacks
     can run side by side, and the optional Iceberg/Lance endpoints are off.
@@ -94,8 +95,8 @@ def weed_argv(ports: dict[str, int], data_dir: Path, identities: Path) -> list[s
         weed_binary(),
         "server",
         f"-dir={data_dir}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
+        f"-ip={host}",
+        f"-ip.bind={host}",
         f"-master.port={ports['master']}",
         f"-master.port.grpc={ports['master_grpc']}",
         f"-volume.port={ports['volume']}",
@@ -114,9 +115,9 @@ def weed_argv(ports: dict[str, int], data_dir: Path, identities: Path) -> list[s
     ]
 
 
-def s3_ready(port: int) -> bool:
+def s3_ready(port: int, host: str = "127.0.0.1") -> bool:
     """True when the S3 endpoint answers HTTP (403 to an anonymous request counts)."""
-    resp = requests.get(f"http://127.0.0.1:{port}/", timeout=1)
+    resp = requests.get(f"http://{host}:{port}/", timeout=1)
     return resp.status_code in (200, 403)
 
 

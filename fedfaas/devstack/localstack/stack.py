@@ -25,6 +25,7 @@ from fedfaas.config import Settings
 from fedfaas.devstack.localstack import frontend, services
 from fedfaas.devstack.localstack.frontend import FrontendLimits
 from fedfaas.devstack.localstack.procs import Service, StartError, free_port, pid_alive, port_open, stop_pid
+from fedfaas.devstack.network import NetworkLab, check_privileges, load_topology
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 ALL_COMPONENTS = ("redis", "s3", "router", "gateway")
@@ -35,6 +36,8 @@ COMPONENT_ADDRESS_VARS = {"redis": "FEDFAAS_REDIS_URL", "s3": "FEDFAAS_S3_ENDPOI
 # SeaweedFS needs more than 8 s to stop on SIGTERM; past this it is killed.
 GRACE_S = {"s3": 3.0, "redis": 5.0, "router": 8.0, "gateway": 8.0, "frontend": 3.0}
 FRONTEND = "frontend"
+TOPOLOGY_COMPONENT = {"redis": "redis", "s3": "s3", "router": "functions", "gateway": "gateway"}
+"""The host a topology places each component on (the router runs the functions)."""
 """The gateway's nginx (fedfaas.devstack.localstack.frontend): listens on the gateway's public port,
 recorded as its own process; ``down`` stops it with the gateway, a gateway ``restart`` keeps it."""
 
@@ -57,6 +60,9 @@ class StackOptions:
     extra_env: dict[str, str] = field(default_factory=dict)
     ready_timeout_s: float = 60.0
     frontend: FrontendLimits = field(default_factory=FrontendLimits)
+    topology: str = "loopback"
+    """A shipped topology's name or a topology file (:mod:`fedfaas.devstack.network`):
+    each component then runs on its own host, behind shaped links."""
 
 
 class LocalStack:
@@ -94,7 +100,7 @@ class LocalStack:
         started = set(state.get("components", ALL_COMPONENTS))
         for name, var in COMPONENT_ADDRESS_VARS.items():
             port = state.get("ports", {}).get(name)
-            if name not in started and f"127.0.0.1:{port}" in env.get(var, ""):
+            if name not in started and f":{port}" in env.get(var, ""):
                 del env[var]
         return env
 
@@ -140,6 +146,7 @@ class LocalStack:
             raise RuntimeError(f"a local stack is already running in {self.data_dir}")
         started = time.monotonic()
         secrets_dir = self._ensure_secrets()
+        hosts = self._place(opts.topology, say)
         ports = {name: opts.ports.get(name) or free_port() for name in ALL_COMPONENTS}
         s3_ports = {
             "s3": ports["s3"],
@@ -147,18 +154,21 @@ class LocalStack:
         }
         for k in ("master", "volume", "filer", "s3"):
             s3_ports[f"{k}_grpc"] = free_port()
+        addr = {name: hosts[name]["address"] if name in hosts else "127.0.0.1" for name in ALL_COMPONENTS}
         env = {
             "FEDFAAS_HOME": str(self.data_dir),
-            "FEDFAAS_REDIS_URL": f"redis://127.0.0.1:{ports['redis']}/0",
-            "FEDFAAS_S3_ENDPOINT": f"127.0.0.1:{ports['s3']}",
+            "FEDFAAS_REDIS_URL": f"redis://{addr['redis']}:{ports['redis']}/0",
+            "FEDFAAS_S3_ENDPOINT": f"{addr['s3']}:{ports['s3']}",
             "FEDFAAS_S3_BUCKET": "fedfaas",
             "FEDFAAS_SECRETS_DIR": str(secrets_dir),
-            "FEDFAAS_FAAS_GATEWAY_URL": f"http://127.0.0.1:{ports['router']}",
-            "FEDFAAS_GATEWAY_URL": f"http://127.0.0.1:{ports['gateway']}",
+            "FEDFAAS_FAAS_GATEWAY_URL": f"http://{addr['router']}:{ports['router']}",
+            "FEDFAAS_GATEWAY_URL": f"http://{addr['gateway']}:{ports['gateway']}",
             **opts.extra_env,
         }
         state: dict[str, Any] = {
             "data_dir": str(self.data_dir),
+            "topology": opts.topology,
+            "hosts": hosts,
             "ports": ports,
             "s3_ports": s3_ports,
             "pids": {},
@@ -173,10 +183,12 @@ class LocalStack:
             "ready_timeout_s": opts.ready_timeout_s,
             "frontend": asdict(opts.frontend),
         }
+        self._write_state(state)
         try:
             for name in ALL_COMPONENTS:
                 if name in opts.components:
-                    say(f"starting {name}")
+                    say(f"starting {name}" + (f" on host {hosts[name]['host']} ({hosts[name]['address']})"
+                                              if name in hosts else ""))
                     self._start_component(name, state)
         except (StartError, OSError):
             self.down()
@@ -184,6 +196,51 @@ class LocalStack:
         state["startup_s"] = round(time.monotonic() - started, 2)
         self._write_state(state)
         return state
+
+    # --- network -----------------------------------------------------------------------
+    @property
+    def network(self) -> NetworkLab:
+        """The stack's test network (its state lives in the data directory)."""
+        return NetworkLab(self.data_dir / "network")
+
+    def _place(self, topology: str, say: Any) -> dict[str, dict[str, str]]:
+        """Create the topology's hosts; returns component -> {host, address} (empty: loopback)."""
+        model = load_topology(topology)
+        self.network.teardown()  # whatever a crashed stack of this directory left
+        if model.is_loopback:
+            return {}
+        check_privileges()
+        say(f"creating the {model.name} network")
+        self.network.create(model)
+        hosts = {}
+        for name in ALL_COMPONENTS:
+            host = model.host_for(TOPOLOGY_COMPONENT[name])
+            if host is None:
+                self.network.teardown()
+                raise StartError(f"topology {model.name!r} puts no host in charge of {name}")
+            hosts[name] = {"host": host, "address": self.network.address(host)}
+        return hosts
+
+    def _on_host(self, name: str, state: dict[str, Any], argv: list[str]) -> list[str]:
+        """``argv`` run on the component's host (unchanged on loopback)."""
+        host = state.get("hosts", {}).get(name)
+        return argv if host is None else self.network.exec_argv(host["host"], argv)
+
+    def partition(self, a: str, b: str) -> None:
+        """Cut every packet between two hosts (or a component's host and another)."""
+        self.network.partition(self._host_name(a), self._host_name(b))
+
+    def heal(self, a: str, b: str) -> bool:
+        """Undo :meth:`partition`; False if the two were not partitioned."""
+        return self.network.heal(self._host_name(a), self._host_name(b))
+
+    def set_link_rate(self, a: str, b: str, rate_bps: int | None) -> None:
+        """Degrade (or, with None, restore) the rate between two hosts."""
+        self.network.set_rate(self._host_name(a), self._host_name(b), rate_bps)
+
+    def _host_name(self, name: str) -> str:
+        hosts = (self.read_state() or {}).get("hosts", {})
+        return str(hosts[name]["host"]) if name in hosts else name
 
     def _ensure_bucket(self) -> None:
         from fedfaas.store import ObjectStore
@@ -220,6 +277,8 @@ class LocalStack:
                 for name, pid in state.get("pids", {}).items()
             },
             "env": state.get("env", {}),
+            "topology": state.get("topology", "loopback"),
+            "network": self.network.status() if state.get("hosts") else None,
         }
 
     def down(self, components: Iterable[str] | None = None) -> list[str]:
@@ -242,6 +301,7 @@ class LocalStack:
         if "router" in wanted:
             self._kill_function_leftovers()
         if not state.get("pids"):
+            self.network.teardown()
             with contextlib.suppress(FileNotFoundError):
                 self.state_path.unlink()
         else:
@@ -274,10 +334,11 @@ class LocalStack:
         child_env = {**os.environ, **env, "PYTHONPATH": str(PROJECT_ROOT)}
         logs = self.data_dir / "logs"
         timeout = float(opts["ready_timeout_s"])
+        addr = state.get("hosts", {}).get(name, {}).get("address", "127.0.0.1")
         if name == "redis":
-            svc = Service("redis", services.redis_argv(ports["redis"], self.data_dir / "redis"),
-                          logs / "redis.log")
-            check = lambda: services.redis_ready(ports["redis"])
+            svc = Service("redis", self._on_host(name, state, services.redis_argv(
+                ports["redis"], self.data_dir / "redis", host=addr)), logs / "redis.log")
+            check = lambda: services.redis_ready(ports["redis"], addr)
         elif name == "s3":
             identities = self.data_dir / "s3-identities.json"
             services.write_s3_identities(
@@ -285,9 +346,9 @@ class LocalStack:
                 (secrets_dir / "s3-access-key").read_text().strip(),
                 (secrets_dir / "s3-secret-key").read_text().strip(),
             )
-            svc = Service("s3", services.weed_argv(state["s3_ports"], self.data_dir / "s3", identities),
-                          logs / "s3.log")
-            check = lambda: services.s3_ready(ports["s3"])
+            svc = Service("s3", self._on_host(name, state, services.weed_argv(
+                state["s3_ports"], self.data_dir / "s3", identities, host=addr)), logs / "s3.log")
+            check = lambda: services.s3_ready(ports["s3"], addr)
         elif name == "router":
             if opts.get("scale_to_zero_idle_s") is not None:
                 child_env["FEDFAAS_SCALE_ZERO_DURATION"] = f"{float(opts['scale_to_zero_idle_s']):g}s"
@@ -295,12 +356,13 @@ class LocalStack:
                 sys.executable, "-m", "fedfaas.devstack.faas.router",
                 "--stack", opts["stack_file"],
                 "--port", str(ports["router"]),
+                "--host", addr,
                 "--state-dir", str(self.data_dir / "faas"),
                 "--secrets-dir", str(secrets_dir),
             ]
             if opts.get("scale_to_zero_idle_s") is not None:
                 argv += ["--scale-zero", "--idle-s", str(opts["scale_to_zero_idle_s"])]
-            svc = Service("router", argv, logs / "router.log", env=child_env,
+            svc = Service("router", self._on_host(name, state, argv), logs / "router.log", env=child_env,
                           cwd=Path(opts["stack_file"]).parent)
             url = env["FEDFAAS_FAAS_GATEWAY_URL"] + "/healthz"
             check = lambda: services.http_ready(url)
@@ -331,7 +393,8 @@ class LocalStack:
                 "--logger-class", "gateway.logs.GunicornLogger",
                 "gateway.wsgi:app",
             ]
-            svc = Service("gateway", argv, logs / "gateway.log", env=child_env, cwd=PROJECT_ROOT)
+            svc = Service("gateway", self._on_host(name, state, argv), logs / "gateway.log", env=child_env,
+                          cwd=PROJECT_ROOT)
             url = env["FEDFAAS_GATEWAY_URL"] + "/healthz"
             check = lambda: services.http_ready(url)
         else:
@@ -353,8 +416,10 @@ class LocalStack:
             argv = frontend.nginx_argv(run_dir / "nginx.conf", run_dir)
         except frontend.FrontendMissing as exc:
             raise StartError(str(exc)) from None
-        conf = frontend.write_config(run_dir, f"127.0.0.1:{port}", state["gateway_upstream"], limits)
-        svc = Service(FRONTEND, argv, self.data_dir / "logs" / "frontend.log", cwd=conf.parent)
+        addr = state.get("hosts", {}).get("gateway", {}).get("address", "127.0.0.1")
+        conf = frontend.write_config(run_dir, f"{addr}:{port}", state["gateway_upstream"], limits)
+        svc = Service(FRONTEND, self._on_host("gateway", state, argv),
+                      self.data_dir / "logs" / "frontend.log", cwd=conf.parent)
         state["pids"][FRONTEND] = svc.start()
         self._write_state(state)
-        svc.wait_ready(lambda: port_open(port), timeout)
+        svc.wait_ready(lambda: port_open(port, addr), timeout)
