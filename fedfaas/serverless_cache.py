@@ -20,7 +20,6 @@ data they were computed from.  Workload results are never kept.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from fedfaas import codec, keys
+from fedfaas.config import Settings, load_settings
 from fedfaas.errors import BadRequest, NotFound
 from fedfaas.spec import check_id
 from fedfaas.store import ObjectStore
@@ -38,7 +38,6 @@ from fedfaas.workloads.params import check_numeric_array
 from fedfaas.workloads.prepared import Prepared
 from fedfaas.workloads.updates import count_sketch, is_float, nonfinite_clients
 
-DEFAULT_BUDGET = 1024**3
 #: Share of the budget the compute-ready statistics may take.
 PREPARED_SHARE = 0.25
 #: Sketch computed for every update at load time: the clustering workloads' defaults.
@@ -100,7 +99,7 @@ class ServerlessCache:
         prefetch); an aggregator with a fresh memory per request has no use for it.
     """
 
-    def __init__(self, store: ObjectStore, function_id: str, budget_bytes: int = DEFAULT_BUDGET,
+    def __init__(self, store: ObjectStore, function_id: str, budget_bytes: int = Settings.cache_budget_bytes,
                  prepare_on_load: bool = True) -> None:
         self.store = store
         self.function_id = function_id
@@ -114,8 +113,8 @@ class ServerlessCache:
     @classmethod
     def from_env(cls, store: ObjectStore) -> ServerlessCache:
         """Configured by ``FEDFAAS_CACHE_ID`` and ``FEDFAAS_CACHE_BUDGET_BYTES``."""
-        return cls(store, os.environ.get("FEDFAAS_CACHE_ID", "cache"),
-                   int(os.environ.get("FEDFAAS_CACHE_BUDGET_BYTES", DEFAULT_BUDGET)))
+        settings = load_settings()
+        return cls(store, settings.cache_id, settings.cache_budget_bytes)
 
     # --- memory ----------------------------------------------------------------------
     @property

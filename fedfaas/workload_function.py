@@ -9,7 +9,6 @@ to the persistent store (FLStore 4.5).  ``POST`` needs the internal token;
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -20,14 +19,12 @@ from fedfaas.serverless_cache import ServerlessCache
 from fedfaas.store import ObjectStore
 from fedfaas.workloads import get_workload
 
-FALLBACK_BUDGET = 256 * 1024**2
-
 
 def make_handler(workload: str) -> Callable[[Any, Any], dict[str, Any]]:
     """A python3-http ``handle`` running ``workload`` (``GET /`` describes it)."""
     spec = get_workload(workload)
-    budget = int(os.environ.get("FEDFAAS_CACHE_BUDGET_BYTES", FALLBACK_BUDGET))
-    cache = ServerlessCache(ObjectStore(load_settings()), f"wl-{workload}", budget)
+    settings = load_settings()
+    cache = ServerlessCache(ObjectStore(settings), f"wl-{workload}", settings.workload_cache_budget_bytes)
 
     @guarded
     def handle(event: Any, context: Any) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 import uuid
@@ -24,21 +23,25 @@ from fedfaas import keys
 from fedfaas.config import Settings
 from fedfaas.errors import BadRequest, FedfaasError, Unavailable
 from fedfaas.openfaas.client import FaasClient, FunctionAnswer, classify_answer
+from fedfaas.retry import ALL_METHODS
 from gateway.registry import Registry
-from gateway.rounds import STEP_FAILED, RoundCoordinator, safe
+from gateway.rounds import STEP_FAILED, STEP_RETRY, RoundCoordinator, safe
 from gateway.scheduling import JitBridge
 
 log = logging.getLogger("fedfaas.driver")
 
 AGGREGATE_FUNCTION = "aggregate"
-ALWAYS_ON_PING_S = 5.0
-"""Default seconds between keep-alive pings of the always-on baseline's aggregator; must stay
-below the aggregate function's scale-to-zero idle time (``FEDFAAS_ALWAYS_ON_PING_S``)."""
+
+
+def _wait_to_retry_step(seconds: float) -> None:
+    log.warning("aggregate step failed (instance gone, busy or unreachable); retry in %.2f s", seconds)
+    time.sleep(seconds)
 
 
 def function_invoker(settings: Settings) -> Any:
     """A callable that runs one step on the ``aggregate`` function and returns its JSON."""
-    client = FaasClient.from_settings(settings, timeout=settings.function_timeout_s)
+    client = FaasClient.from_settings(settings, timeout=settings.function_timeout_s,
+                                      retry=STEP_RETRY, idempotent=ALL_METHODS, sleep=_wait_to_retry_step)
 
     def invoke(request: dict[str, Any]) -> dict[str, Any]:
         resp = client.invoke(AGGREGATE_FUNCTION, json.dumps(request),
@@ -116,12 +119,13 @@ class Driver:
     """Runs the round loop in a daemon thread until :meth:`stop`."""
 
     def __init__(self, registry: Registry, bridge: JitBridge,
-                 interval_s: float = 0.5, warm: Callable[[], Any] | None = None) -> None:
+                 interval_s: float = Settings.driver_delta_s, warm: Callable[[], Any] | None = None,
+                 ping_s: float = Settings.always_on_ping_s) -> None:
         self.registry = registry
         self.bridge = bridge
         self.interval_s = interval_s
         self.pinger = Pinger(warm or (lambda: None))
-        self.ping_s = float(os.environ.get("FEDFAAS_ALWAYS_ON_PING_S", str(ALWAYS_ON_PING_S)))
+        self.ping_s = ping_s
         self._last_warm = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="fedfaas-driver", daemon=True)
@@ -159,11 +163,6 @@ class Driver:
             self.pinger.ping()
 
 
-def driver_delta_s() -> float:
-    """Seconds between scheduling decisions (the paper's delta), ``FEDFAAS_DRIVER_DELTA_S``."""
-    return float(os.environ.get("FEDFAAS_DRIVER_DELTA_S", "0.5"))
-
-
 def new_coordinator(registry: Registry, settings: Settings) -> RoundCoordinator:
     """A round coordinator invoking the ``aggregate`` function of ``settings``' OpenFaaS."""
     return RoundCoordinator(registry, function_invoker(settings), owner=uuid.uuid4().hex)
@@ -172,13 +171,13 @@ def new_coordinator(registry: Registry, settings: Settings) -> RoundCoordinator:
 def start_driver(registry: Registry, bridge: JitBridge,
                  settings: Settings) -> Driver | None:
     """Start the driver unless ``FEDFAAS_DRIVER=0`` (e.g. API-only replicas)."""
-    if os.environ.get("FEDFAAS_DRIVER", "1") == "0":
+    if not settings.driver:
         return None
     client = FaasClient.from_settings(settings, timeout=10)
 
     def warm() -> None:
         client.invoke(AGGREGATE_FUNCTION, b"", method="GET")
 
-    driver = Driver(registry, bridge, driver_delta_s(), warm)
+    driver = Driver(registry, bridge, settings.driver_delta_s, warm, settings.always_on_ping_s)
     driver.start()
     return driver

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +36,6 @@ from request_tracker.tracker import Query, RequestTracker
 log = logging.getLogger("fedfaas.flstore")
 
 GROUP = "cache-engine"
-DEFAULT_FUNCTIONS = "cache-0,cache-1,cache-2,cache-3"
 
 
 def workload_job_spec(job: Any) -> dict[str, Any]:
@@ -66,24 +64,23 @@ class FLStoreService:
     def __init__(self, client: redis.Redis, store: ObjectStore, registry: Any, settings: Settings) -> None:
         self.redis = client
         self.store = store
-        self.functions = [f for f in os.environ.get("FEDFAAS_CACHE_FUNCTIONS", DEFAULT_FUNCTIONS).split(",")
-                          if f]
+        self.functions = settings.cache_function_names
         self.engine = CacheEngine(
             client, self.functions,
-            budget_bytes=int(os.environ.get("FEDFAAS_CACHE_BUDGET_BYTES", str(1024**3))),
-            replicas=min(int(os.environ.get("FEDFAAS_CACHE_REPLICAS", "1")), len(self.functions) - 1),
+            budget_bytes=settings.cache_budget_bytes,
+            replicas=min(settings.cache_replicas, len(self.functions) - 1),
             # Every workload is active from a job's first update on, so its policy
             # (e.g. P2: keep the latest round hot) shapes placement at ingest.
             default_workloads=list(WORKLOADS),
         )
         # Carries the internal token, so the Request Tracker's calls do too.
         self.faas = FaasClient.from_settings(
-            settings, timeout=float(os.environ.get("FEDFAAS_CACHE_TIMEOUT_S", "30")))
+            settings, timeout=settings.cache_timeout_s)
         self.resolver = DataResolver(registry, store)
         self.tracker = RequestTracker(client, self.engine, self.faas, self.resolver,
                                       run_timeout_s=settings.function_timeout_s, on_lost=self.function_lost)
         self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fedfaas-query")
-        self.keepalive_s = float(os.environ.get("FEDFAAS_KEEPALIVE_S", "60"))
+        self.keepalive_s = settings.keepalive_s
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         # The Cache Engine's member of the arrivals stream's consumer groups.

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from typing import Any
 
 import redis
 
+from fedfaas.config import Settings, load_settings
 from fedfaas.errors import FedfaasError
 from fedfaas.openfaas.stackfile import (
     LABEL_SCALE_MIN,
@@ -54,7 +54,7 @@ STEPS_KEPT = 32
 STEPS_NEEDED = 3
 """Steps measured before they replace the formula."""
 STEPS_TTL_S = 7 * 24 * 3600
-DEFAULT_COLD_START_S = 1.0
+DEFAULT_COLD_START_S = float(Settings.agg_cold_start_s)
 
 
 @dataclass(frozen=True)
@@ -152,13 +152,13 @@ class PlatformFigures:
         self.ns = namespace
         self._labels: dict[str, str] = {}
         self._labels_at = -LABELS_TTL_S
-        keep = os.environ.get("FEDFAAS_AGG_KEEP_ALIVE_S", "").strip()
+        settings = load_settings()
+        keep = (settings.agg_keep_alive_s or "").strip()
         self._keep_from_env = bool(keep)  # the environment wins over the labels
         self._keep_env = None if keep.lower() in ("", "never") else _duration(
             keep, "FEDFAAS_AGG_KEEP_ALIVE_S")
         self.cold_start_s = _duration(
-            os.environ.get("FEDFAAS_AGG_COLD_START_S", "").strip() or str(DEFAULT_COLD_START_S),
-            "FEDFAAS_AGG_COLD_START_S")
+            settings.agg_cold_start_s.strip() or Settings.agg_cold_start_s, "FEDFAAS_AGG_COLD_START_S")
 
     def _steps_key(self, model_bytes: int) -> str:
         return f"{self.ns}:eager_step:{int(model_bytes)}"

@@ -12,12 +12,23 @@ enrollment token, which every party of a federation shares to register, so a
 per-token limit would throttle the registration of large federations.
 
 ``FEDFAAS_RATE_LIMIT_PER_MIN`` sets the limit (default 600); ``0`` turns it off.
+
+Why not ``flask-limiter`` (with ``limits``' Redis storage): it was evaluated and
+does not fit.  Its storage builds its own Redis client from a URI, outside
+:func:`fedfaas.meta.connect` (timeouts, the one Redis retry policy) and outside
+the key names of :mod:`fedfaas.keys`; its windows are read from the storage's
+clock, so the limiter cannot be driven with an explicit ``now`` (the fixed-window
+test relies on it); the subject comes from the principal the gateway
+authenticates anyway, which flask-limiter would need re-derived in a key
+function plus an exemption hook; and over the limit it raises its own 429, which
+would have to be re-rendered as our JSON error with ``Retry-After``.  What is
+left to replace is one INCR+EXPIRE pipeline: less code than the adapters.
+A Redis outage raises ``redis.RedisError``, which the app answers with a JSON 503.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
 from typing import Any
 
@@ -25,10 +36,11 @@ import redis
 from flask import Flask, request
 
 from fedfaas import keys
+from fedfaas.config import Settings, load_settings
 from fedfaas.errors import TooManyRequests, Unauthorized
 from gateway.auth import Principal, bearer, token_hash
 
-DEFAULT_PER_MIN = 600
+DEFAULT_PER_MIN = Settings.rate_limit_per_min
 WINDOW_S = 60
 
 
@@ -91,7 +103,7 @@ class RateLimiter:
 
 def from_env(client: redis.Redis) -> RateLimiter | None:
     """The limiter configured by ``FEDFAAS_RATE_LIMIT_PER_MIN``, or None when it is 0."""
-    per_min = int(os.environ.get("FEDFAAS_RATE_LIMIT_PER_MIN", str(DEFAULT_PER_MIN)))
+    per_min = load_settings().rate_limit_per_min
     return RateLimiter(client, per_min) if per_min > 0 else None
 
 

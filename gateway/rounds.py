@@ -32,13 +32,19 @@ from fedfaas.fusion import get_strategy
 from fedfaas.fusion.strategy import LinearStrategy
 from fedfaas.meta import text
 from fedfaas.model_schema import ParameterSchema
+from fedfaas.retry import Backoff, Retry
 from gateway import metrics
 from gateway.registry import JobRecord, Registry, RoundRecord
 from gateway.round_state import RoundStore
 
 log = logging.getLogger("fedfaas.rounds")
 
-STEP_RETRIES = 6
+STEP_RETRY = Retry(retries=5, backoff=Backoff(base_s=0.2, cap_s=3.0, jitter=0.0),
+                   statuses=frozenset({429, 502, 503, 504}))
+"""Retries of one aggregation step, run by the ``aggregate`` client's HTTP adapter for every
+method (a step is idempotent): a reclaimed or cold-starting instance answers 502/503, a busy
+one 429/504, or the connection drops.  The function's own 500/507 (it ran the step and
+failed) is not retried; whatever is still unavailable is retried on the driver's next tick."""
 STEP_FAILURES_MAX = 3
 """Finalisations of a round the aggregate function refuses (its own error, not an outage)
 before the round fails visibly instead of being retried on every tick."""
@@ -105,16 +111,12 @@ class RoundCoordinator:
 
     # --- helpers ---------------------------------------------------------------------
     def _step(self, request: dict[str, Any]) -> dict[str, Any]:
-        delay = 0.2
-        for attempt in range(STEP_RETRIES):
-            try:
-                return self.invoke(request)
-            except Unavailable as exc:
-                # The instance was reclaimed or is cold-starting; the step is idempotent.
-                log.warning("aggregate step failed (attempt %d): %s", attempt + 1, exc)
-                time.sleep(delay)
-                delay = min(delay * 2, 3.0)
-        raise Unavailable("aggregate function kept failing; will retry on the next tick")
+        try:
+            return self.invoke(request)
+        except Unavailable as exc:
+            # ``invoke`` already retried per STEP_RETRY; the next tick tries again.
+            log.warning("aggregate step failed: %s; retried on the next tick", exc.message)
+            raise
 
     def _request(self, job: JobRecord, rnd: int, parties: list[str], base: str | None,
                  finalize: bool, quorum: int = 1) -> dict[str, Any]:

@@ -14,13 +14,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import time
 import uuid
 from typing import Any
 
 import redis
 
+from fedfaas.config import load_settings
 from fedfaas.errors import FedfaasError, NotFound, Unavailable
 from fedfaas.jit.scheduler import SchedulerConfig
 from fedfaas.jit.service import JitService
@@ -34,13 +34,8 @@ from gateway.rounds import RoundCoordinator
 log = logging.getLogger("fedfaas.scheduling")
 
 NAMESPACE = "ff:jit"
-DEFAULT_BANDWIDTH_BPS = 100e6  # bits per second, when a party reported none
 LAUNCH_TTL_S = 7 * 24 * 3600
 ROUND_LEASE_WAIT_S = 5.0  # the driver holds a round's lease for a check, or a whole finalisation
-
-
-def _env_float(name: str, default: float) -> float:
-    return float(os.environ.get(name, str(default)))
 
 
 class JitBridge:
@@ -48,7 +43,7 @@ class JitBridge:
 
     def __init__(self, client: redis.Redis, registry: Registry, coordinator: RoundCoordinator,
                  delta_s: float = 0.5, platform: PlatformFigures | None = None) -> None:
-        capacity = os.environ.get("FEDFAAS_AGG_CAPACITY")
+        settings = load_settings()
         self.registry = registry
         self.coordinator = coordinator
         # The platform's cold start, keep-alive and measured steps (None: the
@@ -56,11 +51,12 @@ class JitBridge:
         self.platform = platform
         self.service = JitService(
             client, namespace=NAMESPACE, owner=uuid.uuid4().hex[:12],
-            config=SchedulerConfig(capacity=int(capacity) if capacity else None, delta=delta_s),
+            config=SchedulerConfig(capacity=settings.agg_capacity, delta=delta_s),
             # Cold start plus state load of an aggregation instance: the learner's prior.
-            agg_overhead=_env_float("FEDFAAS_AGG_OVERHEAD_S", 1.0),
+            agg_overhead=settings.agg_overhead_s,
         )
         self._last_renew = 0.0
+        self.default_bps = settings.default_bandwidth_bps  # when a party reported none
 
     # --- rounds ----------------------------------------------------------------------
     def open_round(self, job: JobRecord, selected: list[str] | None = None) -> RoundRecord:
@@ -93,7 +89,7 @@ class JitBridge:
         # A round opened for fewer parties than the job's quorum needs them all.
         spec = dataclasses.replace(spec, quorum=record.quorum)
         profiles = self.registry.list_parties(job.job_id)
-        default_bps = _env_float("FEDFAAS_DEFAULT_BANDWIDTH_BPS", DEFAULT_BANDWIDTH_BPS)
+        default_bps = self.default_bps
         parties = []
         for party in record.expected:
             # A party that has not measured its bandwidth yet is assumed to have

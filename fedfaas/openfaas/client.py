@@ -29,7 +29,7 @@ from fedfaas.errors import (
     Unauthorized,
     Unavailable,
 )
-from fedfaas.retry import IDEMPOTENT_METHODS, NO_RETRY, Retry
+from fedfaas.retry import IDEMPOTENT_METHODS, NO_RETRY, Retry, Sleep
 
 DEFAULT_TIMEOUT_S = 30.0
 _POLL_S = 0.05
@@ -61,6 +61,8 @@ class FaasClient:
     idempotent
         Methods this client's calls may be repeated with (every method for
         a client whose calls are all idempotent, e.g. aggregation steps).
+    sleep
+        How to wait between two attempts (a caller may log there).
     """
 
     def __init__(
@@ -71,22 +73,25 @@ class FaasClient:
         internal_token: str | None = None,
         retry: Retry = NO_RETRY,
         idempotent: frozenset[str] = IDEMPOTENT_METHODS,
+        sleep: Sleep = time.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._session = requests.Session()
         self._session.auth = auth
-        adapter = retry.adapter(idempotent)
+        adapter = retry.adapter(idempotent, sleep=sleep)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._internal_token = internal_token or None
 
     @classmethod
     def from_settings(cls, settings: Settings, timeout: float = DEFAULT_TIMEOUT_S, retry: Retry = NO_RETRY,
-                      idempotent: frozenset[str] = IDEMPOTENT_METHODS) -> FaasClient:
+                      idempotent: frozenset[str] = IDEMPOTENT_METHODS, sleep: Sleep = time.sleep
+                      ) -> FaasClient:
         """A client of ``settings``' OpenFaaS gateway with its basic auth and internal token."""
         return cls(settings.faas_gateway_url, settings.faas_basic_auth, timeout=timeout,
-                   internal_token=settings.internal_token, retry=retry, idempotent=idempotent)
+                   internal_token=settings.internal_token, retry=retry, idempotent=idempotent,
+                   sleep=sleep)
 
     def close(self) -> None:
         """Close pooled connections."""

@@ -28,9 +28,7 @@ def test_put_get_stat_list_delete(s3_settings: Settings) -> None:
 
 
 def test_wrong_credentials_are_refused(s3_settings: Settings) -> None:
-    from dataclasses import replace
-
-    store = ObjectStore(replace(s3_settings, s3_secret_key="wrong"))
+    store = ObjectStore(_with(s3_settings, s3_secret_key="wrong"))
     with pytest.raises(Unavailable):
         store.get("tests/store/none")
 
@@ -47,7 +45,6 @@ def test_health_probe_answers_quickly_when_s3_hangs(s3_settings: Settings) -> No
     # out the 30 s S3 timeout and its retries, the readiness probe only HEALTH_TIMEOUT_S.
     import socket
     import time
-    from dataclasses import replace
 
     from fedfaas import store as store_module
 
@@ -55,7 +52,7 @@ def test_health_probe_answers_quickly_when_s3_hangs(s3_settings: Settings) -> No
         hung.bind(("127.0.0.1", 0))
         hung.listen(8)
         port = hung.getsockname()[1]
-        store = ObjectStore(replace(s3_settings, s3_endpoint=f"127.0.0.1:{port}", s3_timeout_s=30.0))
+        store = ObjectStore(_with(s3_settings, s3_endpoint=f"127.0.0.1:{port}", s3_timeout_s=30.0))
         started = time.monotonic()
         assert not store.healthy()
         assert time.monotonic() - started < store_module.HEALTH_TIMEOUT_S + 2.0
@@ -65,7 +62,6 @@ def test_health_probe_answers_quickly_when_s3_hangs(s3_settings: Settings) -> No
 def test_s3_answering_503_is_unhealthy_and_unavailable(s3_settings: Settings) -> None:
     # An S3 front answering 503 with no S3 error body (overloaded, or a proxy before it).
     import threading
-    from dataclasses import replace
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Busy(BaseHTTPRequestHandler):
@@ -82,7 +78,7 @@ def test_s3_answering_503_is_unhealthy_and_unavailable(s3_settings: Settings) ->
     server = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        store = ObjectStore(replace(s3_settings, s3_endpoint=f"127.0.0.1:{server.server_port}",
+        store = ObjectStore(_with(s3_settings, s3_endpoint=f"127.0.0.1:{server.server_port}",
                                     s3_timeout_s=2.0))
         assert not store.healthy()
         with pytest.raises(Unavailable):
@@ -114,8 +110,11 @@ def test_signed_put_is_verified_by_s3(s3_settings: Settings) -> None:
 
 
 def test_signed_put_with_wrong_credentials_is_refused(s3_settings: Settings) -> None:
-    from dataclasses import replace
-
-    store = ObjectStore(replace(s3_settings, s3_secret_key="wrong"))
+    store = ObjectStore(_with(s3_settings, s3_secret_key="wrong"))
     with pytest.raises(Unavailable):
         store.put("tests/store/denied.bin", b"x", sha256=digest(b"x"))
+
+
+def _with(settings: Settings, **changes: object) -> Settings:
+    """``settings`` with ``changes`` (Settings is a frozen pydantic model)."""
+    return settings.model_copy(update=changes)
