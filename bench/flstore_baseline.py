@@ -44,6 +44,7 @@ def _aggregator_main(port: int, env: dict[str, str]) -> None:
 
     from fedfaas import meta
     from fedfaas.config import load_settings
+    from fedfaas.contracts import RunRequest
     from fedfaas.serverless_cache import ServerlessCache
     from fedfaas.store import ObjectStore
     from gateway.flstore import workload_job_spec
@@ -86,15 +87,14 @@ def _aggregator_main(port: int, env: dict[str, str]) -> None:
             job = registry.get_job(msg["job_id"])
             query = Query.parse(msg["query"])
             data = resolver.resolve(job.tenant, job.job_id, query)
-            body = {
-                "request_id": uuid.uuid4().hex[:20], "tenant": job.tenant, "job_id": job.job_id,
-                "workload": query.workload, "params": query.params, "job": workload_job_spec(job),
-                "round": data.round, "client": query.client, "data": data.payload,
-                "arrays": query.arrays,
-            }
+            body = RunRequest(
+                request_id=uuid.uuid4().hex[:20], tenant=job.tenant, job_id=job.job_id,
+                workload=query.workload, params=query.params, job=workload_job_spec(job),
+                round=data.round, client=query.client, data=data.payload, arrays=query.arrays,
+            )
             # A fresh, empty memory per request: the aggregator keeps nothing between requests.
             agg = ServerlessCache(sources[source], f"{source}-agg", 1 << 40)
-            answer = agg.run(body)
+            answer = agg.run(body).model_dump()
         except FedfaasError as exc:
             return jsonify({"error": exc.code, "message": exc.message}), exc.status
         answer["worker_s"] = round(time.perf_counter() - started, 6)

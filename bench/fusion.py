@@ -2,7 +2,7 @@
 
 Fuses N ResNet-18-sized updates with FedAvg through the path the aggregation
 function uses (codec-decoded read-only views folded into a PartialAggregate by
-the fedavg strategy), and in the same run measures
+the fedavg algorithm), and in the same run measures
 
 - the physical limit: a streaming read of the same bytes on all cores;
 - Flower 1.28's ``aggregate`` and ``aggregate_inplace`` on the same data
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from fedfaas import codec
-from fedfaas.fusion import LinearStrategy, get_strategy, kernels
+from fedfaas.fusion import LinearAlgorithm, get_algorithm, kernels
 
 GB = 1e9
 
@@ -112,19 +112,19 @@ def run(quick: bool = False) -> dict[str, Any]:
     bodies, weights = make_bodies(n, shapes)
     parties = [f"p{i}" for i in range(n)]
     decoded = [codec.decode(b).tensors for b in bodies]
-    strategy = get_strategy("fedavg")
-    assert isinstance(strategy, LinearStrategy)
+    algorithm = get_algorithm("fedavg")
+    assert isinstance(algorithm, LinearAlgorithm)
 
     def ours() -> dict[str, np.ndarray]:
-        partial = strategy.new_partial()
+        partial = algorithm.new_partial()
         partial.add_many(decoded, weights, parties)
-        return strategy.finalize(partial, consume=True).model
+        return algorithm.finalize(partial, consume=True).model
 
     def ours_streaming() -> dict[str, np.ndarray]:
-        partial = strategy.new_partial()
+        partial = algorithm.new_partial()
         for update, w, p in zip(decoded, weights, parties, strict=True):
             partial.add(update, w, p)
-        return strategy.finalize(partial, consume=True).model
+        return algorithm.finalize(partial, consume=True).model
 
     fused = ours()
     expected = {k: sum(np.float64(w) * u[k] for u, w in zip(decoded, weights, strict=True))

@@ -9,38 +9,18 @@ every lookup, is namespaced by tenant.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Literal
 
 from fedfaas.errors import BadRequest
+from fedfaas.spec import check_id
 
 Kind = Literal["update", "model", "meta"]
 KINDS: tuple[Kind, ...] = ("update", "model", "meta")
 MAX_ROUND = 10**9
 SEP = ":"
-
-# DNS-label-ish: starts with an alphanumeric, at most 63 characters, and no
-# separator (`:`), path (`/`) or traversal (`..`) characters can appear.
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-
-
-def check_id(value: object, what: str) -> str:
-    """Return ``value`` if it is a valid tenant, job, client or function id.
-
-    Raises
-    ------
-    BadRequest
-        If it is not a string of 1-63 characters from ``[A-Za-z0-9_.-]``
-        starting with a letter or digit, or it contains ``..``.
-    """
-    if not isinstance(value, str) or not _ID.fullmatch(value) or ".." in value:
-        raise BadRequest(
-            f"{what} must be 1-63 characters of letters, digits, '-', '_' or '.', starting "
-            f"with a letter or digit and without '..'; got {value!r}",
-            code="bad_id",
-        )
-    return value
+# Ids (tenant, job, client, cache function, workload) follow fedfaas's one id rule,
+# :func:`fedfaas.spec.check_id`: a DNS label, so no ``:``, ``/`` or ``..`` can appear.
 
 
 def check_round(value: object) -> int:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import time
 from collections import Counter, deque
 from collections.abc import Iterator, Mapping
@@ -28,13 +27,13 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from fedfaas import codec, keys
+from fedfaas.contracts import StepAnswer, StepRequest, schema_json
 from fedfaas.errors import BadRequest, FedfaasError, FusionError, NotFound
-from fedfaas.fusion import get_strategy
+from fedfaas.fusion import get_algorithm
+from fedfaas.fusion.algorithm import Algorithm, LinearAlgorithm, ServerState
 from fedfaas.fusion.checks import check_updates
 from fedfaas.fusion.partial import PartialAggregate
-from fedfaas.fusion.strategy import LinearStrategy, ServerState, Strategy
 from fedfaas.model_schema import ParameterSchema
-from fedfaas.spec import check_id
 from fedfaas.store import ObjectStore, digest
 
 log = logging.getLogger("fedfaas.aggregation")
@@ -44,76 +43,6 @@ READ_AHEAD = 4
 the fusion instead of adding up."""
 READ_AHEAD_BYTES = 256 * 1024**2
 """Memory the updates read ahead may hold; large models read fewer ahead."""
-_DIGEST = re.compile(r"[0-9a-f]{64}")
-
-
-@dataclass(frozen=True)
-class StepRequest:
-    """Input of one aggregation step.
-
-    ``digests`` holds the sha256 the gateway recorded for each party's update:
-    the step reads exactly those objects and fuses none whose bytes differ.
-    ``schema`` is the job's parameter schema when known; ``min_parties`` is the
-    round's quorum, below which a final step writes no model.
-    """
-
-    tenant: str
-    job: str
-    round: int
-    algorithm: str
-    params: dict[str, Any]
-    parties: list[str]
-    digests: dict[str, str]
-    base: str | None = None
-    finalize: bool = False
-    schema: ParameterSchema | None = None
-    min_parties: int = 1
-
-    @classmethod
-    def parse(cls, data: Any) -> StepRequest:
-        """Validate a JSON request body."""
-        if not isinstance(data, dict):
-            raise BadRequest("aggregation request must be a JSON object")
-        try:
-            tenant = check_id(data["tenant"], "tenant")
-            job = check_id(data["job"], "job id")
-            rnd = data["round"]
-            algorithm = data.get("algorithm", {"name": "fedavg"})
-            given = data.get("parties", [])
-            if not isinstance(given, list):
-                # A string would iterate as one-letter party ids.
-                raise TypeError("parties")
-            parties = [check_id(p, "party id") for p in given]
-            digests = data["digests"]
-        except KeyError as exc:
-            raise BadRequest(f"aggregation request lacks field {exc.args[0]!r}") from None
-        except TypeError:
-            raise BadRequest("aggregation request 'parties' must be a list of party ids") from None
-        if isinstance(rnd, bool) or not isinstance(rnd, int) or rnd < 1:
-            raise BadRequest("aggregation request 'round' must be an integer >= 1")
-        if not isinstance(algorithm, dict) or not isinstance(algorithm.get("name"), str):
-            raise BadRequest("aggregation request 'algorithm' must be {'name': ..., 'params': {...}}")
-        params = algorithm.get("params", {})
-        if not isinstance(params, dict):
-            raise BadRequest("aggregation request 'algorithm.params' must be an object")
-        if len(set(parties)) != len(parties):
-            raise BadRequest("aggregation request lists a party twice")
-        if not isinstance(digests, dict) or any(
-                not isinstance(digests.get(p), str) or not _DIGEST.fullmatch(digests[p]) for p in parties):
-            raise BadRequest("aggregation request 'digests' must map every party to its update's sha256")
-        base = data.get("base")
-        if base is not None and not (isinstance(base, str) and len(base) == 16 and base.isalnum()):
-            raise BadRequest("aggregation request 'base' must be a partial id returned by an earlier step")
-        finalize = data.get("finalize", False)
-        min_parties = data.get("min_parties", 1)
-        if not isinstance(finalize, bool):
-            raise BadRequest("aggregation request 'finalize' must be a boolean")
-        if isinstance(min_parties, bool) or not isinstance(min_parties, int) or min_parties < 1:
-            raise BadRequest("aggregation request 'min_parties' must be an integer >= 1")
-        raw_schema = data.get("schema")
-        schema = None if raw_schema is None else ParameterSchema.from_json(json.dumps(raw_schema))
-        return cls(tenant, job, rnd, algorithm["name"], params, parties,
-                   {p: digests[p] for p in parties}, base, finalize, schema, min_parties)
 
 
 def partial_id(base: str | None, parties: list[str]) -> str:
@@ -179,8 +108,8 @@ class AggregationStep:
         weight = update.meta.get("num_examples", 1)
         if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
             return _Read(party, None, "its num_examples is not a non-negative number", len(body))
-        if req.schema is not None:
-            diffs = req.schema.differences(ParameterSchema.of_tensors(update.tensors))
+        if req.parameter_schema is not None:
+            diffs = req.parameter_schema.differences(ParameterSchema.of_tensors(update.tensors))
             if diffs:
                 return _Read(party, None, "it does not match the job's model: " + "; ".join(diffs[:5]),
                              len(body))
@@ -226,20 +155,20 @@ class AggregationStep:
             except FusionError as exc:  # the partial is unchanged
                 excluded[read.party] = exc.message
 
-    def run(self, req: StepRequest) -> dict[str, Any]:
+    def run(self, req: StepRequest) -> StepAnswer:
         """Execute one step; returns what it produced (keys, parties, weight, exclusions)."""
-        strategy = get_strategy(req.algorithm, **req.params)
+        algorithm = get_algorithm(req.algorithm.name, **req.algorithm.params)
         if req.finalize:
-            return self._finalize(strategy, req)
-        if not isinstance(strategy, LinearStrategy):
-            raise BadRequest(f"{req.algorithm!r} needs all updates at once: send one finalize step")
+            return self._finalize(algorithm, req)
+        if not isinstance(algorithm, LinearAlgorithm):
+            raise BadRequest(f"{req.algorithm.name!r} needs all updates at once: send one finalize step")
         out_id = partial_id(req.base, req.parties)
         out_key = keys.s3_partial(req.tenant, req.job, req.round, out_id)
         existing = self.store.stat(out_key)
         if existing is not None:
             meta, _, _ = codec.decode_header(self.store.get(out_key))
-            return {"partial": out_id, "parties": meta["parties"], "total_weight": meta["total_weight"],
-                    "excluded": meta.get("excluded", {}), "reused": True}
+            return StepAnswer(partial=out_id, parties=meta["parties"], total_weight=meta["total_weight"],
+                              excluded=meta.get("excluded", {}), reused=True)
         partial, excluded = self._load_partial(req)
         before = len(partial.parties)
         started = time.perf_counter()
@@ -251,23 +180,22 @@ class AggregationStep:
         self.store.put(out_key, b"".join(parts))
         # What reading and fusing the updates took, apart from loading and writing the
         # partial: the gateway derives a one-update (eager) step from a larger fold.
-        return {"partial": out_id, "parties": list(partial.parties), "total_weight": partial.total_weight,
-                "excluded": excluded, "reused": False, "folded_updates": len(partial.parties) - before,
-                "fold_s": fold_s}
+        return StepAnswer(partial=out_id, parties=list(partial.parties), total_weight=partial.total_weight,
+                          excluded=excluded, folded_updates=len(partial.parties) - before, fold_s=fold_s)
 
-    def _finalize(self, strategy: Strategy, req: StepRequest) -> dict[str, Any]:
+    def _finalize(self, algorithm: Algorithm, req: StepRequest) -> StepAnswer:
         model_key = keys.s3_model(req.tenant, req.job, req.round)
         if self.store.stat(model_key) is not None:
             meta, specs, _ = codec.decode_header(self.store.get(model_key))
-            return {"model_key": model_key, "parties": meta.get("parties", []),
-                    "excluded": meta.get("excluded", {}), "reused": True,
-                    "schema": _schema_json(ParameterSchema.of_specs(specs))}
+            return StepAnswer(model_key=model_key, parties=meta.get("parties", []),
+                              excluded=meta.get("excluded", {}), reused=True,
+                              schema=schema_json(ParameterSchema.of_specs(specs)))
         global_model = None
-        if strategy.needs_global_model:
+        if algorithm.needs_global_model:
             try:
                 global_model = self._load(keys.s3_model(req.tenant, req.job, req.round - 1)).tensors
             except NotFound:
-                raise BadRequest(f"{req.algorithm!r} needs the previous global model; upload an "
+                raise BadRequest(f"{req.algorithm.name!r} needs the previous global model; upload an "
                                  "initial model with PUT /v1/jobs/{job}/model") from None
         state = None
         try:
@@ -275,32 +203,32 @@ class AggregationStep:
             state = ServerState.from_tensors(stored.tensors, stored.meta)
         except NotFound:
             pass
-        if isinstance(strategy, LinearStrategy):
+        if isinstance(algorithm, LinearAlgorithm):
             partial, excluded = self._load_partial(req)
             self._fold(partial, req, excluded)
             if len(partial.parties) < req.min_parties:
                 return _below_quorum(partial.parties, excluded)
-            result = strategy.finalize(partial, global_model=global_model, state=state, consume=True)
+            result = algorithm.finalize(partial, global_model=global_model, state=state, consume=True)
         else:
             if req.base is not None:
-                raise BadRequest(f"{req.algorithm!r} cannot continue from a partial aggregate")
+                raise BadRequest(f"{req.algorithm.name!r} cannot continue from a partial aggregate")
             good, excluded = self._all_fusable(req)
             if len(good) < req.min_parties:
                 return _below_quorum([r.party for r in good], excluded)
             updates = [cast(codec.ModelUpdate, r.update).tensors for r in good]
             weights = [float(cast(Mapping[str, Any], cast(codec.ModelUpdate, r.update).meta)
                              .get("num_examples", 1)) or 1e-12 for r in good]
-            result = strategy.fuse(updates, weights, [r.party for r in good], global_model=global_model,
+            result = algorithm.fuse(updates, weights, [r.party for r in good], global_model=global_model,
                                    state=state)
         if result.state is not None:
             tensors, meta = result.state.to_tensors()
             self.store.put(state_key(req.tenant, req.job, req.round), codec.encode(tensors, meta))
-        meta = {"job": req.job, "round": req.round, "kind": "global_model", "algorithm": req.algorithm,
+        meta = {"job": req.job, "round": req.round, "kind": "global_model", "algorithm": req.algorithm.name,
                 "parties": sorted(result.parties), "excluded": excluded}
         meta.update({k: v for k, v in result.meta.items() if isinstance(v, str | int | float | bool)})
         self.store.put(model_key, codec.encode(result.model, meta))
-        return {"model_key": model_key, "parties": sorted(result.parties), "excluded": excluded,
-                "reused": False, "schema": _schema_json(ParameterSchema.of_tensors(result.model))}
+        return StepAnswer(model_key=model_key, parties=sorted(result.parties), excluded=excluded,
+                          schema=schema_json(ParameterSchema.of_tensors(result.model)))
 
     def _all_fusable(self, req: StepRequest) -> tuple[list[_Read], dict[str, str]]:
         """Every update of the request that can be fused, and why the others cannot.
@@ -315,7 +243,7 @@ class AggregationStep:
                 excluded[read.party] = read.reason
             else:
                 good.append(read)
-        if req.schema is None and good:
+        if req.parameter_schema is None and good:
             shapes = Counter(ParameterSchema.of_tensors(cast(codec.ModelUpdate, r.update).tensors)
                              for r in good)
             reference = shapes.most_common(1)[0][0]
@@ -334,11 +262,6 @@ class AggregationStep:
         return good, excluded
 
 
-def _schema_json(schema: ParameterSchema) -> Any:
-    return json.loads(schema.to_json())
-
-
-def _below_quorum(parties: Any, excluded: dict[str, str]) -> dict[str, Any]:
+def _below_quorum(parties: Any, excluded: dict[str, str]) -> StepAnswer:
     """A final step that wrote no model: too few updates could be fused."""
-    return {"model_key": None, "parties": sorted(parties), "excluded": excluded, "reused": False,
-            "below_quorum": True}
+    return StepAnswer(parties=sorted(parties), excluded=excluded, below_quorum=True)

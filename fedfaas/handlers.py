@@ -1,7 +1,8 @@
 """What every OpenFaaS handler of fedfaas shares: JSON in, JSON out, errors as 4xx JSON.
 
-Handlers stay as thin as the python3-http template: parse, call the core,
-return.  This module is the one boundary where exceptions become responses.
+Handlers stay as thin as the python3-http template: parse the body into its
+:mod:`fedfaas.contracts` model, call the core, return.  This module is the one
+boundary where exceptions become responses.
 
 The OpenFaaS gateway does not authenticate ``/function/<name>``, and a
 function's request names S3 objects of any tenant, so every call that reads
@@ -18,6 +19,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import BaseModel
+
 from fedfaas.config import FUNCTION_ERROR_HEADER, INTERNAL_TOKEN_HEADER, internal_token
 from fedfaas.errors import BadRequest, FedfaasError, Forbidden, Unauthorized
 
@@ -27,10 +30,10 @@ Response = dict[str, Any]
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-    """A python3-http template response with a JSON body."""
+    """A python3-http template response with a JSON body (a contract model is sent as its JSON)."""
     return {
         "statusCode": status,
-        "body": json.dumps(body),
+        "body": body.model_dump_json() if isinstance(body, BaseModel) else json.dumps(body),
         "headers": {"Content-Type": "application/json", **(headers or {})},
     }
 
@@ -43,11 +46,6 @@ def loads_body(raw: bytes | str) -> Any:
         raise BadRequest("request body is not valid JSON") from None
     except RecursionError:
         raise BadRequest("request body is nested too deeply") from None
-
-
-def parse_json(event: Any) -> Any:
-    """The event's body as JSON (``{}`` when empty); 400 when it is not JSON."""
-    return loads_body(event.body or b"{}")
 
 
 def _header(event: Any, name: str) -> str | None:

@@ -30,11 +30,19 @@ import numpy as np
 
 from fedfaas import codec, keys
 from fedfaas.config import Settings, load_settings
+from fedfaas.contracts import (
+    EvictAnswer,
+    EvictRequest,
+    ItemRef,
+    LoadAnswer,
+    LoadRequest,
+    RunAnswer,
+    RunRequest,
+    check_s3_ref,
+)
 from fedfaas.errors import BadRequest, NotFound
-from fedfaas.spec import check_id
 from fedfaas.store import ObjectStore
 from fedfaas.workloads import TENSORS_KEY, ClientUpdate, WorkloadInputs, get_workload
-from fedfaas.workloads.params import check_numeric_array
 from fedfaas.workloads.prepared import Prepared
 from fedfaas.workloads.updates import count_sketch, is_float, nonfinite_clients
 
@@ -56,31 +64,6 @@ class Entry:
     def nbytes(self) -> int:
         """Memory this entry pins."""
         return len(self.body)
-
-
-def _check_s3_key(s3_key: Any) -> str:
-    if not isinstance(s3_key, str) or not s3_key.startswith("tenants/") or ".." in s3_key:
-        raise BadRequest(f"invalid object reference {s3_key!r}")
-    return s3_key
-
-
-def _objects(value: Any, what: str) -> list[dict[str, Any]]:
-    """``value`` as a list of JSON objects (None: empty); BadRequest otherwise."""
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise BadRequest(f"{what} must be a list of objects")
-    return value
-
-
-def _ref(item: dict[str, Any], what: str, *fields: str) -> dict[str, Any]:
-    """``item`` after checking it has ``key``, ``s3`` and ``fields`` (``round``: an integer)."""
-    missing = [f for f in ("key", "s3", *fields) if f not in item]
-    if missing:
-        raise BadRequest(f"{what} lacks {', '.join(repr(f) for f in missing)}")
-    if "round" in fields and (isinstance(item["round"], bool) or not isinstance(item["round"], int)):
-        raise BadRequest(f"{what} 'round' must be an integer, got {item['round']!r}")
-    return item
 
 
 class ServerlessCache:
@@ -148,37 +131,36 @@ class ServerlessCache:
         finally:
             self.prepared.unregister([entry.update.tensors])
 
-    def get(self, key: str, s3_key: str) -> tuple[Entry, bool]:
-        """The entry for ``key`` and whether it was a hit; loads it from S3 on a miss."""
+    def get(self, item: ItemRef) -> tuple[Entry, bool]:
+        """The entry for ``item`` and whether it was a hit; loads it from S3 on a miss."""
         with self._lock:
-            entry = self._held.get(key)
+            entry = self._held.get(item.key)
             if entry is not None:
-                self._held.move_to_end(key)
+                self._held.move_to_end(item.key)
                 return entry, True
-        return self._put(key, self.store.get(_check_s3_key(s3_key))), False
+        return self._put(item.key, self.store.get(check_s3_ref(item.s3))), False
 
-    def load(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        """Fetch ``[{"key", "s3"}]`` from S3 into memory (placement and prefetch)."""
+    def load(self, request: LoadRequest) -> LoadAnswer:
+        """Fetch the request's items from S3 into memory (placement and prefetch)."""
         loaded, missing = [], []
-        for item in _objects(items, "'items'"):
-            key, s3_key = str(item.get("key", "")), _check_s3_key(item.get("s3"))
+        for item in request.items:
             try:
-                entry = self._put(key, self.store.get(s3_key))
-                loaded.append(key)
+                entry = self._put(item.key, self.store.get(check_s3_ref(item.s3)))
+                loaded.append(item.key)
             except NotFound:
-                missing.append(key)
+                missing.append(item.key)
                 continue
             if self.prepare_on_load:
-                self._prepare(key, entry)
-        return {"function": self.function_id, "loaded": loaded, "missing": missing,
-                "used_bytes": self.used_bytes}
+                self._prepare(item.key, entry)
+        return LoadAnswer(function=self.function_id, loaded=loaded, missing=missing,
+                          used_bytes=self.used_bytes)
 
-    def evict(self, keys_: list[str]) -> dict[str, Any]:
+    def evict(self, request: EvictRequest) -> EvictAnswer:
         """Drop entries (the Cache Engine decided they are cold)."""
         with self._lock:
-            dropped = [k for k in keys_ if self._held.pop(k, None) is not None]
+            dropped = [k for k in request.keys if self._held.pop(k, None) is not None]
         self.prepared.invalidate(dropped)
-        return {"function": self.function_id, "evicted": dropped, "used_bytes": self.used_bytes}
+        return EvictAnswer(function=self.function_id, evicted=dropped, used_bytes=self.used_bytes)
 
     def ping(self) -> dict[str, Any]:
         """Keep-alive answer: who I am, what I hold, since when."""
@@ -191,54 +173,36 @@ class ServerlessCache:
         return list(self._held)
 
     # --- co-located compute ----------------------------------------------------------
-    def run(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Run one non-training workload on held data (see :func:`parse_run`)."""
-        spec = get_workload(str(request.get("workload", "")))
-        params = request.get("params") or {}
-        data = request.get("data") or {}
-        if not isinstance(data, dict):
-            raise BadRequest("request 'data' must be an object")
-        job, rnd, client = request.get("job") or {}, request.get("round"), request.get("client")
-        if not isinstance(job, dict):
-            raise BadRequest("request 'job' must be an object (the job spec)")
-        if rnd is not None and (isinstance(rnd, bool) or not isinstance(rnd, int)):
-            raise BadRequest(f"request 'round' must be an integer or null, got {rnd!r}")
-        if client is not None and not isinstance(client, str):
-            raise BadRequest(f"request 'client' must be a party id or null, got {client!r}")
+    def run(self, request: RunRequest) -> RunAnswer:
+        """Run one non-training workload on held data (reading what it lacks from S3)."""
+        spec = get_workload(request.workload or "")
+        data = request.data
         hits = misses = 0
         updates = []
         held: dict[str, Any] = {}  # data key -> the decoded tensors this request uses
-        for item in _objects(data.get("updates"), "'data.updates'"):
-            _ref(item, "an item of 'data.updates'", "client", "round")
-            entry, hit = self.get(str(item["key"]), item["s3"])
+        for ref in data.updates:
+            entry, hit = self.get(ref)
             hits, misses = hits + hit, misses + (not hit)
-            held[str(item["key"])] = entry.update.tensors
-            updates.append(ClientUpdate(client=check_id(item["client"], "client"),
-                                        tensors=entry.update.tensors, meta=entry.update.meta,
-                                        round=int(item["round"])))
+            held[ref.key] = entry.update.tensors
+            updates.append(ClientUpdate(client=ref.client, tensors=entry.update.tensors,
+                                        meta=entry.update.meta, round=ref.round))
         models: dict[int, Any] = {}
-        for item in _objects(data.get("global_models"), "'data.global_models'"):
-            _ref(item, "an item of 'data.global_models'", "round")
-            entry, hit = self.get(str(item["key"]), item["s3"])
+        for model in data.global_models:
+            entry, hit = self.get(model)
             hits, misses = hits + hit, misses + (not hit)
-            held[str(item["key"])] = entry.update.tensors
-            models[int(item["round"])] = entry.update.tensors
+            held[model.key] = entry.update.tensors
+            models[model.round] = entry.update.tensors
         arrays: dict[str, np.ndarray] = {}
-        if data.get("validation"):
-            if not isinstance(data["validation"], dict):
-                raise BadRequest("request 'data.validation' must be an object")
-            _ref(data["validation"], "'data.validation'")
-            entry, hit = self.get(str(data["validation"]["key"]), data["validation"]["s3"])
+        if data.validation is not None:
+            entry, hit = self.get(data.validation)
             hits, misses = hits + hit, misses + (not hit)
             arrays.update(entry.update.tensors)
-        request_arrays = request.get("arrays") or {}
-        if not isinstance(request_arrays, dict):
-            raise BadRequest("request 'arrays' must be an object of numeric arrays")
-        for name, value in request_arrays.items():
-            arrays[name] = check_numeric_array(value, f"array {name!r}").astype(np.float32)
+        for name, value in request.arrays.items():
+            # Checked numeric and finite when the request was parsed.
+            arrays[name] = np.asarray(value, dtype=np.float32)
         inputs = WorkloadInputs(
-            job=job, round=rnd, client=client,
-            updates=updates, global_models=models, metadata=data.get("metadata") or [], arrays=arrays,
+            job=request.job, round=request.round, client=request.client,
+            updates=updates, global_models=models, metadata=data.metadata, arrays=arrays,
             prepared=self.prepared,
         )
         # The statistics are keyed by data key; the workload cores see the tensors.
@@ -246,7 +210,7 @@ class ServerlessCache:
             self.prepared.register(tensors, key)
         started = time.perf_counter()
         try:
-            result = spec.run(inputs, params)
+            result = spec.run(inputs, request.params)
         finally:
             self.prepared.unregister(held.values())
         compute_s = time.perf_counter() - started
@@ -254,13 +218,13 @@ class ServerlessCache:
             tensors = result.pop(TENSORS_KEY)
             out_key = self._store_result(request, tensors)
             result["tensors_ref"] = out_key
-        return {"result": result, "function": self.function_id, "hits": hits, "misses": misses,
-                "compute_s": round(compute_s, 6)}
+        return RunAnswer(result=result, function=self.function_id, hits=hits, misses=misses,
+                         compute_s=round(compute_s, 6))
 
-    def _store_result(self, request: dict[str, Any], tensors: dict[str, np.ndarray]) -> str:
-        tenant = check_id(str(request.get("tenant", "")), "tenant")
-        job = check_id(str(request.get("job_id", "")), "job id")
-        request_id = check_id(str(request.get("request_id", "")), "request id")
-        key = f"{keys.s3_job(tenant, job)}/results/{request_id}.ffu"
-        self.store.put(key, codec.encode(tensors, {"workload": request.get("workload")}))
+    def _store_result(self, request: RunRequest, tensors: dict[str, np.ndarray]) -> str:
+        if request.tenant is None or request.job_id is None or request.request_id is None:
+            raise BadRequest(f"{request.workload} returns tensors: the request needs 'tenant', "
+                             "'job_id' and 'request_id' to name where they are written")
+        key = f"{keys.s3_job(request.tenant, request.job_id)}/results/{request.request_id}.ffu"
+        self.store.put(key, codec.encode(tensors, {"workload": request.workload}))
         return key

@@ -13,13 +13,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_core import ErrorDetails
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from fedfaas.errors import BadRequest
 
+# The one id rule of fedfaas (jobs, parties, tenants, cache functions, workloads, requests).
 # Always ``fullmatch``: with ``match``, ``$`` also matches before a trailing newline.
 ID_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+ID_RULE = "must be a DNS label: a-z, 0-9 and '-', 1-63 chars"
 STRATEGIES = ("jit", "eager-always-on", "eager-serverless", "batched-serverless", "lazy")
 
 
@@ -40,13 +42,24 @@ def json_type(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def check_id(value: str, what: str) -> str:
-    """Validate a job, party or tenant id: a DNS label (lowercase, digits, dashes, <= 63)."""
+def check_id(value: object, what: str) -> str:
+    """Validate an id (job, party, tenant, cache function, workload, request): a DNS label
+    (lowercase, digits, dashes, <= 63), so it is safe in S3 keys, Redis keys and function names."""
     if not isinstance(value, str):
         raise BadRequest(f"{what}: expected a string (a DNS label), got {json_type(value)}")
     if not ID_RE.fullmatch(value):
-        raise BadRequest(f"{what} {value!r} must be a DNS label: a-z, 0-9 and '-', 1-63 chars")
+        raise BadRequest(f"{what} {value!r} {ID_RULE}")
     return value
+
+
+def _dns_label(value: str) -> str:
+    if not ID_RE.fullmatch(value):
+        raise PydanticCustomError("dns_label", ID_RULE)
+    return value
+
+
+Id = Annotated[str, AfterValidator(_dns_label)]
+"""A model field holding an id: :func:`check_id`'s rule, as a pydantic type."""
 
 
 class _Strict(BaseModel):
@@ -193,6 +206,11 @@ def _problems(exc: ValidationError, what: str) -> list[str]:
     return problems
 
 
+def _refused(exc: ValidationError, what: str) -> BadRequest:
+    problems = _problems(exc, what)
+    return BadRequest(f"invalid {what}: " + "; ".join(problems), details={"fields": problems})
+
+
 def parse(model: type[_Strict], data: Any, what: str) -> Any:
     """Validate ``data`` against ``model``; raise a 400 that lists every bad field."""
     if not isinstance(data, dict):
@@ -200,5 +218,19 @@ def parse(model: type[_Strict], data: Any, what: str) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = _problems(exc, what)
-        raise BadRequest(f"invalid {what}: " + "; ".join(problems), details={"fields": problems}) from None
+        raise _refused(exc, what) from None
+
+
+def parse_json(model: type[_Strict], raw: bytes | str, what: str) -> Any:
+    """Validate a JSON body against ``model`` (an empty body is ``{}``); the same 400s as :func:`parse`."""
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        if errors[0]["type"] == "json_invalid":
+            if "recursion" in errors[0]["msg"]:
+                raise BadRequest("request body is nested too deeply") from None
+            raise BadRequest("request body is not valid JSON") from None
+        if errors[0]["loc"] == () and errors[0]["type"] in ("model_type", "model_attributes_type"):
+            raise BadRequest(f"{what} must be a JSON object, got {json_type(errors[0]['input'])}") from None
+        raise _refused(exc, what) from None

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 from fedfaas.config import load_settings
+from fedfaas.contracts import RunRequest
 from fedfaas.errors import BadRequest
-from fedfaas.handlers import guarded, json_response, parse_json, require_internal_token
+from fedfaas.handlers import guarded, json_response, require_internal_token
 from fedfaas.serverless_cache import ServerlessCache
 from fedfaas.store import ObjectStore
 from fedfaas.workloads import get_workload
@@ -33,12 +34,9 @@ def make_handler(workload: str) -> Callable[[Any, Any], dict[str, Any]]:
         if event.method != "POST":
             return json_response(405, {"error": "method_not_allowed", "message": "POST a request"})
         require_internal_token(event)
-        body = parse_json(event)
-        if not isinstance(body, dict):
-            raise BadRequest("request body must be a JSON object")
-        if body.get("workload", workload) != workload:
-            raise BadRequest(f"this function runs {workload!r}, not {body.get('workload')!r}")
-        body["workload"] = workload
-        return json_response(200, cache.run(body))
+        request = RunRequest.from_json(event.body)
+        if request.workload not in (None, workload):
+            raise BadRequest(f"this function runs {workload!r}, not {request.workload!r}")
+        return json_response(200, cache.run(request.model_copy(update={"workload": workload})))
 
     return handle

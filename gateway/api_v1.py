@@ -9,7 +9,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from fedfaas import keys
 from fedfaas.errors import BadRequest, Forbidden, NotFound
-from fedfaas.fusion import get_strategy
+from fedfaas.fusion import get_algorithm
 from fedfaas.handlers import loads_body
 from fedfaas.spec import JobSpec, PartyProfile, check_id, json_type, parse
 from gateway.bodies import read_body
@@ -86,7 +86,7 @@ def create_job() -> Response:
     principal.require_admin(tenant)
     # Refuse now what every aggregation of the job would refuse (400 naming the problem).
     try:
-        get_strategy(spec.algorithm.name, **dict(spec.algorithm.params))
+        get_algorithm(spec.algorithm.name, **dict(spec.algorithm.params))
     except BadRequest as exc:
         raise BadRequest(f"invalid job spec: algorithm: {exc.message}") from None
     job, enroll = svc.registry.create_job(spec, tenant)

@@ -11,7 +11,6 @@ re-issued when their lease expires.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -21,6 +20,7 @@ from typing import Any, cast
 
 from fedfaas import keys
 from fedfaas.config import Settings
+from fedfaas.contracts import StepAnswer, StepRequest
 from fedfaas.errors import BadRequest, FedfaasError, Unavailable
 from fedfaas.openfaas.client import FaasClient, FunctionAnswer, classify_answer
 from fedfaas.retry import ALL_METHODS
@@ -38,13 +38,13 @@ def _wait_to_retry_step(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def function_invoker(settings: Settings) -> Any:
-    """A callable that runs one step on the ``aggregate`` function and returns its JSON."""
+def function_invoker(settings: Settings) -> Callable[[StepRequest], StepAnswer]:
+    """A callable that runs one step on the ``aggregate`` function and returns its answer."""
     client = FaasClient.from_settings(settings, timeout=settings.function_timeout_s,
                                       retry=STEP_RETRY, idempotent=ALL_METHODS, sleep=_wait_to_retry_step)
 
-    def invoke(request: dict[str, Any]) -> dict[str, Any]:
-        resp = client.invoke(AGGREGATE_FUNCTION, json.dumps(request),
+    def invoke(request: StepRequest) -> StepAnswer:
+        resp = client.invoke(AGGREGATE_FUNCTION, request.model_dump_json(),
                              headers={"Content-Type": "application/json"})
         answer = classify_answer(resp)
         if answer in (FunctionAnswer.FAILED, FunctionAnswer.OUT_OF_MEMORY):
@@ -59,13 +59,18 @@ def function_invoker(settings: Settings) -> Any:
         if answer not in (FunctionAnswer.OK, FunctionAnswer.REFUSED):
             # An outage, a busy instance or the function not deployed yet: retried.
             raise Unavailable(f"aggregate answered {resp.status_code}: {resp.text[:200]}")
-        try:
-            body: dict[str, Any] = resp.json()
-        except ValueError:
-            raise Unavailable(f"aggregate answered non-JSON ({resp.status_code})") from None
         if resp.status_code >= 400:
-            raise BadRequest(f"aggregate refused the step: {body.get('message', body)}")
-        return body
+            try:
+                body = resp.json()
+            except ValueError:
+                raise Unavailable(f"aggregate answered non-JSON ({resp.status_code})") from None
+            message = body.get("message", body) if isinstance(body, dict) else body
+            raise BadRequest(f"aggregate refused the step: {message}")
+        try:
+            return StepAnswer.from_json(resp.content)
+        except BadRequest as exc:
+            raise Unavailable(f"aggregate answered no step answer ({resp.status_code}): "
+                              f"{exc.message[:200]}") from None
 
     return invoke
 

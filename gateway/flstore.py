@@ -31,7 +31,13 @@ from fedfaas.store import ObjectStore
 from fedfaas.workloads import WORKLOADS
 from gateway.arrivals import StreamConsumer
 from request_tracker.data import DataResolver
-from request_tracker.tracker import Query, RequestTracker
+from request_tracker.tracker import (
+    Query,
+    RequestTracker,
+    evict_requests,
+    load_requests,
+    send_cache_calls,
+)
 
 log = logging.getLogger("fedfaas.flstore")
 
@@ -127,22 +133,8 @@ class FLStoreService:
     def place(self, key: DataKey, size: int) -> None:
         """Tell the engine about new durable data and load it where the policy wants it."""
         result = self.engine.ingest(key, size)
-        s3 = self.resolver.s3_key(key)
-        if s3 is not None:
-            for fid in result.functions:
-                self._async(fid, "load", {"items": [{"key": key.to_str(), "s3": s3}]})
-        drops: dict[str, list[str]] = {}
-        for move in result.evictions:
-            drops.setdefault(move.function_id, []).append(move.key.to_str())
-        for fid, dkeys in drops.items():
-            self._async(fid, "evict", {"keys": dkeys})
-
-    def _async(self, function_id: str, path: str, body: dict[str, Any]) -> None:
-        try:
-            self.faas.invoke_async(function_id, json.dumps(body), path=path,
-                                   headers={"Content-Type": "application/json"})
-        except FedfaasError as exc:
-            log.warning("%s on %s failed: %s", path, function_id, exc.message)
+        send_cache_calls(self.faas, load_requests([result], self.resolver),
+                         evict_requests(result.evictions))
 
     def _handle_arrival(self, fields: dict[str, str]) -> None:
         try:
@@ -168,14 +160,7 @@ class FLStoreService:
             return
         lost = self.engine.mark_function_lost(function_id)
         fetches = self.engine.restore(list(lost.dropped) + list(lost.degraded))
-        by_fn: dict[str, list[dict[str, str]]] = {}
-        for fetch in fetches:
-            s3 = self.resolver.s3_key(fetch.key)
-            if s3 is not None:
-                for fid in fetch.functions:
-                    by_fn.setdefault(fid, []).append({"key": fetch.key.to_str(), "s3": s3})
-        for fid, items in by_fn.items():
-            self._async(fid, "load", {"items": items})
+        send_cache_calls(self.faas, load_requests(fetches, self.resolver), {})
         log.info("cache function %s lost: %d items dropped, %d re-placed", function_id,
                  len(lost.dropped) + len(lost.degraded), len(fetches))
 

@@ -27,9 +27,10 @@ from typing import Any
 import redis
 
 from fedfaas import keys
+from fedfaas.contracts import StepAnswer, StepRequest, schema_json
 from fedfaas.errors import FedfaasError, Unavailable
-from fedfaas.fusion import get_strategy
-from fedfaas.fusion.strategy import LinearStrategy
+from fedfaas.fusion import get_algorithm
+from fedfaas.fusion.algorithm import LinearAlgorithm
 from fedfaas.meta import text
 from fedfaas.model_schema import ParameterSchema
 from fedfaas.retry import Backoff, Retry
@@ -63,7 +64,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-Invoke = Callable[[dict[str, Any]], dict[str, Any]]
+Invoke = Callable[[StepRequest], StepAnswer]
 
 
 def _lock_key(job_id: str, rnd: int) -> str:
@@ -97,7 +98,7 @@ class RoundCoordinator:
     registry
         Jobs, parties and rounds in Redis.
     invoke
-        Calls the ``aggregate`` function with a step request and returns its JSON
+        Calls the ``aggregate`` function with a step request and returns its
         answer; raises :class:`Unavailable` when the instance died or is unreachable.
     """
 
@@ -110,7 +111,7 @@ class RoundCoordinator:
         self._renewals: dict[str, _LeaseRenewal] = {}
 
     # --- helpers ---------------------------------------------------------------------
-    def _step(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _step(self, request: StepRequest) -> StepAnswer:
         try:
             return self.invoke(request)
         except Unavailable as exc:
@@ -119,16 +120,14 @@ class RoundCoordinator:
             raise
 
     def _request(self, job: JobRecord, rnd: int, parties: list[str], base: str | None,
-                 finalize: bool, quorum: int = 1) -> dict[str, Any]:
+                 finalize: bool, quorum: int = 1) -> StepRequest:
         updates = self.registry.round_updates(job.job_id, rnd)
-        schema = self.registry.job_schema(job.job_id)
-        return {
-            "tenant": job.tenant, "job": job.job_id, "round": rnd,
-            "algorithm": {"name": job.spec.algorithm.name, "params": dict(job.spec.algorithm.params)},
-            "parties": parties, "digests": {p: updates[p]["digest"] for p in parties},
-            "base": base, "finalize": finalize, "min_parties": max(1, quorum),
-            "schema": None if schema is None else json.loads(schema.to_json()),
-        }
+        return StepRequest(
+            tenant=job.tenant, job=job.job_id, round=rnd, algorithm=job.spec.algorithm,
+            parties=parties, digests={p: updates[p]["digest"] for p in parties},
+            base=base, finalize=finalize, min_parties=max(1, quorum),
+            schema=schema_json(self.registry.job_schema(job.job_id)),
+        )
 
     def chain(self, job_id: str, rnd: int) -> tuple[str | None, list[str]]:
         """The round's newest partial aggregate id and the parties it covers."""
@@ -175,16 +174,19 @@ class RoundCoordinator:
     # --- steps -----------------------------------------------------------------------
     def fold(self, job: JobRecord, rnd: int, parties: list[str]) -> dict[str, Any]:
         """Fold ``parties``' updates into the round's partial aggregate (one invocation)."""
-        strategy = get_strategy(job.spec.algorithm.name, **dict(job.spec.algorithm.params))
-        if not isinstance(strategy, LinearStrategy) or not parties:
+        algorithm = get_algorithm(job.spec.algorithm.name, **dict(job.spec.algorithm.params))
+        if not isinstance(algorithm, LinearAlgorithm) or not parties:
             return {"folded": []}
         base, covered = self.chain(job.job_id, rnd)
         result = self._step(self._request(job, rnd, parties, base, finalize=False))
-        if not self.rounds.advance_chain(job.job_id, rnd, base, result["partial"], result["parties"],
-                                         result.get("excluded", {})):
+        if result.partial is None:
+            raise FedfaasError("aggregate answered a fold without a partial aggregate", status=500,
+                               code=STEP_FAILED)
+        if not self.rounds.advance_chain(job.job_id, rnd, base, result.partial, result.parties,
+                                         result.excluded):
             return {"folded": [], "raced": True}
-        return {"folded": [p for p in result["parties"] if p not in covered], "partial": result["partial"],
-                "reused": bool(result.get("reused")), "fold_s": result.get("fold_s")}
+        return {"folded": [p for p in result.parties if p not in covered], "partial": result.partial,
+                "reused": result.reused, "fold_s": result.fold_s}
 
     def finalize(self, job: JobRecord, rnd: int, now: float | None = None) -> RoundRecord:
         """Close the round: fuse what arrived into the global model of round ``rnd``.
@@ -206,25 +208,25 @@ class RoundCoordinator:
         if not self.rounds.begin_aggregating(job.job_id, rnd):
             return self.registry.get_round(job.job_id, rnd)  # ended meanwhile
         updates = self.registry.round_updates(job.job_id, rnd)
-        strategy = get_strategy(job.spec.algorithm.name, **dict(job.spec.algorithm.params))
+        algorithm = get_algorithm(job.spec.algorithm.name, **dict(job.spec.algorithm.params))
         record = self.registry.get_round(job.job_id, rnd)
-        if isinstance(strategy, LinearStrategy):
+        if isinstance(algorithm, LinearAlgorithm):
             base, covered = self.chain(job.job_id, rnd)
             done = set(covered) | set(self.excluded(job.job_id, rnd))
             rest = [p for p in sorted(updates) if p not in done]
         else:
             base, rest = None, sorted(updates)
         result = self._step(self._request(job, rnd, rest, base, finalize=True, quorum=record.quorum))
-        excluded: dict[str, str] = result.get("excluded", {})
-        if result.get("model_key") is None:
-            self.fail(job, rnd, f"quorum not met: {len(result['parties'])} of {record.quorum} required "
+        excluded = result.excluded
+        if result.model_key is None:
+            self.fail(job, rnd, f"quorum not met: {len(result.parties)} of {record.quorum} required "
                                 f"updates could be fused; excluded: {_listed(excluded)}", excluded=excluded)
             return self.registry.get_round(job.job_id, rnd)
-        if result.get("schema") is not None and self.registry.job_schema(job.job_id) is None:
-            self.registry.set_job_schema(job, ParameterSchema.from_json(json.dumps(result["schema"])))
+        if result.tensor_schema is not None and self.registry.job_schema(job.job_id) is None:
+            self.registry.set_job_schema(job, ParameterSchema.from_json(json.dumps(result.tensor_schema)))
         closed_at = time.time() if now is None else now
         last_arrival = max((u["arrived_at"] for u in updates.values()), default=closed_at)
-        if self.rounds.close(job, rnd, model_key=result["model_key"], parties_included=result["parties"],
+        if self.rounds.close(job, rnd, model_key=result.model_key, parties_included=result.parties,
                              excluded=excluded, closed_at=closed_at, last_arrival_at=last_arrival):
             metrics.round_closed(max(0.0, closed_at - last_arrival))
         return self.registry.get_round(job.job_id, rnd)

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from cache_engine.keys import DataKey
 from fedfaas import keys
+from fedfaas.contracts import ItemRef, ModelRef, RunData, UpdateRef
 from fedfaas.errors import BadRequest, NotFound
 from fedfaas.store import ObjectStore
 from fedfaas.workloads import get_workload
@@ -33,11 +34,11 @@ class RoundSource(Protocol):
 
 @dataclass
 class ResolvedData:
-    """The request's data: engine keys (tensors) and the payload sent to the function."""
+    """The request's data: engine keys (tensors) and the references sent to the function."""
 
     round: int | None
     keys: list[DataKey] = field(default_factory=list)
-    payload: dict[str, Any] = field(default_factory=dict)
+    payload: RunData = field(default_factory=RunData)
 
 
 def validation_key(tenant: str, job: str) -> str:
@@ -86,7 +87,7 @@ class DataResolver:
         if rnd is not None and rnd > job.current_round:
             raise NotFound(f"round {rnd} of job {job_id!r} has not been started")
         data = ResolvedData(round=rnd)
-        items: list[dict[str, Any]] = []
+        items: list[UpdateRef] = []
         if "round_updates" in needs and rnd is not None:
             for party, record in sorted(self.rounds.round_updates(job_id, rnd).items()):
                 items.append(self._update_item(tenant, job_id, rnd, party, record["digest"], data))
@@ -101,13 +102,12 @@ class DataResolver:
                     items.append(self._update_item(tenant, job_id, r, query.client, found["digest"], data))
             if not items:
                 raise NotFound(f"party {query.client!r} has no stored update in job {job_id!r}")
-        data.payload["updates"] = items
-        models = []
+        models: list[ModelRef] = []
         wanted_models = set()
         if "global_model" in needs or "global_model" in spec.optional:
             wanted_models |= {r for r in (rnd, (rnd or 1) - 1) if r is not None and r >= 0}
         if "client_across_rounds" in needs:
-            wanted_models |= {int(i["round"]) for i in items}
+            wanted_models |= {i.round for i in items}
         for r in sorted(wanted_models):
             if r == 0 or r in closed:
                 s3 = keys.s3_model(tenant, job_id, r)
@@ -115,31 +115,32 @@ class DataResolver:
                     continue
                 key = DataKey.model(tenant, job_id, r)
                 data.keys.append(key)
-                models.append({"key": key.to_str(), "s3": s3, "round": r})
+                models.append(ModelRef(key=key.to_str(), s3=s3, round=r))
         if "global_model" in needs and not models:
             raise NotFound(f"no global model of round {rnd} of job {job_id!r} is stored")
-        data.payload["global_models"] = models
+        metadata: list[dict[str, Any]] = []
         if "metadata" in needs or "metadata" in spec.optional:
             last_k = int(query.params.get("last_k", DEFAULT_LAST_K)) if isinstance(
                 query.params.get("last_k", DEFAULT_LAST_K), int) else DEFAULT_LAST_K
-            data.payload["metadata"] = self.round_records(job_id, job, upto=rnd or job.current_round,
-                                                          last_k=last_k)
+            metadata = self.round_records(job_id, job, upto=rnd or job.current_round, last_k=last_k)
+        validation = None
         if "validation_set" in needs or "validation_set" in spec.optional:
             s3 = validation_key(tenant, job_id)
             if self.store.exists(s3):
-                data.payload["validation"] = {"key": f"{tenant}:{job_id}:validation", "s3": s3}
+                validation = ItemRef(key=f"{tenant}:{job_id}:validation", s3=s3)
             elif "validation_set" in needs:
                 raise NotFound(f"job {job_id!r} has no validation set; upload one with "
                                "PUT /v1/jobs/{job}/validation")
+        data.payload = RunData(updates=items, global_models=models, metadata=metadata, validation=validation)
         return data
 
     @staticmethod
     def _update_item(tenant: str, job_id: str, rnd: int, party: str, digest: str, data: ResolvedData
-                     ) -> dict[str, Any]:
+                     ) -> UpdateRef:
         key = DataKey.update(tenant, job_id, rnd, party)
         data.keys.append(key)
-        return {"key": key.to_str(), "s3": keys.s3_update(tenant, job_id, rnd, party, digest),
-                "client": party, "round": rnd}
+        return UpdateRef(key=key.to_str(), s3=keys.s3_update(tenant, job_id, rnd, party, digest),
+                         client=party, round=rnd)
 
     def round_records(self, job_id: str, job: Any, upto: int, last_k: int) -> list[dict[str, Any]]:
         """Round records (P4 data) of the last ``last_k`` rounds up to ``upto``."""

@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,9 @@ import requests
 
 from cache_engine.engine import CacheEngine
 from cache_engine.keys import DataKey
+from cache_engine.results import Fetch, IngestResult, Move
 from fedfaas import keys
+from fedfaas.contracts import Contract, EvictRequest, ItemRef, LoadRequest, RunAnswer, RunRequest
 from fedfaas.errors import BadRequest, FedfaasError, NotFound, Unavailable
 from fedfaas.meta import text
 from fedfaas.openfaas.client import FaasClient, FunctionAnswer, classify_answer, error_message
@@ -149,19 +151,19 @@ class RequestTracker:
                            finished_at=repr(time.time()))
             raise
         total = time.perf_counter() - started
-        self._progress(request_id, status="done", result=outcome["result"], function=outcome["function"],
-                       hits=outcome.get("hits", 0), misses=outcome.get("misses", 0),
-                       timings={"total_s": round(total, 6), "compute_s": outcome.get("compute_s")},
+        self._progress(request_id, status="done", result=outcome.result, function=outcome.function,
+                       hits=outcome.hits, misses=outcome.misses,
+                       timings={"total_s": round(total, 6), "compute_s": outcome.compute_s},
                        finished_at=repr(time.time()))
         return self.status(request_id, tenant)
 
     def _route(self, request_id: str, tenant: str, job: str, job_spec: dict[str, Any], query: Query,
-               data: ResolvedData) -> dict[str, Any]:
-        body = {
-            "request_id": request_id, "tenant": tenant, "job_id": job, "workload": query.workload,
-            "params": query.params, "job": job_spec, "round": data.round, "client": query.client,
-            "data": data.payload, "arrays": query.arrays,
-        }
+               data: ResolvedData) -> RunAnswer:
+        body = RunRequest(
+            request_id=request_id, tenant=tenant, job_id=job, workload=query.workload,
+            params=query.params, job=job_spec, round=data.round, client=query.client,
+            data=data.payload, arrays=query.arrays,
+        )
         candidates: list[str] = []
         if data.keys:
             plan = self.engine.plan_request(query.workload, data.keys)
@@ -192,9 +194,9 @@ class RequestTracker:
             return outcome
         raise Unavailable(f"no function could serve {query.workload!r}: tried {len(tried)}")
 
-    def _call(self, function_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _call(self, function_id: str, body: RunRequest) -> RunAnswer:
         try:
-            resp = self.faas.invoke(function_id, json.dumps(body), path="run",
+            resp = self.faas.invoke(function_id, body.model_dump_json(), path="run",
                                     headers={"Content-Type": "application/json"},
                                     timeout=self.run_timeout_s)
         except Unavailable as exc:
@@ -213,7 +215,7 @@ class RequestTracker:
         if kind is FunctionAnswer.FAILED:
             # The function answered, so its instance and what it holds are alive: the
             # workload failed on this request, and another holder would fail the same way.
-            raise FedfaasError(f"{body.get('workload')} failed on {function_id} "
+            raise FedfaasError(f"{body.workload} failed on {function_id} "
                                f"({resp.status_code}): {error_message(resp)[:300]}", status=500,
                                code="workload_failed")
         if kind in (FunctionAnswer.OUT_OF_MEMORY, FunctionAnswer.OWN_UNAVAILABLE,
@@ -224,39 +226,57 @@ class RequestTracker:
             # find an instance that really came back empty.
             raise FunctionUnavailable(f"{function_id} answered {resp.status_code}",
                                       lost=kind is FunctionAnswer.UNREACHABLE)
-        try:
-            answer: dict[str, Any] = resp.json()
-        except ValueError:
-            raise Unavailable(f"{function_id} answered non-JSON") from None
         if resp.status_code >= 400:
-            raise FedfaasError(str(answer.get("message", answer)), status=resp.status_code,
-                               code=str(answer.get("error", "workload_error")))
-        return answer
+            try:
+                error = resp.json()
+            except ValueError:
+                raise Unavailable(f"{function_id} answered non-JSON") from None
+            error = error if isinstance(error, dict) else {"message": error}
+            raise FedfaasError(str(error.get("message", error)), status=resp.status_code,
+                               code=str(error.get("error", "workload_error")))
+        try:
+            return RunAnswer.from_json(resp.content)
+        except BadRequest as exc:
+            raise Unavailable(f"{function_id} answered no workload result: {exc.message[:200]}") from None
 
     def _dispatch_async(self, prefetch: Any, evictions: Any, data: ResolvedData) -> None:
         """Queue prefetches and evictions on the functions (asynchronous invocations)."""
-        by_fn: dict[str, list[dict[str, str]]] = {}
-        for fetch in prefetch:
-            s3_key = self.resolver.s3_key(fetch.key)
-            if s3_key is None:
-                continue
-            for fid in fetch.functions:
-                by_fn.setdefault(fid, []).append({"key": fetch.key.to_str(), "s3": s3_key})
-        for fid, items in by_fn.items():
-            try:
-                self.faas.invoke_async(fid, json.dumps({"items": items}), path="load",
-                                       headers={"Content-Type": "application/json"})
-            except FedfaasError as exc:
-                log.warning("prefetch on %s failed: %s", fid, exc.message)
-        drops: dict[str, list[str]] = {}
-        for move in evictions:
-            drops.setdefault(move.function_id, []).append(move.key.to_str())
-        for fid, dkeys in drops.items():
-            try:
-                self.faas.invoke_async(fid, json.dumps({"keys": dkeys}), path="evict",
-                                       headers={"Content-Type": "application/json"})
-            except FedfaasError as exc:
-                log.warning("eviction on %s failed: %s", fid, exc.message)
+        send_cache_calls(self.faas, load_requests(prefetch, self.resolver), evict_requests(evictions))
+
+
+def load_requests(fetches: Iterable[Fetch | IngestResult], resolver: DataResolver) -> dict[str, LoadRequest]:
+    """The load request of each cache function for what the Cache Engine placed;
+    an item with no S3 object is left out."""
+    by_fn: dict[str, list[ItemRef]] = {}
+    for fetch in fetches:
+        s3_key = resolver.s3_key(fetch.key)
+        if s3_key is None:
+            continue
+        for fid in fetch.functions:
+            by_fn.setdefault(fid, []).append(ItemRef(key=fetch.key.to_str(), s3=s3_key))
+    return {fid: LoadRequest(items=items) for fid, items in by_fn.items()}
+
+
+def evict_requests(evictions: Iterable[Move]) -> dict[str, EvictRequest]:
+    """The evict request of each cache function for the Cache Engine's evictions."""
+    drops: dict[str, list[str]] = {}
+    for move in evictions:
+        drops.setdefault(move.function_id, []).append(move.key.to_str())
+    return {fid: EvictRequest(keys=dkeys) for fid, dkeys in drops.items()}
+
+
+def send_cache_calls(faas: FaasClient, loads: dict[str, LoadRequest],
+                     evicts: dict[str, EvictRequest]) -> None:
+    """Send loads and evictions to the cache functions, asynchronously; a failure is logged
+    (the keep-alive and the next request repair what a lost call leaves undone)."""
+    calls: list[tuple[str, str, Contract]] = [(fid, "load", req) for fid, req in loads.items()]
+    calls += [(fid, "evict", req) for fid, req in evicts.items()]
+    for fid, path, request in calls:
+        try:
+            faas.invoke_async(fid, request.model_dump_json(), path=path,
+                              headers={"Content-Type": "application/json"})
+        except FedfaasError as exc:
+            log.warning("%s on %s failed: %s", path, fid, exc.message)
 
 
 __all__ = ["DataKey", "Query", "RequestTracker", "request_key", "workload_function"]

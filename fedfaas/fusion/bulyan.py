@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from fedfaas.errors import FusionError
+from fedfaas.fusion.algorithm import Algorithm, FusionResult, ServerState, Tensors
 from fedfaas.fusion.checks import (
     ModelSpec,
     check_param,
@@ -26,7 +27,6 @@ from fedfaas.fusion.checks import (
 )
 from fedfaas.fusion.krum import krum_scores, squared_distances
 from fedfaas.fusion.stacking import coordinatewise
-from fedfaas.fusion.strategy import FusionResult, ServerState, Strategy, Tensors
 
 
 def bulyan_select(distances: np.ndarray, num_malicious: int) -> list[int]:
@@ -68,7 +68,7 @@ def bulyan(updates: Sequence[Tensors], num_malicious: int,
     return bulyan_combine([updates[i] for i in chosen], num_malicious, spec)
 
 
-class Bulyan(Strategy):
+class Bulyan(Algorithm):
     """Iterated-Krum selection followed by a coordinate-wise trimmed mean around the median."""
 
     name = "bulyan"

@@ -168,7 +168,7 @@ def check_parties(parties: Sequence[str] | None, n: int) -> list[str]:
 
 def check_param(name: str, value: Any, *, lo: float | None = None, hi: float | None = None,
                 lo_open: bool = False, hi_open: bool = False, integer: bool = False) -> Any:
-    """Validate one strategy parameter; raises :class:`BadRequest` naming it."""
+    """Validate one algorithm parameter; raises :class:`BadRequest` naming it."""
     kind = "an integer" if integer else "a number"
     ok_types: tuple[type, ...] = (int, np.integer) if integer else (int, float, np.integer,
                                                                      np.floating)

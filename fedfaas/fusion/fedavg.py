@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fedfaas.fusion.algorithm import FusionResult, LinearAlgorithm, ServerState, Tensors
 from fedfaas.fusion.partial import PartialAggregate
-from fedfaas.fusion.strategy import FusionResult, LinearStrategy, ServerState, Tensors
 
 
 def fedavg(updates: Sequence[Tensors], weights: Sequence[float],
@@ -25,7 +25,7 @@ def fedavg(updates: Sequence[Tensors], weights: Sequence[float],
     return partial.finalize(consume=True)
 
 
-class FedAvg(LinearStrategy):
+class FedAvg(LinearAlgorithm):
     """Federated averaging weighted by number of examples."""
 
     name = "fedavg"

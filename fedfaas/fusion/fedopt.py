@@ -4,7 +4,7 @@ Reddi et al., "Adaptive Federated Optimization", ICLR 2021, Algorithm 2: the
 server treats ``delta_t = avg_i(x_i) - x_t`` (the weighted FedAvg of this
 round's models minus the current global model) as a gradient and feeds it to
 an optimiser whose state (momentum ``m``, second moment ``v``) lives between
-rounds in a :class:`~fedfaas.fusion.strategy.ServerState`.  Subclasses supply
+rounds in a :class:`~fedfaas.fusion.algorithm.ServerState`.  Subclasses supply
 only the per-tensor update rule, a module-level function in their own module.
 
 Only float tensors are optimised; integer/bool buffers take their rounded
@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fedfaas.errors import FusionError
+from fedfaas.fusion.algorithm import FusionResult, LinearAlgorithm, ServerState, Tensors
 from fedfaas.fusion.checks import (
     ModelSpec,
     TensorInfo,
@@ -28,13 +29,12 @@ from fedfaas.fusion.checks import (
     is_float,
 )
 from fedfaas.fusion.partial import PartialAggregate
-from fedfaas.fusion.strategy import FusionResult, LinearStrategy, ServerState, Tensors
 
 #: ``step(x, delta, slots, step_index)`` updates ``x`` and the slot arrays in place.
 StepFn = Callable[[np.ndarray, np.ndarray, dict[str, np.ndarray], int], None]
 
 
-class FedOpt(LinearStrategy):
+class FedOpt(LinearAlgorithm):
     """Base of FedAvgM, FedAdam, FedYogi and FedAdagrad."""
 
     needs_global_model = True

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from fedfaas.fusion.algorithm import FusionResult, LinearAlgorithm, ServerState, Tensors
 from fedfaas.fusion.checks import ModelSpec, accumulator_dtype, cast_back, check_param, is_float
 from fedfaas.fusion.partial import PartialAggregate
-from fedfaas.fusion.strategy import FusionResult, LinearStrategy, ServerState, Tensors
 
 
 def apply_gradient(global_model: Tensors, mean_gradient: dict[str, np.ndarray],
@@ -40,7 +40,7 @@ def apply_gradient(global_model: Tensors, mean_gradient: dict[str, np.ndarray],
     return out
 
 
-class FedSGD(LinearStrategy):
+class FedSGD(LinearAlgorithm):
     """Average the parties' gradients and apply them with a server learning rate."""
 
     name = "fedsgd"

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from fedfaas.errors import FusionError
+from fedfaas.fusion.algorithm import Algorithm, FusionResult, ServerState, Tensors
 from fedfaas.fusion.checks import (
     ModelSpec,
     check_param,
@@ -32,7 +33,6 @@ from fedfaas.fusion.checks import (
 )
 from fedfaas.fusion.partial import PartialAggregate
 from fedfaas.fusion.stacking import BUDGET, stacked_chunks
-from fedfaas.fusion.strategy import FusionResult, ServerState, Strategy, Tensors
 
 
 def squared_distances(updates: Sequence[Tensors], spec: ModelSpec | None = None,
@@ -107,7 +107,7 @@ def multi_krum(updates: Sequence[Tensors], num_malicious: int, num_selected: int
     return _mean([updates[i] for i in chosen], spec)
 
 
-class Krum(Strategy):
+class Krum(Algorithm):
     """Select the single most central update, tolerating ``num_malicious`` Byzantine parties."""
 
     name = "krum"

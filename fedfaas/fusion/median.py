@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fedfaas.fusion.algorithm import Algorithm, FusionResult, ServerState, Tensors
 from fedfaas.fusion.checks import check_parties, check_updates, check_weights
 from fedfaas.fusion.stacking import coordinatewise
-from fedfaas.fusion.strategy import FusionResult, ServerState, Strategy, Tensors
 
 
 def median(updates: Sequence[Tensors], parties: Sequence[str] | None = None
@@ -25,7 +25,7 @@ def median(updates: Sequence[Tensors], parties: Sequence[str] | None = None
                           lambda block: np.median(block, axis=0, overwrite_input=True))
 
 
-class Median(Strategy):
+class Median(Algorithm):
     """Coordinate-wise median of the round's updates."""
 
     name = "median"

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
+from fedfaas.fusion.algorithm import Tensors
 from fedfaas.fusion.checks import ModelSpec, accumulator_dtype, cast_back
-from fedfaas.fusion.strategy import Tensors
 
 #: Bytes of one stacked block (N x chunk) in the accumulator dtype.
 BUDGET = 64 * 1024**2

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from fedfaas.errors import FusionError
+from fedfaas.fusion.algorithm import Algorithm, FusionResult, ServerState, Tensors
 from fedfaas.fusion.checks import check_param, check_parties, check_updates, check_weights
 from fedfaas.fusion.stacking import coordinatewise
-from fedfaas.fusion.strategy import FusionResult, ServerState, Strategy, Tensors
 
 
 def trimmed_mean(updates: Sequence[Tensors], beta: float,
@@ -37,7 +37,7 @@ def trimmed_mean(updates: Sequence[Tensors], beta: float,
     return coordinatewise(updates, spec, reduce)
 
 
-class TrimmedMean(Strategy):
+class TrimmedMean(Algorithm):
     """Coordinate-wise ``beta``-trimmed mean of the round's updates."""
 
     name = "trimmed-mean"

@@ -1,19 +1,21 @@
 """OpenFaaS function ``aggregate``: one aggregation step (see fedfaas.aggregation).
 
-POST a JSON step request (with the internal token); the answer names the
-partial aggregate or global model written to S3.  ``GET`` is an open warm ping
-that returns no data.  The store client lives at module level, which the
-python3-http template keeps between calls.
+POST a :class:`~fedfaas.contracts.StepRequest` as JSON (with the internal token);
+the :class:`~fedfaas.contracts.StepAnswer` names the partial aggregate or global
+model written to S3.  ``GET`` is an open warm ping that returns no data.  The
+store client lives at module level, which the python3-http template keeps
+between calls.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fedfaas.aggregation import AggregationStep, StepRequest
+from fedfaas.aggregation import AggregationStep
 from fedfaas.config import load_settings
+from fedfaas.contracts import StepRequest
 from fedfaas.fusion.kernels import reuse_freed_memory
-from fedfaas.handlers import guarded, json_response, parse_json, require_internal_token
+from fedfaas.handlers import guarded, json_response, require_internal_token
 from fedfaas.store import ObjectStore
 
 # A warm instance allocates an accumulator per step; keeping freed blocks
@@ -30,5 +32,4 @@ def handle(event: Any, context: Any) -> dict[str, Any]:
     if event.method != "POST":
         return json_response(405, {"error": "method_not_allowed", "message": "POST a step request"})
     require_internal_token(event)
-    request = StepRequest.parse(parse_json(event))
-    return json_response(200, _step.run(request))
+    return json_response(200, _step.run(StepRequest.from_json(event.body)))

@@ -2,8 +2,9 @@
 
 One handler serves every cache shard and replica; ``FEDFAAS_CACHE_ID`` names
 the instance.  Paths: ``GET /ping`` (keep-alive), ``GET /keys``,
-``POST /load`` ``{"items": [{"key", "s3"}]}``, ``POST /evict`` ``{"keys": [...]}``,
-``POST /run`` (a workload request from the Request Tracker).  Every path but
+``POST /load`` (:class:`~fedfaas.contracts.LoadRequest`), ``POST /evict``
+(:class:`~fedfaas.contracts.EvictRequest`), ``POST /run``
+(:class:`~fedfaas.contracts.RunRequest`, from the Request Tracker).  Every path but
 the ping (counts only, no keys or data) needs the internal token.
 """
 
@@ -12,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from fedfaas.config import load_settings
-from fedfaas.errors import BadRequest
-from fedfaas.handlers import guarded, json_response, parse_json, require_internal_token
+from fedfaas.contracts import EvictRequest, LoadRequest, RunRequest
+from fedfaas.handlers import guarded, json_response, require_internal_token
 from fedfaas.serverless_cache import ServerlessCache
 from fedfaas.store import ObjectStore
 
@@ -32,16 +33,10 @@ def handle(event: Any, context: Any) -> dict[str, Any]:
         return json_response(200, {"function": _cache.function_id, "keys": _cache.held()})
     if event.method != "POST":
         return json_response(405, {"error": "method_not_allowed", "message": f"{event.method} {path}"})
-    body = parse_json(event)
-    if not isinstance(body, dict):
-        raise BadRequest("request body must be a JSON object")
     if path == "/load":
-        return json_response(200, _cache.load(body.get("items", [])))
+        return json_response(200, _cache.load(LoadRequest.from_json(event.body)))
     if path == "/evict":
-        keys = body.get("keys", [])
-        if not isinstance(keys, list):
-            raise BadRequest("'keys' must be a list of data keys")
-        return json_response(200, _cache.evict([str(k) for k in keys]))
+        return json_response(200, _cache.evict(EvictRequest.from_json(event.body)))
     if path == "/run":
-        return json_response(200, _cache.run(body))
+        return json_response(200, _cache.run(RunRequest.from_json(event.body)))
     return json_response(404, {"error": "not_found", "message": f"no such path {path!r}"})

@@ -11,10 +11,10 @@ from fedfaas.errors import BadRequest
 def test_string_form_round_trips_and_starts_with_tenant() -> None:
     # Prepare
     keys = [
-        DataKey.update("acme", "job-1", 7, "client_3"),
+        DataKey.update("acme", "job-1", 7, "client-3"),
         DataKey.model("acme", "job-1", 7),
         DataKey.meta("acme", "job-1", 7),
-        DataKey.meta("acme", "job-1", 7, "c.9"),
+        DataKey.meta("acme", "job-1", 7, "c-9"),
     ]
 
     # Execute
@@ -22,10 +22,10 @@ def test_string_form_round_trips_and_starts_with_tenant() -> None:
 
     # Assert
     assert texts == [
-        "acme:job-1:update:7:client_3",
+        "acme:job-1:update:7:client-3",
         "acme:job-1:model:7",
         "acme:job-1:meta:7",
-        "acme:job-1:meta:7:c.9",
+        "acme:job-1:meta:7:c-9",
     ]
     assert [DataKey.from_str(t) for t in texts] == keys
     assert DataKey.from_str(texts[0].encode()) == keys[0]

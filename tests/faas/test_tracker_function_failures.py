@@ -106,7 +106,7 @@ def _tracker(client: redis.Redis, router: RouterProcess, lost: list[str],
 
 def _run(tracker: RequestTracker, key: DataKey, params: dict[str, object]) -> dict[str, object]:
     query = Query("debugging", 1, None, params, {})
-    return tracker._route("r-1", "acme", "job-1", {}, query, ResolvedData(1, [key], {}))
+    return tracker._route("r-1", "acme", "job-1", {}, query, ResolvedData(1, [key])).model_dump()
 
 
 def test_a_workload_that_raises_fails_the_request_without_losing_the_function(

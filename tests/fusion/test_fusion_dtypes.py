@@ -8,7 +8,7 @@ import pytest
 
 from fedfaas import codec
 from fedfaas.errors import FusionError
-from fedfaas.fusion import PartialAggregate, fedavg, get_strategy, median
+from fedfaas.fusion import PartialAggregate, fedavg, get_algorithm, median
 
 
 def test_integer_tensors_are_averaged_and_rounded_half_up() -> None:
@@ -108,7 +108,7 @@ def test_mismatched_updates_are_rejected_naming_tensor_and_party(
     # Execute / Assert
     for name in ("fedavg", "median", "krum"):
         with pytest.raises(FusionError, match=message):
-            get_strategy(name).fuse([good, bad, good], [1, 1, 1], ["a", "b", "c"])
+            get_algorithm(name).fuse([good, bad, good], [1, 1, 1], ["a", "b", "c"])
 
 
 def test_unsupported_dtypes_are_rejected() -> None:
@@ -134,7 +134,7 @@ def test_duplicate_party_ids_in_one_call_are_rejected() -> None:
     updates = [{"w": np.zeros(4, np.float32)}, {"w": np.ones(4, np.float32)}]
     # Execute / Assert
     with pytest.raises(FusionError, match="party 'a' appears twice"):
-        get_strategy("median").fuse(updates, [1, 1], ["a", "a"])
+        get_algorithm("median").fuse(updates, [1, 1], ["a", "a"])
 
 
 def test_no_updates_is_rejected() -> None:

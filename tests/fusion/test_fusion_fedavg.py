@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fedfaas.errors import FusionError
-from fedfaas.fusion import FedAvg, fedavg, get_strategy
+from fedfaas.fusion import FedAvg, fedavg, get_algorithm
 
 
 def test_fedavg_weights_by_examples() -> None:
@@ -46,13 +46,13 @@ def test_fedavg_result_is_writable_and_independent_of_inputs(
 def test_fedprox_fuses_like_fedavg_and_hands_mu_to_parties() -> None:
     # Prepare
     updates = [{"w": np.array([0, 0, 4, 8], np.float32)}, {"w": np.array([2, 2, 0, 0], np.float32)}]
-    strategy = get_strategy("fedprox", mu=0.25)
+    algorithm = get_algorithm("fedprox", mu=0.25)
     # Execute
-    result = strategy.fuse(updates, [1, 1])
+    result = algorithm.fuse(updates, [1, 1])
     # Assert
     np.testing.assert_array_equal(result.model["w"], [1, 1, 2, 4])
-    assert strategy.round_config() == {"proximal_mu": 0.25}
-    assert get_strategy("fedavg").round_config() == {}
+    assert algorithm.round_config() == {"proximal_mu": 0.25}
+    assert get_algorithm("fedavg").round_config() == {}
 
 
 def test_fedsgd_steps_the_global_model_with_the_mean_gradient() -> None:
@@ -60,7 +60,7 @@ def test_fedsgd_steps_the_global_model_with_the_mean_gradient() -> None:
     grads = [{"w": np.array([1, 2, 3, 4], np.float32)}, {"w": np.array([3, 2, 1, 0], np.float32)}]
     global_model = {"w": np.ones(4, np.float32)}
     # Execute: mean gradient (1*g1 + 3*g2)/4 = [2.5, 2, 1.5, 1]; x - 0.5 * g
-    result = get_strategy("fedsgd", server_lr=0.5).fuse(grads, [1, 3],
+    result = get_algorithm("fedsgd", server_lr=0.5).fuse(grads, [1, 3],
                                                          global_model=global_model)
     # Assert
     np.testing.assert_allclose(result.model["w"], [-0.25, 0.0, 0.25, 0.5], atol=1e-7)
@@ -75,7 +75,7 @@ def test_fedsgd_averages_integer_buffers_instead_of_stepping_them() -> None:
     global_model: dict[str, np.ndarray] = {"w": np.ones(4, np.float32),
                                            "n": np.array(9, np.int64)}
     # Execute: (10 + 13) / 2 = 11.5 rounds half up to 12
-    result = get_strategy("fedsgd").fuse(grads, [1, 1], global_model=global_model)
+    result = get_algorithm("fedsgd").fuse(grads, [1, 1], global_model=global_model)
     # Assert
     assert result.model["n"].dtype == np.int64 and int(result.model["n"]) == 12
     np.testing.assert_array_equal(result.model["w"], np.ones(4, np.float32))
@@ -86,7 +86,7 @@ def test_fedsgd_without_a_global_model_is_rejected() -> None:
     grads = [{"w": np.zeros(4, np.float32)}]
     # Execute / Assert
     with pytest.raises(FusionError, match="global model"):
-        get_strategy("fedsgd").fuse(grads, [1])
+        get_algorithm("fedsgd").fuse(grads, [1])
 
 
 def test_fedsgd_rejects_a_global_model_of_another_shape() -> None:
@@ -94,4 +94,4 @@ def test_fedsgd_rejects_a_global_model_of_another_shape() -> None:
     grads = [{"w": np.zeros(4, np.float32)}]
     # Execute / Assert
     with pytest.raises(FusionError, match="global model: tensor 'w' has shape"):
-        get_strategy("fedsgd").fuse(grads, [1], global_model={"w": np.zeros(5, np.float32)})
+        get_algorithm("fedsgd").fuse(grads, [1], global_model={"w": np.zeros(5, np.float32)})

@@ -1,11 +1,11 @@
-"""get_strategy: names, validated parameters, round trips of params()."""
+"""get_algorithm: names, validated parameters, round trips of params()."""
 
 from __future__ import annotations
 
 import pytest
 
 from fedfaas.errors import BadRequest
-from fedfaas.fusion import STRATEGIES, get_strategy, strategy_params
+from fedfaas.fusion import ALGORITHMS, algorithm_params, get_algorithm
 
 NAMES = ["fedavg", "fedprox", "fedsgd", "fedavgm", "fedadam", "fedyogi", "fedadagrad", "median",
          "trimmed-mean", "krum", "multi-krum", "bulyan"]
@@ -13,24 +13,24 @@ NAMES = ["fedavg", "fedprox", "fedsgd", "fedavgm", "fedadam", "fedyogi", "fedada
 
 def test_every_documented_name_is_registered() -> None:
     # Execute / Assert
-    assert sorted(STRATEGIES) == sorted(NAMES)
+    assert sorted(ALGORITHMS) == sorted(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_params_round_trip_through_the_registry(name: str) -> None:
     # Prepare
-    strategy = get_strategy(name)
+    algorithm = get_algorithm(name)
     # Execute
-    again = get_strategy(name, **strategy.params())
+    again = get_algorithm(name, **algorithm.params())
     # Assert
-    assert type(again) is type(strategy) and again.params() == strategy.params()
-    assert set(strategy.params()) == set(strategy_params(name))
+    assert type(again) is type(algorithm) and again.params() == algorithm.params()
+    assert set(algorithm.params()) == set(algorithm_params(name))
 
 
 def test_streaming_and_global_model_flags() -> None:
     # Execute
-    streaming = {n for n in NAMES if get_strategy(n).streaming}
-    needs_global = {n for n in NAMES if get_strategy(n).needs_global_model}
+    streaming = {n for n in NAMES if get_algorithm(n).streaming}
+    needs_global = {n for n in NAMES if get_algorithm(n).needs_global_model}
     # Assert
     assert streaming == {"fedavg", "fedprox", "fedsgd", "fedavgm", "fedadam", "fedyogi",
                          "fedadagrad"}
@@ -39,16 +39,16 @@ def test_streaming_and_global_model_flags() -> None:
 
 def test_unknown_strategy_is_a_bad_request_listing_the_choices() -> None:
     # Execute / Assert
-    with pytest.raises(BadRequest, match=r"unknown fusion strategy 'fedmagic'.*bulyan"):
-        get_strategy("fedmagic")
+    with pytest.raises(BadRequest, match=r"unknown fusion algorithm 'fedmagic'.*bulyan"):
+        get_algorithm("fedmagic")
 
 
 def test_unknown_parameter_is_a_bad_request_listing_the_accepted_ones() -> None:
     # Execute / Assert
     with pytest.raises(BadRequest, match="no parameter 'lr' \\(accepted: mu\\)"):
-        get_strategy("fedprox", lr=0.1)
+        get_algorithm("fedprox", lr=0.1)
     with pytest.raises(BadRequest, match="no parameter 'mu' \\(accepted: none\\)"):
-        get_strategy("fedavg", mu=0.1)
+        get_algorithm("fedavg", mu=0.1)
 
 
 @pytest.mark.parametrize(("name", "params", "message"), [
@@ -68,4 +68,4 @@ def test_bad_parameter_values_are_bad_requests(name: str, params: dict[str, obje
                                                message: str) -> None:
     # Execute / Assert
     with pytest.raises(BadRequest, match=message):
-        get_strategy(name, **params)
+        get_algorithm(name, **params)

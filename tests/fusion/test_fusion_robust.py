@@ -12,7 +12,7 @@ from fedfaas.fusion import (
     bulyan,
     bulyan_combine,
     bulyan_select,
-    get_strategy,
+    get_algorithm,
     krum,
     krum_select,
     median,
@@ -40,7 +40,7 @@ def test_median_ignores_one_huge_outlier() -> None:
     # Prepare
     updates = _ups([[1, 1, 1, 1], [2, 2, 2, 2], [1e30, -1e30, 1e30, 1e30]])
     # Execute
-    result = get_strategy("median").fuse(updates, [1, 1, 10**9])
+    result = get_algorithm("median").fuse(updates, [1, 1, 10**9])
     # Assert
     np.testing.assert_array_equal(result.model["w"], [2, 1, 2, 2])
 
@@ -58,7 +58,7 @@ def test_trimmed_mean_with_beta_zero_is_the_plain_mean() -> None:
     # Prepare
     updates = _ups([[1, 2, 3, 4], [3, 4, 5, 6]])
     # Execute
-    result = get_strategy("trimmed-mean", beta=0.0).fuse(updates, [1, 1])
+    result = get_algorithm("trimmed-mean", beta=0.0).fuse(updates, [1, 1])
     # Assert
     np.testing.assert_array_equal(result.model["w"], [2, 3, 4, 5])
 
@@ -93,7 +93,7 @@ def test_krum_picks_the_most_central_update() -> None:
     updates = _ups(KRUM_ROWS)
     # Execute
     fused = krum(updates, num_malicious=1)
-    result = get_strategy("krum", num_malicious=1).fuse(updates, [1] * 5, list("abcde"))
+    result = get_algorithm("krum", num_malicious=1).fuse(updates, [1] * 5, list("abcde"))
     # Assert
     np.testing.assert_array_equal(fused["w"], [0, 0, 0, 0])
     assert result.parties == ["a"]
@@ -106,7 +106,7 @@ def test_multi_krum_averages_the_best_scores() -> None:
     updates = _ups(KRUM_ROWS)
     # Execute: the three best are a, b, c; by default n - f = 4 are kept
     fused = multi_krum(updates, num_malicious=1, num_selected=3)
-    default = get_strategy("multi-krum", num_malicious=1).fuse(updates, [1] * 5, list("abcde"))
+    default = get_algorithm("multi-krum", num_malicious=1).fuse(updates, [1] * 5, list("abcde"))
     # Assert
     np.testing.assert_allclose(fused["w"], [1 / 3, 2 / 3, 0, 0], rtol=1e-6)
     assert default.parties == ["a", "b", "c", "d"]
@@ -146,7 +146,7 @@ def test_bulyan_excludes_a_byzantine_update() -> None:
     updates = _ups(rows)
     # Execute
     fused = bulyan(updates, num_malicious=1)
-    result = get_strategy("bulyan", num_malicious=1).fuse(updates, [1] * 7, list("abcdefg"))
+    result = get_algorithm("bulyan", num_malicious=1).fuse(updates, [1] * 7, list("abcdefg"))
     # Assert
     np.testing.assert_array_equal(fused["w"], [2, 2, 2, 2])
     assert "g" not in result.parties and len(result.parties) == 5

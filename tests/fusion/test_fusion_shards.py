@@ -11,7 +11,7 @@ from fedfaas.fusion import (
     Piece,
     assemble_shards,
     fedavg,
-    get_strategy,
+    get_algorithm,
     median,
     shard_ranges,
     squared_distances,
@@ -133,13 +133,13 @@ def test_sharded_fedadam_equals_direct_fedadam() -> None:
     updates = [_model(seed) for seed in range(3)]
     global_model = _model(10)
     shards = shard_ranges(global_model, 2)
-    strategy = get_strategy("fedadam")
+    algorithm = get_algorithm("fedadam")
     # Execute
-    parts = [strategy.fuse([take_shard(u, s) for u in updates], [1, 2, 3],
+    parts = [algorithm.fuse([take_shard(u, s) for u in updates], [1, 2, 3],
                            global_model=take_shard(global_model, s)).model for s in shards]
     fused = assemble_shards(parts, shards, global_model)
     # Assert
-    direct = strategy.fuse(updates, [1, 2, 3], global_model=global_model).model
+    direct = algorithm.fuse(updates, [1, 2, 3], global_model=global_model).model
     for k in direct:
         np.testing.assert_allclose(fused[k].astype(np.float64), direct[k].astype(np.float64),
                                    rtol=1e-6)

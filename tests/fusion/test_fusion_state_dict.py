@@ -1,4 +1,4 @@
-"""Every strategy on real torch state_dicts of a small CNN with BatchNorm."""
+"""Every algorithm on real torch state_dicts of a small CNN with BatchNorm."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ import torch
 from fusion_helpers import SmallCNN, Tensors, reference_mean, train_parties
 
 from fedfaas import codec
-from fedfaas.fusion import get_strategy
+from fedfaas.fusion import get_algorithm
 
 ALL = ["fedavg", "fedprox", "fedsgd", "fedavgm", "fedadam", "fedyogi", "fedadagrad", "median",
        "trimmed-mean", "krum", "multi-krum", "bulyan"]
 
 
 def _fuse(name: str, updates: list[Tensors]) -> dict[str, np.ndarray]:
-    strategy = get_strategy(name)
-    return strategy.fuse(updates, [10, 20, 30, 40][:len(updates)],
+    algorithm = get_algorithm(name)
+    return algorithm.fuse(updates, [10, 20, 30, 40][:len(updates)],
                          global_model=updates[0]).model
 
 
@@ -60,7 +60,7 @@ def test_float16_state_dicts_with_a_billion_examples_stay_finite() -> None:
     # Prepare
     updates = train_parties(3, torch.float16)
     # Execute
-    fused = get_strategy("fedavg").fuse(updates, [10**9, 2 * 10**9, 3 * 10**9]).model
+    fused = get_algorithm("fedavg").fuse(updates, [10**9, 2 * 10**9, 3 * 10**9]).model
     # Assert
     ref = reference_mean(updates, [1, 2, 3])
     for k in fused:
@@ -75,7 +75,7 @@ def test_bfloat16_state_dicts_round_trip_through_torch() -> None:
     # Prepare
     updates = [codec.decode(codec.encode(u)).tensors for u in train_parties(2, torch.bfloat16)]
     # Execute
-    fused = get_strategy("fedavg").fuse(updates, [1, 1]).model
+    fused = get_algorithm("fedavg").fuse(updates, [1, 1]).model
     model = SmallCNN().to(torch.bfloat16)
     model.load_state_dict(codec.to_state_dict(fused), strict=True)
     # Assert

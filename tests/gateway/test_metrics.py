@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cache_engine.engine import CacheEngine
 from cache_engine.keys import DataKey
 from fedfaas import codec
-from fedfaas.aggregation import AggregationStep, StepRequest
+from fedfaas.aggregation import AggregationStep
 from fedfaas.devstack.localstack.stack import LocalStack
 from fedfaas.spec import JobSpec, ModelSpec, PartyProfile
 from fedfaas.store import ObjectStore
@@ -101,7 +101,7 @@ def test_finalising_a_round_observes_its_aggregation_latency(api_stack: LocalSta
     rounds.mark_open(job.job_id, 1)
     Ingest(registry, store, settings.max_body_bytes).accept(job, 1, "alice", _update(2.0))
     step = AggregationStep(store)
-    coordinator = RoundCoordinator(registry, lambda request: step.run(StepRequest.parse(request)))
+    coordinator = RoundCoordinator(registry, step.run)
     count = "fedfaas_aggregation_latency_seconds_count"
     before = metrics.REGISTRY.get_sample_value(count) or 0.0
     closed = metrics.REGISTRY.get_sample_value("fedfaas_rounds_total", {"outcome": "closed"}) or 0.0

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import pytest
 import redis
 
+from fedfaas.contracts import StepAnswer, StepRequest
 from fedfaas.store import ObjectStore
 from gateway.registry import Registry
 from gateway.rounds import LOCK_MS, RoundCoordinator
@@ -16,7 +16,7 @@ from tests.reliability.conftest import FaultStack
 pytestmark = pytest.mark.stack
 
 
-def _never(request: dict[str, Any]) -> dict[str, Any]:
+def _never(request: StepRequest) -> StepAnswer:
     raise AssertionError("no step is run here")
 
 

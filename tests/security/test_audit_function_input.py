@@ -88,20 +88,20 @@ def _call(module: ModuleType, token: str, body: bytes | dict[str, Any],
 
 @pytest.mark.parametrize(("path", "body", "words"), [
     ("/load", b"[1, 2]", ("JSON object",)),
-    ("/load", b'{"items": 5}', ("'items'",)),
-    ("/load", b'{"items": [1]}', ("'items'",)),
-    ("/evict", b'{"keys": 5}', ("'keys'",)),
+    ("/load", b'{"items": 5}', ("items:",)),
+    ("/load", b'{"items": [1]}', ("items.0:",)),
+    ("/evict", b'{"keys": 5}', ("keys:",)),
     ("/run", DEEP, ("nested",)),
-    ("/run", b'{"workload": "inference", "data": "x"}', ("'data'",)),
-    ("/run", b'{"workload": "inference", "arrays": [1]}', ("'arrays'",)),
+    ("/run", b'{"workload": "inference", "data": "x"}', ("data:",)),
+    ("/run", b'{"workload": "inference", "arrays": [1]}', ("arrays:",)),
     ("/run", b'{"workload": "inference", "arrays": {"x": "abc"}}', ("'x'",)),
     ("/run", b'{"workload": "inference", "arrays": {"x": [[1], [1, 2]]}}', ("'x'",)),
-    ("/run", b'{"workload": "inference", "round": "1"}', ("'round'",)),
-    ("/run", b'{"workload": "inference", "data": {"updates": [{}]}}', ("'key'", "'s3'")),
+    ("/run", b'{"workload": "inference", "round": "1"}', ("round:",)),
+    ("/run", b'{"workload": "inference", "data": {"updates": [{}]}}', ("updates.0.key:", "updates.0.s3:")),
     ("/run", b'{"workload": "inference", "data": {"updates": [7]}}', ("data.updates",)),
     ("/run", b'{"workload": "inference", "data": {"validation": "x"}}', ("data.validation",)),
     ("/run", b'{"workload": "inference", "data": {"global_models": [{"key": "k", "s3": "tenants/a",'
-             b' "round": "x"}]}}', ("'round'",)),
+             b' "round": "x"}]}}', ("global_models.0.round:",)),
 ])
 def test_the_cache_handler_refuses_malformed_requests_with_a_400(
         handlers: dict[str, ModuleType], token: str, path: str, body: bytes, words: tuple[str, ...]) -> None:

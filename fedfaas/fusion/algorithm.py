@@ -1,16 +1,16 @@
-"""The strategy interface every fusion algorithm implements (JIT paper, Section 2.1).
+"""The interface every fusion algorithm implements (JIT paper, Section 2.1).
 
-A strategy turns one round's updates into the next global model.  Two kinds:
+An algorithm turns one round's updates into the next global model.  Two kinds:
 
-- *linear* strategies (:class:`LinearStrategy`: FedAvg, FedProx, FedSGD and the
+- *linear* algorithms (:class:`LinearAlgorithm`: FedAvg, FedProx, FedSGD and the
   server optimisers) only need a weighted sum, so they stream: the aggregator
   folds updates into a :class:`~fedfaas.fusion.partial.PartialAggregate` as
-  they arrive, checkpoints it, and calls :meth:`LinearStrategy.finalize` at the
+  they arrive, checkpoints it, and calls :meth:`LinearAlgorithm.finalize` at the
   deadline;
-- *robust* strategies (median, trimmed mean, Krum, Multi-Krum, Bulyan) need all
-  updates at once and only offer :meth:`Strategy.fuse` over the full list.
+- *robust* algorithms (median, trimmed mean, Krum, Multi-Krum, Bulyan) need all
+  updates at once and only offer :meth:`Algorithm.fuse` over the full list.
 
-Strategies hold only validated hyperparameters; per-job state that must
+Algorithms hold only validated hyperparameters; per-job state that must
 survive between rounds (server-optimiser moments) travels in
 :class:`ServerState`, stored with the codec like any model.
 """
@@ -77,17 +77,17 @@ class FusionResult:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-class Strategy:
-    """Base of every fusion strategy; subclasses validate their parameters in ``__init__``."""
+class Algorithm:
+    """Base of every fusion algorithm; subclasses validate their parameters in ``__init__``."""
 
     name: ClassVar[str] = ""
-    #: True when the strategy folds updates into a PartialAggregate as they arrive.
+    #: True when the algorithm folds updates into a PartialAggregate as they arrive.
     streaming: ClassVar[bool] = False
     #: True when fusing needs the current global model (server-side optimisers).
     needs_global_model: ClassVar[bool] = False
 
     def params(self) -> dict[str, Any]:
-        """The hyperparameters, such that ``get_strategy(name, **params())`` rebuilds it."""
+        """The hyperparameters, such that ``get_algorithm(name, **params())`` rebuilds it."""
         return {}
 
     def round_config(self) -> dict[str, Any]:
@@ -105,8 +105,8 @@ class Strategy:
         return f"{type(self).__name__}({args})"
 
 
-class LinearStrategy(Strategy):
-    """A strategy that needs only the weighted mean of the updates (streamable)."""
+class LinearAlgorithm(Algorithm):
+    """An algorithm that needs only the weighted mean of the updates (streamable)."""
 
     streaming = True
 
@@ -140,7 +140,7 @@ class LinearStrategy(Strategy):
 
     def _require_global(self, global_model: Tensors | None, spec: ModelSpec | None) -> Tensors:
         if global_model is None:
-            raise FusionError(f"strategy {self.name!r} needs the current global model")
+            raise FusionError(f"algorithm {self.name!r} needs the current global model")
         if spec is not None:
             check_matches(spec, global_model, "global model")
         return global_model
