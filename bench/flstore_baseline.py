@@ -5,7 +5,7 @@ aggregator on a cloud VM) that serves non-training requests for
 ``bench.flstore_latency``.  Per request it resolves the data the workload
 needs with the Request Tracker's own resolver, fetches every item from S3
 (``POST /run/s3``, ObjStore-Agg) or from Redis (``POST /run/redis``,
-Cache-Agg, bodies stored under ``REDIS_COPY + s3_key``), decodes it into a
+Cache-Agg, bodies under :func:`fedfaas.keys.bench_cache_agg_copy`), decodes it into a
 fresh, empty memory and runs the same workload core a cache function runs.
 Only where the bytes come from differs from FLStore.
 """
@@ -21,12 +21,11 @@ from typing import Any
 import redis
 import requests
 
+from fedfaas import keys
 from fedfaas.config import Settings
 from fedfaas.devstack.localstack.procs import free_port
 from fedfaas.errors import FedfaasError, NotFound
 
-#: Redis prefix of the Cache-Agg copies of the job's S3 objects.
-REDIS_COPY = "bench:cache-agg:"
 TIMEOUT_S = 600.0
 
 
@@ -60,7 +59,7 @@ def _aggregator_main(port: int, env: dict[str, str]) -> None:
             self.redis = client
 
         def get(self, key: str) -> bytes:
-            body = self.redis.get(REDIS_COPY + key)
+            body = self.redis.get(keys.bench_cache_agg_copy(key))
             if body is None:
                 raise NotFound(f"no Redis copy of {key!r}")
             return bytes(body)  # type: ignore[arg-type]

@@ -27,11 +27,22 @@ import redis
 
 from cache_engine import core
 from cache_engine.keys import DataKey, check_id
-from cache_engine.layout import DEFAULT_PREFIX, Layout, RedisCatalog, text
+from cache_engine.layout import RedisCatalog, text
 from cache_engine.registry import check_policy_name, make_policies, policy_for
 from cache_engine.results import Fetch, IngestResult, LostResult, RequestPlan
 from cache_engine.table import FunctionTable, Move
 from fedfaas.errors import BadRequest, Unavailable
+from fedfaas.keys import (
+    CE_PREFIX,
+    ce_clock,
+    ce_function,
+    ce_job_pattern,
+    ce_locations,
+    ce_policy_state,
+    ce_stats,
+    ce_version,
+    ce_workloads,
+)
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -75,7 +86,7 @@ class CacheEngine:
 
     def __init__(
         self, redis: redis.Redis, functions: Sequence[str], *, budget_bytes: int | Mapping[str, int],
-        replicas: int = 1, prefix: str = DEFAULT_PREFIX, overrides: Mapping[str, str] | None = None,
+        replicas: int = 1, prefix: str = CE_PREFIX, overrides: Mapping[str, str] | None = None,
         policy_params: Mapping[str, Mapping[str, Any]] | None = None,
         default_workloads: Iterable[str] = (), max_retries: int = 100,
     ) -> None:
@@ -92,7 +103,7 @@ class CacheEngine:
             raise BadRequest(f"replicas must be in [0, {len(self.functions) - 1}]")
         self.redis = redis
         self.replicas = replicas
-        self.layout = Layout(prefix)
+        self.prefix = prefix
         self.overrides = dict(overrides or {})
         for name in self.overrides.values():
             check_policy_name(name)
@@ -118,10 +129,10 @@ class CacheEngine:
             try:
                 with self.redis.pipeline(transaction=True) as pipe:
                     if scopes:
-                        pipe.watch(*(self.layout.job(t, j, "ver") for t, j in scopes))
-                    clock = int(self.redis.incr(self.layout.clock))
-                    catalog = RedisCatalog(pipe, self.layout, pending)
-                    table = FunctionTable(pipe, self.layout, self.functions, self.budgets,
+                        pipe.watch(*(ce_version(self.prefix, t, j) for t, j in scopes))
+                    clock = int(self.redis.incr(ce_clock(self.prefix)))
+                    catalog = RedisCatalog(pipe, self.prefix, pending)
+                    table = FunctionTable(pipe, self.prefix, self.functions, self.budgets,
                                           self.replicas, catalog, clock)
                     result, write = body(pipe, table, catalog)
                     pipe.multi()
@@ -136,17 +147,17 @@ class CacheEngine:
 
     def _job(self, pipe: Any, tenant: str, job: str) -> tuple[core.JobPolicies, dict[str, str]]:
         """The job's active policies (from its workloads) and their states."""
-        raw = pipe.hgetall(self.layout.job(tenant, job, "workloads"))
+        raw = pipe.hgetall(ce_workloads(self.prefix, tenant, job))
         workloads = dict(self.default_workloads)
         workloads.update({text(w): text(p) for w, p in raw.items()})
         active = {p: self.policies[p] for p in sorted(set(workloads.values()))}
         states = {text(k): json.loads(text(v)) for k, v in
-                  pipe.hgetall(self.layout.job(tenant, job, "state")).items()}
+                  pipe.hgetall(ce_policy_state(self.prefix, tenant, job)).items()}
         return core.JobPolicies(active, states), workloads
 
     def _save_states(self, pipe: Any, tenant: str, job: str, jp: core.JobPolicies) -> None:
         if jp.states:
-            pipe.hset(self.layout.job(tenant, job, "state"),
+            pipe.hset(ce_policy_state(self.prefix, tenant, job),
                       mapping={k: json.dumps(v, sort_keys=True) for k, v in jp.states.items()})
 
     # --- public API -----------------------------------------------------------------
@@ -166,9 +177,9 @@ class CacheEngine:
         mapping = {w: policy_for(w, overrides, self.overrides) for w in workloads}
         if mapping:
             with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(self.layout.job(tenant, job, "workloads"),
+                pipe.hset(ce_workloads(self.prefix, tenant, job),
                           mapping={w: p for w, p in mapping.items()})
-                pipe.incr(self.layout.job(tenant, job, "ver"))
+                pipe.incr(ce_version(self.prefix, tenant, job))
                 pipe.execute()
         return mapping
 
@@ -194,7 +205,7 @@ class CacheEngine:
     @_redis_errors
     def lookup(self, key: DataKey) -> list[str]:
         """Cache functions holding ``key``, primary first; empty if it is only in the store."""
-        raw = self.redis.hget(self.layout.job(key.tenant, key.job, "loc"), key.to_str())
+        raw = self.redis.hget(ce_locations(self.prefix, key.tenant, key.job), key.to_str())
         return [f for f in text(raw).split(",") if f] if raw else []
 
     @_redis_errors
@@ -221,10 +232,10 @@ class CacheEngine:
 
             def write(p: Any) -> None:
                 if workload not in workloads:
-                    p.hset(self.layout.job(tenant, job, "workloads"), workload, policy)
+                    p.hset(ce_workloads(self.prefix, tenant, job), workload, policy)
                 self._save_states(p, tenant, job, jp)
                 outcome_name = "hits" if outcome.hit else "misses"
-                p.hincrby(self.layout.stats(tenant), f"{policy}:{outcome_name}")
+                p.hincrby(ce_stats(self.prefix, tenant), f"{policy}:{outcome_name}")
 
             return outcome, write
 
@@ -262,7 +273,7 @@ class CacheEngine:
         function is refilled by later placements (see :meth:`restore`).
         """
         check_id(function_id, "function id")
-        held = list(self.redis.hkeys(self.layout.fn(function_id)))
+        held = list(self.redis.hkeys(ce_function(self.prefix, function_id)))
         scopes = sorted({DataKey.from_str(text(k)).scope for k in held})
 
         def body(
@@ -314,7 +325,7 @@ class CacheEngine:
     def stats(self, tenant: str) -> dict[str, dict[str, int]]:
         """Hit and miss counts per policy for ``tenant``."""
         out: dict[str, dict[str, int]] = {}
-        raw = self.redis.hgetall(self.layout.stats(check_id(tenant, "tenant")))
+        raw = self.redis.hgetall(ce_stats(self.prefix, check_id(tenant, "tenant")))
         for field, count in raw.items():
             policy, what = text(field).rsplit(":", 1)
             out.setdefault(policy, {"hits": 0, "misses": 0})[what] = int(text(count))
@@ -323,13 +334,13 @@ class CacheEngine:
     @_redis_errors
     def usage(self) -> dict[str, int]:
         """Bytes accounted to each cache function."""
-        return {f: sum(int(text(v)) for v in self.redis.hvals(self.layout.fn(f)))
+        return {f: sum(int(text(v)) for v in self.redis.hvals(ce_function(self.prefix, f)))
                 for f in self.functions}
 
     @_redis_errors
     def resident(self, tenant: str, job: str) -> dict[DataKey, list[str]]:
         """The table entries of one job: data key -> holders."""
-        raw = self.redis.hgetall(self.layout.job(tenant, job, "loc"))
+        raw = self.redis.hgetall(ce_locations(self.prefix, tenant, job))
         return {DataKey.from_str(text(k)): text(v).split(",") for k, v in raw.items()}
 
     @_redis_errors
@@ -349,7 +360,7 @@ class CacheEngine:
 
         _, table = self._transact([(tenant, job)], body)
         # Ids cannot hold glob characters, so the pattern matches this job's keys only.
-        names = list(self.redis.scan_iter(match=self.layout.job(tenant, job, "*"), count=1000))
+        names = list(self.redis.scan_iter(match=ce_job_pattern(self.prefix, tenant, job), count=1000))
         for start in range(0, len(names), 500):
             self.redis.delete(*names[start : start + 500])
         return tuple(table.moves()[1])

@@ -1,24 +1,10 @@
-"""Redis layout of the Cache Engine and the Redis-backed catalog (FLStore, section 4.2).
+"""The Redis-backed catalog of the Cache Engine (FLStore, section 4.2).
 
-Every key of a tenant's table, catalog and policy state lives under
-``<prefix>:t:<tenant>:j:<job>:``, so a lookup built from one tenant's data key
-can only ever read that tenant's entries.  Function contents are shared by
-every tenant whose data a function holds and are keyed by the full data key.
-
-Keys (prefix ``ff:ce`` by default)::
-
-    fn:<fid>                  hash  data key -> bytes held by cache function <fid>
-    rank:lru|lfu|fifo         zset  data key -> last access | access count | arrival
-    clock                     int   logical clock for the ranks
-    t:<t>:stats               hash  "<policy>:hits|misses" -> count
-    t:<t>:j:<j>:loc           hash  data key -> "primary,replica,..." (the Cache Engine table)
-    t:<t>:j:<j>:ver           int   bumped by every change to the job (optimistic locking)
-    t:<t>:j:<j>:state         hash  policy -> JSON policy state
-    t:<t>:j:<j>:workloads     hash  workload -> policy
-    t:<t>:j:<j>:size          hash  data key -> bytes (catalog: everything ingested)
-    t:<t>:j:<j>:latest        hash  kind -> latest round
-    t:<t>:j:<j>:r:<r>:<kind>  set   data keys of a round
-    t:<t>:j:<j>:c:<c>:<kind>  zset  rounds of a client's data
+Every key of a tenant's table, catalog and policy state lives under one prefix
+per tenant and job (see the FLStore section of :mod:`fedfaas.keys`), so a
+lookup built from one tenant's data key can only ever read that tenant's
+entries.  Function contents are shared by every tenant whose data a function
+holds and are keyed by the full data key.
 """
 
 from __future__ import annotations
@@ -26,39 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from cache_engine.keys import DataKey
+from fedfaas.keys import ce_client_rounds, ce_latest, ce_round_keys, ce_sizes
 from fedfaas.meta import text
-
-DEFAULT_PREFIX = "ff:ce"
-
-
-class Layout:
-    """Names of the Cache Engine's Redis keys under ``prefix``."""
-
-    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
-        self.prefix = prefix
-
-    def fn(self, function_id: str) -> str:
-        return f"{self.prefix}:fn:{function_id}"
-
-    def rank(self, order: str) -> str:
-        return f"{self.prefix}:rank:{order}"
-
-    @property
-    def clock(self) -> str:
-        return f"{self.prefix}:clock"
-
-    def stats(self, tenant: str) -> str:
-        return f"{self.prefix}:t:{tenant}:stats"
-
-    def job(self, tenant: str, job: str, part: str) -> str:
-        """``loc``, ``ver``, ``state``, ``workloads``, ``size`` or ``latest`` of one job."""
-        return f"{self.prefix}:t:{tenant}:j:{job}:{part}"
-
-    def round_keys(self, tenant: str, job: str, rnd: int, kind: str) -> str:
-        return f"{self.prefix}:t:{tenant}:j:{job}:r:{rnd}:{kind}"
-
-    def client_rounds(self, tenant: str, job: str, client: str, kind: str) -> str:
-        return f"{self.prefix}:t:{tenant}:j:{job}:c:{client}:{kind}"
 
 
 class RedisCatalog:
@@ -69,9 +24,9 @@ class RedisCatalog:
     :meth:`write` commits it.
     """
 
-    def __init__(self, client: Any, layout: Layout, pending: tuple[DataKey, int] | None = None):
+    def __init__(self, client: Any, prefix: str, pending: tuple[DataKey, int] | None = None):
         self.client = client
-        self.layout = layout
+        self.prefix = prefix
         self.pending = pending
         self._memo: dict[tuple[Any, ...], Any] = {}
         # Read now: write() runs inside MULTI, where replies are not available.
@@ -90,7 +45,7 @@ class RedisCatalog:
 
     def latest_round(self, tenant: str, job: str, kind: str) -> int | None:
         raw = self._cached(("latest", tenant, job, kind), lambda: self.client.hget(
-            self.layout.job(tenant, job, "latest"), kind))
+            ce_latest(self.prefix, tenant, job), kind))
         latest = None if raw is None else int(text(raw))
         p = self._pending_key()
         if p is not None and (p.tenant, p.job, p.kind) == (tenant, job, kind):
@@ -99,7 +54,7 @@ class RedisCatalog:
 
     def keys_of_round(self, tenant: str, job: str, round: int, kind: str) -> list[DataKey]:
         raw = self._cached(("round", tenant, job, round, kind), lambda: self.client.smembers(
-            self.layout.round_keys(tenant, job, round, kind)))
+            ce_round_keys(self.prefix, tenant, job, round, kind)))
         keys = {DataKey.from_str(text(m)) for m in raw}
         p = self._pending_key()
         if p is not None and (p.tenant, p.job, p.round, p.kind) == (tenant, job, round, kind):
@@ -109,7 +64,7 @@ class RedisCatalog:
     def client_neighbours(
         self, tenant: str, job: str, client: str, kind: str, round: int
     ) -> tuple[int | None, int | None]:
-        name = self.layout.client_rounds(tenant, job, client, kind)
+        name = ce_client_rounds(self.prefix, tenant, job, client, kind)
         before = self._cached(("before", name, round), lambda: self.client.zrevrangebyscore(
             name, f"({round}", "-inf", start=0, num=1))
         after = self._cached(("after", name, round), lambda: self.client.zrangebyscore(
@@ -128,7 +83,7 @@ class RedisCatalog:
         if self.pending and self.pending[0] == key:
             return self.pending[1]
         raw = self._cached(("size", key), lambda: self.client.hget(
-            self.layout.job(key.tenant, key.job, "size"), key.to_str()))
+            ce_sizes(self.prefix, key.tenant, key.job), key.to_str()))
         return None if raw is None else int(text(raw))
 
     def write(self, pipe: Any) -> None:
@@ -136,10 +91,10 @@ class RedisCatalog:
         if not self.pending:
             return
         key, size = self.pending
-        t, j, lay = key.tenant, key.job, self.layout
-        pipe.hset(lay.job(t, j, "size"), key.to_str(), size)
+        t, j, pf = key.tenant, key.job, self.prefix
+        pipe.hset(ce_sizes(pf, t, j), key.to_str(), size)
         latest = key.round if self._pending_latest is None else self._pending_latest
-        pipe.hset(lay.job(t, j, "latest"), key.kind, latest)
-        pipe.sadd(lay.round_keys(t, j, key.round, key.kind), key.to_str())
+        pipe.hset(ce_latest(pf, t, j), key.kind, latest)
+        pipe.sadd(ce_round_keys(pf, t, j, key.round, key.kind), key.to_str())
         if key.client is not None:
-            pipe.zadd(lay.client_rounds(t, j, key.client, key.kind), {str(key.round): key.round})
+            pipe.zadd(ce_client_rounds(pf, t, j, key.client, key.kind), {str(key.round): key.round})

@@ -18,7 +18,8 @@ from typing import Any
 
 from cache_engine.catalog import CatalogView
 from cache_engine.keys import DataKey
-from cache_engine.layout import Layout, text
+from fedfaas.keys import ce_function, ce_locations, ce_rank, ce_version
+from fedfaas.meta import text
 
 ORDERS = ("lru", "lfu", "fifo")
 TICKS_PER_TRANSACTION = 4096
@@ -36,11 +37,11 @@ class FunctionTable:
     """Function contents and table entries, loaded in a transaction and flushed at its end."""
 
     def __init__(
-        self, pipe: Any, layout: Layout, functions: Sequence[str], budgets: Mapping[str, int],
+        self, pipe: Any, prefix: str, functions: Sequence[str], budgets: Mapping[str, int],
         replicas: int, sizes: CatalogView, clock: int,
     ) -> None:
         self.pipe = pipe
-        self.layout = layout
+        self.prefix = prefix
         self.functions = list(functions)
         self.budgets = budgets
         self.replicas = replicas
@@ -61,8 +62,8 @@ class FunctionTable:
     def load(self, fid: str) -> dict[DataKey, int]:
         """Contents of ``fid`` (watched and read on first use)."""
         if fid not in self.contents:
-            self.pipe.watch(self.layout.fn(fid))
-            raw = self.pipe.hgetall(self.layout.fn(fid))
+            self.pipe.watch(ce_function(self.prefix, fid))
+            raw = self.pipe.hgetall(ce_function(self.prefix, fid))
             held = {DataKey.from_str(text(k)): int(text(v)) for k, v in raw.items()}
             self._initial[fid] = dict(held)
             self.contents[fid] = held
@@ -77,7 +78,7 @@ class FunctionTable:
         if key not in self._holders:
             if self.closed:
                 raise RuntimeError(f"{key} was not read before the transaction committed")
-            raw = self.pipe.hget(self.layout.job(key.tenant, key.job, "loc"), key.to_str())
+            raw = self.pipe.hget(ce_locations(self.prefix, key.tenant, key.job), key.to_str())
             self._holders[key] = [f for f in text(raw).split(",") if f] if raw else []
         return self._holders[key]
 
@@ -94,7 +95,7 @@ class FunctionTable:
 
     def resident_of_job_map(self, tenant: str, job: str) -> dict[DataKey, None]:
         if (tenant, job) not in self._jobs:
-            raw = self.pipe.hkeys(self.layout.job(tenant, job, "loc"))
+            raw = self.pipe.hkeys(ce_locations(self.prefix, tenant, job))
             self._jobs[(tenant, job)] = dict.fromkeys(
                 sorted(DataKey.from_str(text(k)) for k in raw))
         return self._jobs[(tenant, job)]
@@ -185,8 +186,8 @@ class FunctionTable:
         if not keys:
             return []
         members = [k.to_str() for k in keys]
-        primary = self.pipe.zmscore(self.layout.rank(order), members)
-        recency = self.pipe.zmscore(self.layout.rank("lru"), members)
+        primary = self.pipe.zmscore(ce_rank(self.prefix, order), members)
+        recency = self.pipe.zmscore(ce_rank(self.prefix, "lru"), members)
         inf = float("inf")
 
         def rank(i: int) -> tuple[float, float, str]:
@@ -210,31 +211,31 @@ class FunctionTable:
     def flush(self, pipe: Any, bump: Set[tuple[str, str]] = frozenset()) -> None:
         """Queue the final state into ``pipe`` (after ``MULTI``); no reads after this."""
         self.closed = True
-        lay = self.layout
+        pf = self.prefix
         for fid, now in self.contents.items():
             before = self._initial[fid]
             gone = [k.to_str() for k in before if k not in now]
             new = {k.to_str(): s for k, s in now.items() if before.get(k) != s}
             if gone:
-                pipe.hdel(lay.fn(fid), *gone)
+                pipe.hdel(ce_function(pf, fid), *gone)
             if new:
-                pipe.hset(lay.fn(fid), mapping=new)
+                pipe.hset(ce_function(pf, fid), mapping=new)
         jobs = set(bump)
         for key in self._dirty:
             jobs.add(key.scope)
-            loc, field = lay.job(key.tenant, key.job, "loc"), key.to_str()
+            loc, field = ce_locations(pf, key.tenant, key.job), key.to_str()
             holders = self._holders[key]
             if holders:
                 pipe.hset(loc, field, ",".join(holders))
                 tick = self._placed.get(key, float(self.clock * TICKS_PER_TRANSACTION))
                 for order in ORDERS:
-                    pipe.zadd(lay.rank(order), {field: 1 if order == "lfu" else tick}, nx=True)
+                    pipe.zadd(ce_rank(pf, order), {field: 1 if order == "lfu" else tick}, nx=True)
             else:
                 pipe.hdel(loc, field)
                 for order in ORDERS:
-                    pipe.zrem(lay.rank(order), field)
+                    pipe.zrem(ce_rank(pf, order), field)
         for key, tick in self._touched.items():
-            pipe.zadd(lay.rank("lru"), {key.to_str(): tick}, xx=True)
-            pipe.zadd(lay.rank("lfu"), {key.to_str(): 1}, xx=True, incr=True)
+            pipe.zadd(ce_rank(pf, "lru"), {key.to_str(): tick}, xx=True)
+            pipe.zadd(ce_rank(pf, "lfu"), {key.to_str(): 1}, xx=True, incr=True)
         for tenant, job in jobs:
-            pipe.incr(lay.job(tenant, job, "ver"))
+            pipe.incr(ce_version(pf, tenant, job))

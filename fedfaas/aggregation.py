@@ -51,11 +51,6 @@ def partial_id(base: str | None, parties: list[str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def state_key(tenant: str, job: str, rnd: int) -> str:
-    """Server-optimiser state after round ``rnd``."""
-    return f"{keys.s3_job(tenant, job)}/state/{rnd:06d}.ffu"
-
-
 @dataclass(frozen=True)
 class _Read:
     """One party's update as read for fusion, or why it cannot be fused."""
@@ -199,7 +194,7 @@ class AggregationStep:
                                  "initial model with PUT /v1/jobs/{job}/model") from None
         state = None
         try:
-            stored = self._load(state_key(req.tenant, req.job, req.round - 1))
+            stored = self._load(keys.s3_server_state(req.tenant, req.job, req.round - 1))
             state = ServerState.from_tensors(stored.tensors, stored.meta)
         except NotFound:
             pass
@@ -222,7 +217,7 @@ class AggregationStep:
                                    state=state)
         if result.state is not None:
             tensors, meta = result.state.to_tensors()
-            self.store.put(state_key(req.tenant, req.job, req.round), codec.encode(tensors, meta))
+            self.store.put(keys.s3_server_state(req.tenant, req.job, req.round), codec.encode(tensors, meta))
         meta = {"job": req.job, "round": req.round, "kind": "global_model", "algorithm": req.algorithm.name,
                 "parties": sorted(result.parties), "excluded": excluded}
         meta.update({k: v for k, v in result.meta.items() if isinstance(v, str | int | float | bool)})

@@ -24,6 +24,7 @@ from typing import Annotated, Any, Self
 from pydantic import AfterValidator, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from fedfaas import keys
 from fedfaas.errors import FedfaasError
 from fedfaas.model_schema import ParameterSchema
 from fedfaas.spec import AlgorithmSpec, Id, _Strict, parse, parse_json
@@ -35,7 +36,7 @@ _PARTIAL = re.compile(r"[0-9a-zA-Z]{16}")
 
 def check_s3_ref(value: str) -> str:
     """An S3 object a function may read: under a tenant's prefix, with no ``..``."""
-    if not value.startswith("tenants/") or ".." in value:
+    if not keys.s3_is_tenant_object(value):
         raise PydanticCustomError("object_ref", "invalid object reference {ref}", {"ref": repr(value)})
     return value
 

@@ -225,6 +225,6 @@ class ServerlessCache:
         if request.tenant is None or request.job_id is None or request.request_id is None:
             raise BadRequest(f"{request.workload} returns tensors: the request needs 'tenant', "
                              "'job_id' and 'request_id' to name where they are written")
-        key = f"{keys.s3_job(request.tenant, request.job_id)}/results/{request.request_id}.ffu"
+        key = keys.s3_result(request.tenant, request.job_id, request.request_id)
         self.store.put(key, codec.encode(tensors, {"workload": request.workload}))
         return key

@@ -6,11 +6,10 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from fedfaas import codec
+from fedfaas import codec, keys
 from fedfaas.errors import BadRequest, Forbidden, Unavailable
 from fedfaas.workloads import WORKLOADS
 from gateway.bodies import read_body
-from request_tracker.data import validation_key
 
 blueprint = Blueprint("queries", __name__, url_prefix="/v1")
 
@@ -71,7 +70,7 @@ def put_validation(job_id: str) -> Response:
     missing = {"x_val", "y_val"} - set(decoded.tensors)
     if missing:
         raise BadRequest(f"validation set lacks {sorted(missing)}")
-    key = validation_key(job.tenant, job_id)
+    key = keys.s3_validation(job.tenant, job_id)
     svc.store.put(key, body)
     resp = jsonify({"job_id": job_id, "key": key, "size": len(body)})
     resp.status_code = 201

@@ -146,12 +146,11 @@ class StateCollector(Collector):
         now = time.monotonic()
         if self._scanned_at is not None and now - self._scanned_at < self.rescan_s:
             return self._tenants
-        prefix, suffix = f"{engine_prefix}:t:", ":stats"
         found = set()
-        for raw in self.redis.scan_iter(match=f"{prefix}*{suffix}", count=1000):
-            name = raw.decode() if isinstance(raw, bytes) else str(raw)
-            tenant = name[len(prefix):-len(suffix)]
-            if ID_RE.match(tenant):
+        for raw in self.redis.scan_iter(match=keys.ce_stats(engine_prefix, "*"), count=1000):
+            tenant = keys.ce_stats_tenant(engine_prefix, raw.decode() if isinstance(raw, bytes)
+                                          else str(raw))
+            if tenant is not None and ID_RE.match(tenant):
                 found.add(tenant)
         self._tenants, self._scanned_at = sorted(found), now
         return self._tenants
@@ -159,7 +158,7 @@ class StateCollector(Collector):
     def _cache_stats(self) -> list[Metric]:
         totals: dict[str, dict[str, int]] = {}
         if self.engine is not None:
-            for tenant in self._tenants_with_stats(self.engine.layout.prefix):
+            for tenant in self._tenants_with_stats(self.engine.prefix):
                 for policy, counts in self.engine.stats(tenant).items():
                     into = totals.setdefault(policy, {"hits": 0, "misses": 0})
                     into["hits"] += counts.get("hits", 0)

@@ -35,6 +35,7 @@ from typing import Any
 
 import redis
 
+from fedfaas import keys
 from fedfaas.config import Settings, load_settings
 from fedfaas.errors import FedfaasError
 from fedfaas.openfaas.stackfile import (
@@ -146,7 +147,7 @@ class PlatformFigures:
     """
 
     def __init__(self, client: redis.Redis, labels: Callable[[], dict[str, str]], *,
-                 namespace: str = "ff:jit") -> None:
+                 namespace: str = keys.JIT_NAMESPACE) -> None:
         self.redis = client
         self._fetch_labels = labels
         self.ns = namespace
@@ -159,9 +160,6 @@ class PlatformFigures:
             keep, "FEDFAAS_AGG_KEEP_ALIVE_S")
         self.cold_start_s = _duration(
             settings.agg_cold_start_s.strip() or Settings.agg_cold_start_s, "FEDFAAS_AGG_COLD_START_S")
-
-    def _steps_key(self, model_bytes: int) -> str:
-        return f"{self.ns}:eager_step:{int(model_bytes)}"
 
     def labels(self) -> dict[str, str]:
         """The function's labels, at most ``LABELS_TTL_S`` old."""
@@ -176,7 +174,7 @@ class PlatformFigures:
 
     def record_step(self, model_bytes: int, seconds: float) -> None:
         """One single-update step on ``aggregate`` took ``seconds``."""
-        key = self._steps_key(model_bytes)
+        key = keys.jit_eager_steps(self.ns, model_bytes)
         with self.redis.pipeline() as pipe:
             pipe.lpush(key, repr(float(seconds)))
             pipe.ltrim(key, 0, STEPS_KEPT - 1)
@@ -186,7 +184,7 @@ class PlatformFigures:
     def eager_step(self, model_bytes: int) -> float | None:
         """Lower quartile of the latest measured single-update steps (None: fewer than
         ``STEPS_NEEDED``): warm steps are the faster ones, and the model adds cold starts."""
-        raw = self.redis.lrange(self._steps_key(model_bytes), 0, -1)
+        raw = self.redis.lrange(keys.jit_eager_steps(self.ns, model_bytes), 0, -1)
         steps = [float(x) for x in raw]
         if len(steps) < STEPS_NEEDED:
             return None

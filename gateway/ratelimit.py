@@ -55,9 +55,9 @@ class RateLimited(TooManyRequests):
 def subject(principal: Principal, authorization: str | None) -> str | None:
     """What a request is counted against, or None when the caller is not limited."""
     if principal.role == "party":
-        return f"party:{principal.job}:{principal.party}"
+        return keys.rate_subject_party(str(principal.job), str(principal.party))
     if principal.role == "tenant-admin":
-        return f"token:{token_hash(bearer(authorization))}"
+        return keys.rate_subject_token(token_hash(bearer(authorization)))
     return None
 
 

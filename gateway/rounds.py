@@ -67,10 +67,6 @@ return 0
 Invoke = Callable[[StepRequest], StepAnswer]
 
 
-def _lock_key(job_id: str, rnd: int) -> str:
-    return f"{keys.round_(job_id, rnd)}:lock"
-
-
 class _LeaseRenewal(threading.Thread):
     """Keeps one held lease alive, renewing it every third of its lifetime, until stopped."""
 
@@ -155,7 +151,7 @@ class RoundCoordinator:
         The lease is renewed in the background until :meth:`release`, so a long
         step keeps it while a dead holder loses it within ``LOCK_MS``.
         """
-        key = _lock_key(job_id, rnd)
+        key = keys.round_lease(job_id, rnd)
         if not self.redis.set(key, self.owner, nx=True, px=LOCK_MS):
             return False
         renewal = _LeaseRenewal(self.redis, key, self.owner)
@@ -165,7 +161,7 @@ class RoundCoordinator:
 
     def release(self, job_id: str, rnd: int) -> None:
         """Give the lease back (only if this coordinator still holds it)."""
-        key = _lock_key(job_id, rnd)
+        key = keys.round_lease(job_id, rnd)
         renewal = self._renewals.pop(key, None)
         if renewal is not None:
             renewal.stopped.set()

@@ -41,11 +41,6 @@ class ResolvedData:
     payload: RunData = field(default_factory=RunData)
 
 
-def validation_key(tenant: str, job: str) -> str:
-    """S3 object of a job's validation set (arrays ``x_val``, ``y_val``)."""
-    return f"{keys.s3_job(tenant, job)}/validation.ffu"
-
-
 class DataResolver:
     """Turns a query into the data keys and references a workload needs."""
 
@@ -125,7 +120,7 @@ class DataResolver:
             metadata = self.round_records(job_id, job, upto=rnd or job.current_round, last_k=last_k)
         validation = None
         if "validation_set" in needs or "validation_set" in spec.optional:
-            s3 = validation_key(tenant, job_id)
+            s3 = keys.s3_validation(tenant, job_id)
             if self.store.exists(s3):
                 validation = ItemRef(key=f"{tenant}:{job_id}:validation", s3=s3)
             elif "validation_set" in needs:

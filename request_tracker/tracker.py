@@ -40,11 +40,6 @@ log = logging.getLogger("fedfaas.tracker")
 REQUEST_TTL_S = 7 * 24 * 3600
 
 
-def request_key(request_id: str) -> str:
-    """Redis hash of one tracked request."""
-    return f"{keys.PREFIX}:req:{request_id}"
-
-
 def workload_function(workload: str) -> str:
     """The workload's own OpenFaaS function (the S3 fallback executor)."""
     return f"wl-{workload}"
@@ -112,20 +107,20 @@ class RequestTracker:
         request_id = uuid.uuid4().hex[:20]
         # One round trip for the record and its expiry.
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(request_key(request_id), mapping={
+        pipe.hset(keys.tracked_request(request_id), mapping={
             "tenant": tenant, "job": job, "workload": query.workload, "status": "queued",
             "created_at": repr(time.time()), "functions": "[]"})
-        pipe.expire(request_key(request_id), REQUEST_TTL_S)
+        pipe.expire(keys.tracked_request(request_id), REQUEST_TTL_S)
         pipe.execute()
         return request_id
 
     def _progress(self, request_id: str, **fields: Any) -> None:
-        self.redis.hset(request_key(request_id),
+        self.redis.hset(keys.tracked_request(request_id),
                         mapping={k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()})
 
     def status(self, request_id: str, tenant: str | None) -> dict[str, Any]:
         """A request's status (and result when done); 404 for other tenants' requests."""
-        raw = {text(k): text(v) for k, v in self.redis.hgetall(request_key(request_id)).items()}
+        raw = {text(k): text(v) for k, v in self.redis.hgetall(keys.tracked_request(request_id)).items()}
         if not raw or (tenant is not None and raw.get("tenant") != tenant):
             raise NotFound(f"request {request_id!r} does not exist")
         out: dict[str, Any] = {"request_id": request_id}
@@ -279,4 +274,5 @@ def send_cache_calls(faas: FaasClient, loads: dict[str, LoadRequest],
             log.warning("%s on %s failed: %s", path, fid, exc.message)
 
 
-__all__ = ["DataKey", "Query", "RequestTracker", "request_key", "workload_function"]
+__all__ = ["DataKey", "Query", "RequestTracker", "evict_requests", "load_requests", "send_cache_calls",
+           "workload_function"]

@@ -3,16 +3,9 @@
 Every operation of :class:`~fedfaas.jit.state.SchedulerState` is one Lua
 script, so it is atomic on the Redis server: two gateway replicas ticking at
 the same moment cannot both advance a task's launch cursor, both fire a timer
-or both take over an expired claim.  Keys (``ns`` is the namespace)::
-
-    {ns}:task:{job}/{round}    JSON task record
-    {ns}:times:{job}/{round}   list of arrival times (the arrival log)
-    {ns}:ids:{job}/{round}     list of update ids, parallel to the times
-    {ns}:active                zset task -> priority (open and finalising tasks)
-    {ns}:timers                zset task -> timer time
-    {ns}:inflight              hash decision id -> JSON decision (claimed work)
-    {ns}:leases                zset decision id -> lease expiry
-    {ns}:running, {ns}:seq     running invocations; decision id counter
+or both take over an expired claim.  Its keys are the task, arrival-log,
+queue, timer, claim and lease keys of the JIT section of :mod:`fedfaas.keys`,
+under the state's namespace.
 
 Claims are leases in scheduler-clock seconds (replicas share a clock through
 NTP, as they already do for timers); a replica that stops renewing loses its
@@ -31,6 +24,7 @@ from typing import Any, TypeVar
 import numpy as np
 import redis
 
+from fedfaas import keys
 from fedfaas.errors import BadRequest, Conflict, Unavailable
 from fedfaas.jit.state import Decision, TaskRecord
 
@@ -265,7 +259,7 @@ class RedisState:
         Prefix of every key, so several schedulers (or tests) share one Redis.
     """
 
-    def __init__(self, client: redis.Redis, namespace: str = "fedfaas:jit") -> None:
+    def __init__(self, client: redis.Redis, namespace: str = keys.JIT_NAMESPACE) -> None:
         if not namespace or any(c in namespace for c in " \n{}"):
             raise BadRequest(f"invalid namespace {namespace!r}")
         self.r = client
@@ -280,31 +274,28 @@ class RedisState:
         self._renew = client.register_script(_RENEW)
         self._reclaim = client.register_script(_RECLAIM)
 
-    def _k(self, *parts: str) -> str:
-        return ":".join((self.ns, *parts))
-
     @_redis_errors
     def new_id(self) -> str:
-        return f"d{self.r.incr(self._k('seq'))}"
+        return f"d{self.r.incr(keys.jit_decision_seq(self.ns))}"
 
     @_redis_errors
     def create_task(self, task: TaskRecord) -> bool:
         timer = "" if task.timer_at is None else repr(task.timer_at)
         return bool(self._create(
-            keys=[self._k("task", task.key), self._k("active"), self._k("timers")],
+            keys=[keys.jit_task(self.ns, task.key), keys.jit_active(self.ns), keys.jit_timers(self.ns)],
             args=[task.to_json(), repr(task.priority), timer, task.key]))
 
     @_redis_errors
     def get_task(self, key: str) -> TaskRecord | None:
-        raw = self.r.get(self._k("task", key))
+        raw = self.r.get(keys.jit_task(self.ns, key))
         return None if raw is None else _task(raw)
 
     @_redis_errors
     def active_tasks(self, limit: int) -> list[TaskRecord]:
-        keys = [k.decode() for k in self.r.zrange(self._k("active"), 0, limit - 1)]  # type: ignore[union-attr]
-        if not keys:
+        tasks = [k.decode() for k in self.r.zrange(keys.jit_active(self.ns), 0, limit - 1)]  # type: ignore[union-attr]
+        if not tasks:
             return []
-        raws = self.r.mget([self._k("task", k) for k in keys])
+        raws = self.r.mget([keys.jit_task(self.ns, k) for k in tasks])
         return [_task(raw) for raw in raws if raw is not None]
 
     @_redis_errors
@@ -313,7 +304,8 @@ class RedisState:
         t = [repr(float(x)) for x in np.asarray(times, dtype=np.float64)]
         ids = [] if update_ids is None else [str(i) for i in update_ids]
         n, raw = self._arrive(
-            keys=[self._k("task", key), self._k("times", key), self._k("ids", key)],
+            keys=[keys.jit_task(self.ns, key), keys.jit_arrival_times(self.ns, key),
+                  keys.jit_update_ids(self.ns, key)],
             args=[len(t), *t, "1" if update_ids is not None else "0", *ids])
         if int(n) < 0:
             raise Conflict(f"no aggregation task {key!r}")
@@ -323,29 +315,29 @@ class RedisState:
     def arrival_times(self, key: str, start: int, stop: int) -> np.ndarray:
         if stop <= start:
             return np.zeros(0)
-        raw = self.r.lrange(self._k("times", key), start, stop - 1)
+        raw = self.r.lrange(keys.jit_arrival_times(self.ns, key), start, stop - 1)
         return np.array([float(x) for x in raw], dtype=np.float64)
 
     @_redis_errors
     def update_ids(self, key: str, start: int, stop: int) -> list[str] | None:
         if stop <= start:
             return []
-        raw = self.r.lrange(self._k("ids", key), start, stop - 1)
+        raw = self.r.lrange(keys.jit_update_ids(self.ns, key), start, stop - 1)
         ids = [x.decode() for x in raw]  # type: ignore[union-attr]
         return ids if len(ids) == stop - start else None
 
     @_redis_errors
     def due_timers(self, now: float) -> list[str]:
-        return [k.decode() for k in self.r.zrangebyscore(self._k("timers"), "-inf", now)]  # type: ignore[union-attr]
+        return [k.decode() for k in self.r.zrangebyscore(keys.jit_timers(self.ns), "-inf", now)]  # type: ignore[union-attr]
 
     @_redis_errors
     def fire_timer(self, key: str) -> bool:
-        return bool(self._fire(keys=[self._k("task", key), self._k("timers")], args=[key]))
+        return bool(self._fire(keys=[keys.jit_task(self.ns, key), keys.jit_timers(self.ns)], args=[key]))
 
     @_redis_errors
     def close_task(self, key: str, closed_at: float, status: str) -> bool:
         return bool(self._close(
-            keys=[self._k("task", key), self._k("timers"), self._k("active")],
+            keys=[keys.jit_task(self.ns, key), keys.jit_timers(self.ns), keys.jit_active(self.ns)],
             args=[repr(float(closed_at)), status, key]))
 
     @_redis_errors
@@ -360,29 +352,29 @@ class RedisState:
         for d in decisions:
             args += [d.decision_id, d.to_json(), repr(d.lease_until)]
         return bool(self._commit(
-            keys=[self._k("task", key), self._k("running"), self._k("inflight"),
-                  self._k("leases")], args=args))
+            keys=[keys.jit_task(self.ns, key), keys.jit_running(self.ns),
+                  keys.jit_inflight(self.ns), keys.jit_leases(self.ns)], args=args))
 
     @_redis_errors
     def running_total(self) -> int:
-        return int(self.r.get(self._k("running")) or 0)
+        return int(self.r.get(keys.jit_running(self.ns)) or 0)
 
     @_redis_errors
     def inflight(self) -> list[Decision]:
-        return [_decision(raw) for raw in self.r.hvals(self._k("inflight"))]
+        return [_decision(raw) for raw in self.r.hvals(keys.jit_inflight(self.ns))]
 
     @_redis_errors
     def request_preempt(self, decision_id: str) -> bool:
-        return bool(self._preempt(keys=[self._k("inflight")], args=[decision_id]))
+        return bool(self._preempt(keys=[keys.jit_inflight(self.ns)], args=[decision_id]))
 
     @_redis_errors
     def renew(self, owner: str, lease_until: float) -> int:
-        return int(self._renew(keys=[self._k("inflight"), self._k("leases")],
+        return int(self._renew(keys=[keys.jit_inflight(self.ns), keys.jit_leases(self.ns)],
                                args=[owner, repr(lease_until)]))
 
     @_redis_errors
     def reclaim(self, owner: str, now: float, lease_until: float) -> list[Decision]:
-        raws = self._reclaim(keys=[self._k("inflight"), self._k("leases")],
+        raws = self._reclaim(keys=[keys.jit_inflight(self.ns), keys.jit_leases(self.ns)],
                              args=[owner, repr(now), repr(lease_until)])
         return [_decision(raw) for raw in raws]
 
@@ -390,10 +382,11 @@ class RedisState:
     def complete(self, decision_id: str, part: int | None, n_fused: int | None) -> Decision | None:
         try:
             raw = self._complete(
-                keys=[self._k("inflight"), self._k("leases"), self._k("running"),
-                      self._k("active"), self._k("timers")],
+                keys=[keys.jit_inflight(self.ns), keys.jit_leases(self.ns),
+                      keys.jit_running(self.ns), keys.jit_active(self.ns), keys.jit_timers(self.ns)],
+                # The script appends ``job/round`` to the task keys' prefix.
                 args=[decision_id, -1 if part is None else part,
-                      -1 if n_fused is None else max(0, n_fused), self._k("task", "")])
+                      -1 if n_fused is None else max(0, n_fused), keys.jit_task(self.ns, "")])
         except redis.ResponseError as exc:
             if "no such part" in str(exc):
                 raise Conflict(f"decision {decision_id} has no part {part}") from None

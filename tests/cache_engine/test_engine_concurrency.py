@@ -8,7 +8,8 @@ import redis
 
 from cache_engine.engine import CacheEngine
 from cache_engine.keys import DataKey
-from cache_engine.layout import Layout, text
+from fedfaas.keys import CE_PREFIX, ce_function, ce_locations
+from fedfaas.meta import text
 
 FUNCTIONS = ["cache-0", "cache-1", "cache-2"]
 BUDGET = 1500
@@ -44,13 +45,12 @@ def test_concurrent_replicas_keep_the_table_and_budgets_consistent(redis_url: st
     # Assert: every table entry matches the function contents, and no budget is exceeded.
     assert errors == []
     client = redis.Redis.from_url(redis_url, socket_timeout=5)
-    layout = Layout()
-    contents = {f: {text(k): int(v) for k, v in client.hgetall(layout.fn(f)).items()}
+    contents = {f: {text(k): int(v) for k, v in client.hgetall(ce_function(CE_PREFIX, f)).items()}
                 for f in FUNCTIONS}
     assert all(sum(held.values()) <= BUDGET for held in contents.values())
     from_table: dict[str, list[str]] = {}
     for n in range(4):
-        for k, v in client.hgetall(layout.job("acme", f"job-{n}", "loc")).items():
+        for k, v in client.hgetall(ce_locations(CE_PREFIX, "acme", f"job-{n}")).items():
             from_table[text(k)] = text(v).split(",")
     from_functions: dict[str, set[str]] = {}
     for f, held in contents.items():

@@ -11,9 +11,9 @@ from redis.retry import Retry
 
 from cache_engine.engine import CacheEngine
 from cache_engine.keys import DataKey
-from cache_engine.layout import Layout
 from fedfaas.devstack.localstack.procs import free_port
 from fedfaas.errors import Unavailable
+from fedfaas.keys import CE_PREFIX, ce_job_pattern
 
 
 def test_drop_job_returns_its_copies_and_leaves_other_jobs_alone(
@@ -31,7 +31,7 @@ def test_drop_job_returns_its_copies_and_leaves_other_jobs_alone(
 
     # Assert
     assert sorted(m.key.job for m in dropped) == ["job-1", "job-1"]
-    assert redis_client.keys(Layout().job("acme", "job-1", "*")) == []
+    assert redis_client.keys(ce_job_pattern(CE_PREFIX, "acme", "job-1")) == []
     assert len(engine.lookup(kept)) == 2
     assert sum(engine.usage().values()) == 200
 
