@@ -40,12 +40,11 @@ import redis
 import requests
 from redis.utils import HIREDIS_AVAILABLE
 
-from bench.flstore_baseline import REDIS_COPY, Aggregator
+from bench.flstore_baseline import Aggregator
 from fedfaas import codec, keys
 from fedfaas.devstack.localstack.stack import LocalStack, StackOptions
 from fedfaas.errors import FedfaasError
 from fedfaas.workloads import WORKLOADS
-from request_tracker.data import validation_key
 
 CACHE_FUNCTIONS = ("cache-0", "cache-1", "cache-2", "cache-3")
 HTTP_TIMEOUT_S = 600.0
@@ -152,11 +151,11 @@ def copy_to_redis(store: Any, client: redis.Redis, tenant: str, jid: str, s: Set
     wanted = [key for r in range(1, s.rounds + 1)
               for key in store.list(keys.s3_round_updates(tenant, jid, r))]
     wanted += [keys.s3_model(tenant, jid, r) for r in range(s.rounds + 1)]
-    wanted.append(validation_key(tenant, jid))
+    wanted.append(keys.s3_validation(tenant, jid))
     total = 0
     for key in wanted:
         body = store.get(key)
-        client.set(REDIS_COPY + key, body)
+        client.set(keys.bench_cache_agg_copy(key), body)
         total += len(body)
     return total
 
@@ -302,8 +301,11 @@ def fault_phase(api: Api, faas: Any, jid: str, queries: dict[str, dict[str, Any]
             "fault_errors": errors[:10]}
 
 
-def run(quick: bool = False) -> dict[str, Any]:
-    """Run the benchmark on a fresh local stack and return its figures."""
+def run(quick: bool = False, topology: str = "loopback") -> dict[str, Any]:
+    """Run the benchmark on a fresh local stack and return its figures.
+
+    ``topology`` names the network the local stack runs on (``fedfaas up --topology``).
+    """
     from fedfaas import meta
     from fedfaas.models import build_model, state_arrays
     from fedfaas.openfaas.client import FaasClient
@@ -320,7 +322,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="fedfaas-bench-flstore-") as tmp:
         stack = LocalStack(Path(tmp))
         print(f"starting local stack in {tmp} ...", flush=True)
-        stack.up(StackOptions(components=("redis", "s3", "router", "gateway")))
+        stack.up(StackOptions(components=("redis", "s3", "router", "gateway"), topology=topology))
         agg: Aggregator | None = None
         try:
             env = stack.env()

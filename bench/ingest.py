@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import requests
 
-from fedfaas import codec
+from fedfaas import codec, keys
 from fedfaas.devstack.localstack.stack import LocalStack, StackOptions
 from fedfaas.store import ObjectStore, digest
 
@@ -91,10 +91,10 @@ def _gateway_pass(base: str, admin: str, arrays: list[np.ndarray], concurrency: 
 
 
 def _direct_pass(store: ObjectStore, bodies: list[bytes], concurrency: int) -> float:
-    prefix = f"bench/direct/{uuid.uuid4().hex}"
+    run = uuid.uuid4().hex
 
     def put(i: int) -> None:
-        store.put(f"{prefix}/{i}.ffu", bodies[i])
+        store.put(keys.s3_bench_object("direct", run, str(i)), bodies[i])
 
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
@@ -102,8 +102,11 @@ def _direct_pass(store: ObjectStore, bodies: list[bytes], concurrency: int) -> f
     return time.perf_counter() - start
 
 
-def run(quick: bool = False) -> dict[str, Any]:
-    """Run the benchmark on a fresh local stack (Redis, S3, gateway) and return its figures."""
+def run(quick: bool = False, topology: str = "loopback") -> dict[str, Any]:
+    """Run the benchmark on a fresh local stack (Redis, S3, gateway) and return its figures.
+
+    ``topology`` names the network the local stack runs on (``fedfaas up --topology``).
+    """
     sizes = QUICK_SIZES_MB if quick else FULL_SIZES_MB
     copies = 2 if quick else 4
     reps = 2 if quick else 3
@@ -113,7 +116,8 @@ def run(quick: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="fedfaas-bench-ingest-") as tmp:
         stack = LocalStack(Path(tmp))
         print(f"starting local stack in {tmp} ...", flush=True)
-        stack.up(StackOptions(components=("redis", "s3", "gateway"), gateway_workers=2, gateway_threads=16))
+        stack.up(StackOptions(components=("redis", "s3", "gateway"), gateway_workers=2, gateway_threads=16,
+                              topology=topology))
         try:
             env = stack.env()
             admin = (Path(env["FEDFAAS_SECRETS_DIR"]) / "fedfaas-admin-token").read_text().strip()

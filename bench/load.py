@@ -157,7 +157,7 @@ def _wait_closed(base: str, admin: str, job_id: str, timeout_s: float) -> dict[s
 def _verify(store: ObjectStore, job_id: str, acked: dict[int, dict[str, Any]], sent: dict[int, str],
             sample: int) -> tuple[int, int]:
     """(acknowledged updates listed in S3, digest mismatches in a read-back sample)."""
-    listed = set(store.list(f"{keys.s3_job('default', job_id)}/rounds/000001/updates/"))
+    listed = set(store.list(keys.s3_round_updates('default', job_id, 1)))
     stored = sum(1 for ack in acked.values() if ack["key"] in listed)
     chosen = random.Random(0).sample(sorted(acked), min(sample, len(acked)))
     bad = sum(1 for i in chosen
@@ -166,11 +166,12 @@ def _verify(store: ObjectStore, job_id: str, acked: dict[int, dict[str, Any]], s
 
 
 def _direct_s3(store: ObjectStore, job_id: str, count: int, concurrency: int) -> float:
-    prefix = f"bench/load-direct/{uuid.uuid4().hex}"
+    run = uuid.uuid4().hex
 
     def put(i: int) -> None:
         body = _body(job_id, i)
-        store.put(f"{prefix}/p{i}.ffu", body, sha256=hashlib.sha256(body).hexdigest())
+        store.put(keys.s3_bench_object("load-direct", run, f"p{i}"), body,
+                  sha256=hashlib.sha256(body).hexdigest())
 
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
@@ -185,15 +186,18 @@ def _expected_model(parties: list[int]) -> np.ndarray:
     return total / max(1, len(parties))
 
 
-def run(quick: bool = False) -> dict[str, Any]:
-    """Run the load test on a fresh full local stack and return its figures."""
+def run(quick: bool = False, topology: str = "loopback") -> dict[str, Any]:
+    """Run the load test on a fresh full local stack and return its figures.
+
+    ``topology`` names the network the local stack runs on (``fedfaas up --topology``).
+    """
     parties = 1_000 if quick else 10_000
     concurrency = 16 if quick else 32
     batch = 100 if quick else 500
     with tempfile.TemporaryDirectory(prefix="fedfaas-bench-load-") as tmp:
         stack = LocalStack(Path(tmp))
         print(f"starting the full local stack in {tmp} ...", flush=True)
-        stack.up(StackOptions(extra_env={"FEDFAAS_FLSTORE": "0"}))
+        stack.up(StackOptions(extra_env={"FEDFAAS_FLSTORE": "0"}, topology=topology))
         try:
             env = stack.env()
             base = env["FEDFAAS_GATEWAY_URL"]
