@@ -48,7 +48,7 @@ from fedfaas.client.retry import Poll
 from fedfaas.client.rounds import wait_round_closed
 from fedfaas.devstack.localstack.stack import PROJECT_ROOT, LocalStack, StackOptions
 from fedfaas.errors import Unavailable
-from fedfaas.jit.spec import PartyProfile
+from fedfaas.jit.spec import PartyTiming
 from fedfaas.models import build_model, iid_split, load_digits_dataset, state_arrays
 from fedfaas.openfaas.client import FaasClient
 
@@ -327,7 +327,7 @@ class LiveRig:
         """Simulate ``run``'s job and strategy with its measured arrivals and platform."""
         m = self.model_bytes
         profiles = tuple(
-            PartyProfile.from_api({**p.profile(len(y)), "bandwidth_down_bps": DEFAULT_BANDWIDTH_BPS,
+            PartyTiming.from_api({**p.profile(len(y)), "bandwidth_down_bps": DEFAULT_BANDWIDTH_BPS,
                                    "bandwidth_up_bps": DEFAULT_BANDWIDTH_BPS}, party_id=p.party_id)
             for p, (_, y) in zip(self.workload.plans(), self.data, strict=True))
         workload = ExplicitWorkload(profiles, run.offsets, m,

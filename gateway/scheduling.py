@@ -24,8 +24,7 @@ from fedfaas.config import load_settings
 from fedfaas.errors import FedfaasError, NotFound, Unavailable
 from fedfaas.jit.scheduler import SchedulerConfig
 from fedfaas.jit.service import JitService
-from fedfaas.jit.spec import JobSpec as JitJobSpec
-from fedfaas.jit.spec import PartyProfile as JitPartyProfile
+from fedfaas.jit.spec import EstimatorJob, PartyTiming
 from fedfaas.jit.state import Decision, task_key
 from gateway.platform import AggregatorPlatform, PlatformFigures, eager_step_of_fold
 from gateway.registry import JobRecord, Registry, RoundRecord
@@ -83,7 +82,7 @@ class JitBridge:
         """Estimate the round and open its aggregation task (JIT paper 5.5, Fig. 6 l.14-18)."""
         figures = (AggregatorPlatform(cold_start_s=0.0, keep_alive_s=None) if self.platform is None
                    else self.platform.current(job.spec.model.size_bytes))
-        spec = JitJobSpec.from_api(job.spec, job_id=job.job_id, cold_start_s=figures.cold_start_s,
+        spec = EstimatorJob.from_api(job.spec, job_id=job.job_id, cold_start_s=figures.cold_start_s,
                                    keep_alive_s=figures.keep_alive_s,
                                    eager_step_s=figures.eager_step_s)
         # A round opened for fewer parties than the job's quorum needs them all.
@@ -97,7 +96,7 @@ class JitBridge:
             profile = {**profiles[party]}
             for name in ("bandwidth_down_bps", "bandwidth_up_bps"):
                 profile[name] = profile.get(name) or default_bps
-            parties.append(JitPartyProfile.from_api(profile, party_id=party))
+            parties.append(PartyTiming.from_api(profile, party_id=party))
         self.service.start_round(spec, parties, record.round, now=record.started_at,
                                  platform=None if self.platform is None else figures.to_dict())
 

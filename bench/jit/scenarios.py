@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedfaas.errors import BadRequest
-from fedfaas.jit.spec import PartyProfile
+from fedfaas.jit.spec import PartyTiming
 
 MODEL_PARAMS = {"efficientnet-b7": 66_000_000, "vgg16": 138_000_000, "inceptionv4": 43_000_000}
 SCENARIOS = ("active-homogeneous", "active-heterogeneous", "intermittent-heterogeneous")
@@ -82,7 +82,7 @@ class Population:
     """Simulated parties: what they report, and their true speeds."""
 
     scenario: str
-    profiles: list[PartyProfile]
+    profiles: list[PartyTiming]
     t_epoch_true: np.ndarray
     t_comm_true: np.ndarray
     t_wait: float | None
@@ -115,7 +115,7 @@ def make_population(scenario: str, n_parties: int, m_bytes: int, params: Workloa
     reported = params.base_epoch_s * (2.0 / cores) * (data / params.base_dataset)
     mode = "intermittent" if scenario.startswith("intermittent") else "active"
     profiles = [
-        PartyProfile(party_id=f"p{i}", mode=mode,  # type: ignore[arg-type]
+        PartyTiming(party_id=f"p{i}", mode=mode,  # type: ignore[arg-type]
                      t_epoch=None if silent[i] else float(reported[i]),
                      dataset_size=int(data[i]), batch_size=32, cores=float(cores[i]),
                      b_down=float(b_down[i]), b_up=float(b_up[i]))

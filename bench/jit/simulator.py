@@ -59,7 +59,7 @@ from fedfaas.jit.formulas import t_agg
 from fedfaas.jit.learning import ArrivalLearner
 from fedfaas.jit.prewarm import Participation, WarmHold
 from fedfaas.jit.scheduler import Scheduler
-from fedfaas.jit.spec import STRATEGIES, JobSpec, PartyProfile
+from fedfaas.jit.spec import STRATEGIES, EstimatorJob, PartyTiming
 from fedfaas.jit.state import Decision, InMemoryState
 
 _SEEDS = {"active-homogeneous": 1, "active-heterogeneous": 2, "intermittent-heterogeneous": 3}
@@ -92,7 +92,7 @@ class ExplicitWorkload:
         last arrival.
     """
 
-    profiles: tuple[PartyProfile, ...]
+    profiles: tuple[PartyTiming, ...]
     offsets: np.ndarray
     model_bytes: int
     t_wait: float | None = None
@@ -132,7 +132,7 @@ class SimConfig:
     workload: ExplicitWorkload | None = None
     platform: str = "modelled"
     latency_target: float | str = "eager"
-    """JIT's latency target (:class:`~fedfaas.jit.spec.JobSpec`)."""
+    """JIT's latency target (:class:`~fedfaas.jit.spec.EstimatorJob`)."""
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -229,7 +229,7 @@ class Simulator:
             self.pop = Population(EXPLICIT, list(wl.profiles), np.full(n, np.nan), np.zeros(n),
                                   wl.t_wait)
         self.n_agg = cost.n_agg(n)
-        self.job = JobSpec(
+        self.job = EstimatorJob(
             job_id="sim", model_bytes=self.m, t_wait=self.pop.t_wait, rounds=config.rounds,
             strategy=config.strategy,
             batch_size=(wl.batch_size if wl is not None else None) or batch_size_for(n),

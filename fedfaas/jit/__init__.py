@@ -20,7 +20,7 @@ from fedfaas.jit.estimator import DeadlineEstimator
 from fedfaas.jit.formulas import t_agg, t_comm
 from fedfaas.jit.learning import ArrivalLearner, RoundReport
 from fedfaas.jit.scheduler import Scheduler, SchedulerConfig
-from fedfaas.jit.spec import STRATEGIES, JobSpec, PartyProfile
+from fedfaas.jit.spec import STRATEGIES, EstimatorJob, PartyTiming
 from fedfaas.jit.state import Decision, InMemoryState, SchedulerState, TaskRecord
 
 __all__ = [
@@ -29,10 +29,10 @@ __all__ = [
     "Clock",
     "DeadlineEstimator",
     "Decision",
+    "EstimatorJob",
     "InMemoryState",
     "JobEstimate",
-    "JobSpec",
-    "PartyProfile",
+    "PartyTiming",
     "RoundReport",
     "Scheduler",
     "SchedulerConfig",

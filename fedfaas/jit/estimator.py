@@ -34,7 +34,7 @@ from fedfaas.jit.last_arrival import last_arrival_quantile, latest_ready_time
 from fedfaas.jit.learning import ArrivalLearner, Corrections
 from fedfaas.jit.planning import START_MARGIN, choose_aggregators, done_by, merge_step, merge_time
 from fedfaas.jit.regression import TimeRegression, TrainingSample
-from fedfaas.jit.spec import JobSpec, PartyProfile
+from fedfaas.jit.spec import EstimatorJob, PartyTiming
 
 MEASURED_SOURCES = frozenset({"t_ep", "t_mb x steps", "N_mb x t_mb", "N_mb x t_ep / steps"})
 """``t_train`` sources that rest on times the party measured (the rest are regressed or
@@ -55,7 +55,7 @@ class DeadlineEstimator:
         Past training-time observations, extra samples for the regression.
     """
 
-    def __init__(self, job: JobSpec, parties: Sequence[PartyProfile], *, t_pair: float,
+    def __init__(self, job: EstimatorJob, parties: Sequence[PartyTiming], *, t_pair: float,
                  history: Sequence[TrainingSample] = ()) -> None:
         if not parties:
             raise BadRequest(f"job {job.job_id}: no parties to estimate")
@@ -83,12 +83,12 @@ class DeadlineEstimator:
 
     # -- per party (Fig. 6 lines 7-10) -------------------------------------------------
 
-    def _steps(self, p: PartyProfile) -> int | None:
+    def _steps(self, p: PartyTiming) -> int | None:
         if p.dataset_size is None or p.batch_size is None:
             return None
         return max(1, math.ceil(p.dataset_size / p.batch_size))
 
-    def _t_train(self, p: PartyProfile) -> tuple[float | None, str]:
+    def _t_train(self, p: PartyTiming) -> tuple[float | None, str]:
         job = self.job
         if p.mode == "intermittent":
             return float(job.t_wait), "t_wait"  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ import numpy as np
 
 from fedfaas.errors import BadRequest
 from fedfaas.jit.formulas import t_agg
-from fedfaas.jit.spec import JobSpec
+from fedfaas.jit.spec import EstimatorJob
 
 EAGER_DRAWS = 16
 """Draws of the arrivals averaged for eager serverless' expected latency."""
@@ -49,7 +49,7 @@ def eager_step(*, t_pair: float, c_agg: int, model_bytes: float, b_dc: float) ->
     return 2 * model_bytes / b_dc + t_pair / c_agg
 
 
-def merge_step(job: JobSpec, t_pair: float) -> float:
+def merge_step(job: EstimatorJob, t_pair: float) -> float:
     """Merging one partial into another: load it and fuse it (``M / B_dc + t_pair / C_agg``)."""
     return job.model_bytes / job.b_dc + t_pair / job.c_agg
 
@@ -103,7 +103,7 @@ def merge_time(partials: int, step: float) -> float:
     return math.ceil(math.log2(max(1, partials))) * step
 
 
-def done_by(job: JobSpec, t_pair: float, arrivals: np.ndarray,
+def done_by(job: EstimatorJob, t_pair: float, arrivals: np.ndarray,
             spread: np.ndarray | None = None) -> float | None:
     """Latest end of fusion, one partial left, the job's latency target allows (None: fastest).
 

@@ -57,7 +57,7 @@ from fedfaas.errors import BadRequest
 from fedfaas.jit.estimate import JobEstimate
 from fedfaas.jit.learning import COMPLETION_LIKELY, CURVE_LEVELS, ArrivalLearner
 from fedfaas.jit.planning import eager_step
-from fedfaas.jit.spec import JobSpec
+from fedfaas.jit.spec import EstimatorJob
 
 PINGS_PER_KEEP_ALIVE = 3
 """Pings per keep-alive period: an instance is called well before the platform idles it out."""
@@ -182,7 +182,7 @@ class WarmHold:
         return cls(cold_start_s, keep_alive_s, max(ping_s, MIN_PING_S))
 
     @classmethod
-    def for_round(cls, job: JobSpec, est: JobEstimate) -> WarmHold | None:
+    def for_round(cls, job: EstimatorJob, est: JobEstimate) -> WarmHold | None:
         """The hold of one round of ``job`` under its estimate (JIT only)."""
         if job.strategy != "jit":
             return None

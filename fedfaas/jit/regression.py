@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedfaas.jit.spec import PartyProfile
+from fedfaas.jit.spec import PartyTiming
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class TrainingSample:
     t_mb: float | None = None
 
     @classmethod
-    def of(cls, party: PartyProfile, *, t_epoch: float | None = None,
+    def of(cls, party: PartyTiming, *, t_epoch: float | None = None,
            t_mb: float | None = None) -> TrainingSample:
         """A sample with ``party``'s features and the given (or reported) times."""
         return cls(party.dataset_size, party.batch_size, party.compute,
@@ -111,10 +111,10 @@ class TimeRegression:
         fit = self._fit(kind, False)
         return None if fit is None else fit.predict(float(size))
 
-    def epoch_time(self, party: PartyProfile) -> float | None:
+    def epoch_time(self, party: PartyTiming) -> float | None:
         """Epoch time of ``party`` from its dataset size (and hardware), or ``None``."""
         return self._predict("epoch", party.dataset_size, party.compute)
 
-    def minibatch_time(self, party: PartyProfile) -> float | None:
+    def minibatch_time(self, party: PartyTiming) -> float | None:
         """Minibatch time of ``party`` from its batch size (and hardware), or ``None``."""
         return self._predict("mb", party.batch_size, party.compute)

@@ -39,7 +39,7 @@ import numpy as np
 from fedfaas.errors import BadRequest, Conflict, NotFound
 from fedfaas.jit.clock import Clock
 from fedfaas.jit.estimate import JobEstimate
-from fedfaas.jit.spec import JobSpec
+from fedfaas.jit.spec import EstimatorJob
 from fedfaas.jit.state import (
     FAILED,
     FINALISING,
@@ -114,7 +114,7 @@ class Scheduler:
 
     # -- rounds and arrivals ------------------------------------------------------------
 
-    def open_round(self, job: JobSpec, round_no: int, *, n_expected: int,
+    def open_round(self, job: EstimatorJob, round_no: int, *, n_expected: int,
                    estimate: JobEstimate | None = None, now: float | None = None,
                    min_chunk: int = 1) -> TaskRecord:
         """Create the round's aggregation task with its priority and timer (Fig. 6 lines 14-18).

@@ -34,7 +34,7 @@ from fedfaas.jit.learning import ArrivalLearner, RoundReport
 from fedfaas.jit.prewarm import Participation, WarmHold
 from fedfaas.jit.redis_state import RedisState
 from fedfaas.jit.scheduler import Scheduler, SchedulerConfig
-from fedfaas.jit.spec import JobSpec, PartyProfile
+from fedfaas.jit.spec import EstimatorJob, PartyTiming
 from fedfaas.jit.state import Decision, TaskRecord, task_key
 
 ROUND_TTL_S = 7 * 24 * 3600
@@ -89,7 +89,7 @@ class JitService:
             return ArrivalLearner(agg_overhead=self.agg_overhead)
         return ArrivalLearner.from_dict(json.loads(raw))
 
-    def estimate(self, job: JobSpec, parties: Sequence[PartyProfile],
+    def estimate(self, job: EstimatorJob, parties: Sequence[PartyTiming],
                  t_pair: float | None = None) -> JobEstimate:
         """The current estimate for ``job`` (paper 5.3-5.4, corrected by what was learned)."""
         tp = self.t_pair(job.model_bytes) if t_pair is None else t_pair
@@ -97,7 +97,7 @@ class JitService:
 
     # -- rounds ---------------------------------------------------------------------------
 
-    def start_round(self, job: JobSpec, parties: Sequence[PartyProfile], round_no: int, *,
+    def start_round(self, job: EstimatorJob, parties: Sequence[PartyTiming], round_no: int, *,
                     now: float | None = None, t_pair: float | None = None,
                     min_chunk: int = 1) -> tuple[TaskRecord, JobEstimate]:
         """Estimate the round and open its aggregation task with priority and timer."""

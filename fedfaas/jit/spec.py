@@ -1,8 +1,11 @@
-"""The JIT estimator's inputs: FL job spec and party profiles (JIT paper 5.1, 5.2).
+"""The JIT estimator's inputs, derived from the job spec and party profiles (JIT paper 5.1, 5.2).
 
-These are the estimator's normalised view (SI units: bytes, seconds, bytes/s)
-of what the gateway stores as :mod:`fedfaas.spec` API models; build them with
-:meth:`JobSpec.from_api` and :meth:`PartyProfile.from_api`.  Every check raises
+The job spec and the party profiles are :class:`fedfaas.spec.JobSpec` and
+:class:`fedfaas.spec.PartyProfile`, the API models the gateway stores.  The
+estimator works on a derived value of each, in SI units (bytes, seconds,
+bytes/s) and with the platform's figures added: :class:`EstimatorJob`, built by
+:meth:`EstimatorJob.from_api`, and :class:`PartyTiming`, built by
+:meth:`PartyTiming.from_api`.  Every check raises
 :class:`~fedfaas.errors.BadRequest` naming the field, before any maths.
 """
 
@@ -19,7 +22,7 @@ if TYPE_CHECKING:
 
 STRATEGIES = ("jit", "eager-always-on", "eager-serverless", "batched-serverless", "lazy")
 LATENCY_TARGETS = ("eager", "fastest")
-"""Named aggregation latency targets of a JIT job; a number means seconds (see :class:`JobSpec`)."""
+"""Named aggregation latency targets of a JIT job; a number means seconds (see :class:`EstimatorJob`)."""
 DEFAULT_B_DC = 1.25e9
 """Intra-datacenter bandwidth, bytes/s (10 Gbit/s)."""
 
@@ -55,8 +58,8 @@ def _count(value: int | None, name: str, *, minimum: int = 1) -> None:
 
 
 @dataclass(frozen=True)
-class JobSpec:
-    """An FL job as the deadline calculator sees it (paper 5.1 and 5.4).
+class EstimatorJob:
+    """An FL job as the deadline calculator sees it (paper 5.1 and 5.4), derived from a job spec.
 
     Parameters
     ----------
@@ -139,7 +142,7 @@ class JobSpec:
     def from_api(cls, spec: api.JobSpec, *, job_id: str | None = None,
                  c_agg: int = 1, b_dc: float = DEFAULT_B_DC, cold_start_s: float = 0.0,
                  keep_alive_s: float | None = None,
-                 eager_step_s: float | None = None) -> JobSpec:
+                 eager_step_s: float | None = None) -> EstimatorJob:
         """The estimator's view of a gateway :class:`fedfaas.spec.JobSpec` on a platform
         with the given cold start, keep-alive and measured eager step."""
         jid = job_id or spec.job_id
@@ -157,8 +160,8 @@ class JobSpec:
 
 
 @dataclass(frozen=True)
-class PartyProfile:
-    """What a party tells the aggregator (paper 5.2); every time in seconds.
+class PartyTiming:
+    """A party's timing inputs (paper 5.2), derived from its profile; every time in seconds.
 
     Parameters
     ----------
@@ -205,7 +208,7 @@ class PartyProfile:
 
     @classmethod
     def from_api(cls, profile: api.PartyProfile | dict[str, Any], party_id: str | None = None,
-                 *, bandwidth_in_bits: bool = True) -> PartyProfile:
+                 *, bandwidth_in_bits: bool = True) -> PartyTiming:
         """The estimator's view of a gateway party profile (model or its JSON dict).
 
         ``bandwidth_*_bps`` are bits per second unless ``bandwidth_in_bits`` is False.

@@ -9,13 +9,13 @@ import redis
 from fedfaas.jit.clock import VirtualClock
 from fedfaas.jit.redis_state import RedisState
 from fedfaas.jit.scheduler import Scheduler
-from fedfaas.jit.spec import JobSpec
+from fedfaas.jit.spec import EstimatorJob
 from fedfaas.jit.state import InMemoryState, SchedulerState, task_key
 
 
 def _arrive_twice(state: SchedulerState) -> tuple[int, list[str] | None, list[bool]]:
     sched = Scheduler(state, VirtualClock(), owner="s0")
-    sched.open_round(JobSpec(job_id="j", model_bytes=1, strategy="eager-serverless"), 1,
+    sched.open_round(EstimatorJob(job_id="j", model_bytes=1, strategy="eager-serverless"), 1,
                      n_expected=3, now=0.0)
     accepted = [sched.record_arrival("j", 1, party, now=t)
                 for t, party in ((1.0, "p0"), (2.0, "p1"), (3.0, "p0"))]

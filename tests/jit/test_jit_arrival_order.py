@@ -11,7 +11,7 @@ import redis
 from fedfaas.jit.clock import VirtualClock
 from fedfaas.jit.redis_state import RedisState
 from fedfaas.jit.scheduler import Scheduler
-from fedfaas.jit.spec import JobSpec
+from fedfaas.jit.spec import EstimatorJob
 from fedfaas.jit.state import InMemoryState, SchedulerState
 
 
@@ -33,7 +33,7 @@ def state(request: pytest.FixtureRequest) -> Iterator[SchedulerState]:
 def test_late_recorded_earlier_update_joins_the_same_lazy_launch(state: SchedulerState) -> None:
     # Prepare: three parties; the third update is stamped 4.9 s but recorded after one of 5.0 s
     sched = Scheduler(state, VirtualClock(), owner="s")
-    sched.open_round(JobSpec(job_id="j", model_bytes=1, strategy="lazy"), 0, n_expected=3, now=0.0)
+    sched.open_round(EstimatorJob(job_id="j", model_bytes=1, strategy="lazy"), 0, n_expected=3, now=0.0)
     sched.record_arrival("j", 0, "a", now=1.0)
     sched.record_arrival("j", 0, "b", now=5.0)
     # Execute
@@ -50,7 +50,7 @@ def test_late_recorded_earlier_update_joins_the_same_lazy_launch(state: Schedule
 def test_close_at_an_epoch_timestamp_includes_the_last_arrival(state: SchedulerState) -> None:
     # Prepare: wall-clock times whose 14-digit rounding goes down (the task is stored as JSON)
     sched = Scheduler(state, VirtualClock(), owner="s")
-    sched.open_round(JobSpec(job_id="j", model_bytes=1, strategy="lazy"), 0, n_expected=2, now=0.0)
+    sched.open_round(EstimatorJob(job_id="j", model_bytes=1, strategy="lazy"), 0, n_expected=2, now=0.0)
     sched.record_arrival("j", 0, "a", now=1795253980.0)
     # Execute
     sched.record_arrival("j", 0, "b", now=1795253986.91534)

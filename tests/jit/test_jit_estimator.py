@@ -17,20 +17,20 @@ from fedfaas.jit.planning import (
     fluid_completion,
     merge_time,
 )
-from fedfaas.jit.spec import JobSpec, PartyProfile
+from fedfaas.jit.spec import EstimatorJob, PartyTiming
 
 MB = 10**6
 
 
-def _party(pid: str, **kw: object) -> PartyProfile:
+def _party(pid: str, **kw: object) -> PartyTiming:
     kw.setdefault("b_down", 10 * MB)
     kw.setdefault("b_up", 10 * MB)
-    return PartyProfile(party_id=pid, **kw)  # type: ignore[arg-type]
+    return PartyTiming(party_id=pid, **kw)  # type: ignore[arg-type]
 
 
 def test_t_upd_of_active_party_per_epoch() -> None:
     # Prepare: M = 100 MB, B_d = B_u = 10 MB/s, t_ep = 60 s
-    job = JobSpec(job_id="j", model_bytes=100 * MB)
+    job = EstimatorJob(job_id="j", model_bytes=100 * MB)
     est = DeadlineEstimator(job, [_party("a", t_epoch=60.0)], t_pair=0.0)
     # Execute
     e = est.estimate()
@@ -42,7 +42,7 @@ def test_t_upd_of_active_party_per_epoch() -> None:
 
 def test_minibatch_sync_and_intermittent_and_t_rnd_is_max() -> None:
     # Prepare: fusion every 5 minibatches; one active party with t_mb = 2 s, one intermittent
-    job = JobSpec(job_id="j", model_bytes=100 * MB, sync="minibatch", n_mb=5, t_wait=300.0)
+    job = EstimatorJob(job_id="j", model_bytes=100 * MB, sync="minibatch", n_mb=5, t_wait=300.0)
     parties = [_party("a", t_mb=2.0), _party("b", mode="intermittent")]
     # Execute
     e = DeadlineEstimator(job, parties, t_pair=0.0).estimate()
@@ -55,7 +55,7 @@ def test_minibatch_sync_and_intermittent_and_t_rnd_is_max() -> None:
 
 def test_epoch_time_from_minibatch_time_and_steps() -> None:
     # Prepare: no epoch time, but t_mb = 0.5 s over ceil(1000 / 32) = 32 steps
-    job = JobSpec(job_id="j", model_bytes=100 * MB)
+    job = EstimatorJob(job_id="j", model_bytes=100 * MB)
     party = _party("a", t_mb=0.5, dataset_size=1000, batch_size=32)
     # Execute
     e = DeadlineEstimator(job, [party], t_pair=0.0).estimate()
@@ -72,7 +72,7 @@ def test_t_agg_formula() -> None:
 
 def test_estimator_t_agg_and_deadline_for_job() -> None:
     # Prepare: 4 parties, t_pair 1 s, C_agg 2, N_agg 1, M/B_dc = 100 MB / 100 MB/s = 1 s
-    job = JobSpec(job_id="j", model_bytes=100 * MB, c_agg=2, n_agg=1, b_dc=100 * MB)
+    job = EstimatorJob(job_id="j", model_bytes=100 * MB, c_agg=2, n_agg=1, b_dc=100 * MB)
     parties = [_party(f"p{i}", t_epoch=60.0 + 10 * i) for i in range(4)]
     # Execute
     e = DeadlineEstimator(job, parties, t_pair=1.0).estimate()
@@ -93,21 +93,21 @@ def test_comm_rejects_zero_bandwidth() -> None:
 ])
 def test_job_spec_validation(kwargs: dict[str, object]) -> None:
     with pytest.raises(BadRequest):
-        JobSpec(job_id="j", **kwargs)  # type: ignore[arg-type]
+        EstimatorJob(job_id="j", **kwargs)  # type: ignore[arg-type]
 
 
 def test_party_validation_and_job_level_checks() -> None:
     with pytest.raises(BadRequest):
-        PartyProfile(party_id="p", t_epoch=-3.0)
+        PartyTiming(party_id="p", t_epoch=-3.0)
     with pytest.raises(BadRequest):
-        PartyProfile(party_id="p", mode="sometimes")  # type: ignore[arg-type]
-    job = JobSpec(job_id="j", model_bytes=10)
+        PartyTiming(party_id="p", mode="sometimes")  # type: ignore[arg-type]
+    job = EstimatorJob(job_id="j", model_bytes=10)
     with pytest.raises(BadRequest, match="t_wait"):
         DeadlineEstimator(job, [_party("a", mode="intermittent")], t_pair=0.0)
     with pytest.raises(BadRequest, match="duplicate"):
         DeadlineEstimator(job, [_party("a", t_epoch=1.0), _party("a", t_epoch=2.0)], t_pair=0.0)
     with pytest.raises(BadRequest, match="bandwidth"):
-        DeadlineEstimator(job, [PartyProfile(party_id="a", t_epoch=1.0)], t_pair=0.0)
+        DeadlineEstimator(job, [PartyTiming(party_id="a", t_epoch=1.0)], t_pair=0.0)
 
 
 def test_from_api_converts_bits_to_bytes() -> None:
@@ -115,7 +115,7 @@ def test_from_api_converts_bits_to_bytes() -> None:
     raw = {"party_id": "p1", "mode": "active", "epoch_time_s": 30.0, "dataset_size": 100,
            "hardware": {"cpus": 4, "gpus": 1}, "bandwidth_down_bps": 8e6, "bandwidth_up_bps": 16e6}
     # Execute
-    p = PartyProfile.from_api(raw)
+    p = PartyTiming.from_api(raw)
     # Assert
     assert (p.b_down, p.b_up, p.t_epoch, p.cores, p.gpus) == (1e6, 2e6, 30.0, 4, 1)
 
@@ -178,7 +178,7 @@ def test_latency_target_sets_done_by(target: object, expected: float | None) -> 
     # Three updates in at 100 s. Eager: three steps of 2 x 100 MB / (1 GB/s) +
     # 0.1 / 2 s on one instance, 0.75 s, one partial to merge; 30 s: published 30 s
     # after the last update, so fusion ends before the 0.1 s write.
-    job = JobSpec(job_id="j", model_bytes=100 * MB, n_agg=1, c_agg=2, b_dc=1e9,
+    job = EstimatorJob(job_id="j", model_bytes=100 * MB, n_agg=1, c_agg=2, b_dc=1e9,
                   latency_target=target)  # type: ignore[arg-type]
     est = DeadlineEstimator(job, [_party(p, t_epoch=80.0) for p in "abc"], t_pair=0.1)
     assert est.done_by(np.full(3, 100.0)) == (None if expected is None else pytest.approx(expected))
@@ -187,7 +187,7 @@ def test_latency_target_sets_done_by(target: object, expected: float | None) -> 
 @pytest.mark.parametrize("bad", ["soon", 0, -1.0, float("nan")])
 def test_latency_target_is_validated(bad: object) -> None:
     with pytest.raises(BadRequest, match="latency_target"):
-        JobSpec(job_id="j", model_bytes=MB, latency_target=bad)  # type: ignore[arg-type]
+        EstimatorJob(job_id="j", model_bytes=MB, latency_target=bad)  # type: ignore[arg-type]
 
 
 def test_latency_target_comes_from_the_job_api() -> None:
@@ -195,9 +195,9 @@ def test_latency_target_comes_from_the_job_api() -> None:
 
     raw = {"job_id": "j", "model": {"name": "m", "size_bytes": MB},
            "strategy": {"name": "jit", "n_agg": 4, "latency_target": 12.5}}
-    assert JobSpec.from_api(api.JobSpec.model_validate(raw)).latency_target == 12.5
+    assert EstimatorJob.from_api(api.JobSpec.model_validate(raw)).latency_target == 12.5
     raw["strategy"] = {"name": "jit"}
-    assert JobSpec.from_api(api.JobSpec.model_validate(raw)).latency_target == "eager"
+    assert EstimatorJob.from_api(api.JobSpec.model_validate(raw)).latency_target == "eager"
 
 
 def test_latest_ready_time_by_hand() -> None:
@@ -245,7 +245,7 @@ def test_eager_target_arms_the_timer_later_when_eager_would_queue() -> None:
     parties = [_party(f"p{i}", t_epoch=60.0 + i * 0.1) for i in range(10)]
     timers = {}
     for target in ("fastest", "eager"):
-        job = JobSpec(job_id="j", model_bytes=100 * MB, n_agg=1, c_agg=2, b_dc=100 * MB,
+        job = EstimatorJob(job_id="j", model_bytes=100 * MB, n_agg=1, c_agg=2, b_dc=100 * MB,
                       latency_target=target)
         learner = ArrivalLearner()
         est = DeadlineEstimator(job, parties, t_pair=0.1)
@@ -264,7 +264,7 @@ def test_eager_allowance_counts_the_spread_of_parties_due_together() -> None:
     # Ten parties due at 100 s, eager steps of 0.25 s on one instance: at the means
     # eager would queue all ten (2.5 s); with 2 s of spread each, arrivals are far
     # enough apart that it mostly keeps up.
-    job = JobSpec(job_id="j", model_bytes=100 * MB, n_agg=1, c_agg=2, b_dc=1e9)
+    job = EstimatorJob(job_id="j", model_bytes=100 * MB, n_agg=1, c_agg=2, b_dc=1e9)
     est = DeadlineEstimator(job, [_party(f"p{i}", t_epoch=80.0) for i in range(10)], t_pair=0.1)
     a = np.full(10, 100.0)
     assert est.done_by(a) == pytest.approx(102.5)
@@ -282,7 +282,7 @@ def test_eager_pays_a_cold_start_after_the_platform_stopped_its_instance() -> No
     assert eager_completion(a, cold_start_s=1.5, keep_alive_s=60.0, **kw) == pytest.approx(101.704)
     assert eager_completion(a, cold_start_s=1.5, keep_alive_s=120.0, **kw) == pytest.approx(100.204)
     with pytest.raises(BadRequest, match="keep_alive_s"):
-        JobSpec(job_id="j", model_bytes=MB, keep_alive_s=-1.0)
+        EstimatorJob(job_id="j", model_bytes=MB, keep_alive_s=-1.0)
 
 
 def test_eager_first_step_pays_a_cold_start_when_the_round_idled_past_keep_alive() -> None:
@@ -312,7 +312,7 @@ def test_a_round_a_party_is_likely_to_skip_is_planned_to_end_at_t_wait() -> None
     # Prepare: two active parties due at 80 s (10 MB/s links, 60 s epochs), t_wait 200 s
     from fedfaas.jit.learning import ArrivalLearner
 
-    job = JobSpec(job_id="j", model_bytes=100 * MB, t_wait=200.0)
+    job = EstimatorJob(job_id="j", model_bytes=100 * MB, t_wait=200.0)
     est = DeadlineEstimator(job, [_party(p, t_epoch=60.0) for p in ("steady", "flaky")],
                             t_pair=0.0)
     learner = ArrivalLearner(alpha=0.5)

@@ -17,15 +17,15 @@ from fedfaas.jit.learning import (
     TIMER_SHARE_PRIOR,
     ArrivalLearner,
 )
-from fedfaas.jit.spec import JobSpec, PartyProfile
+from fedfaas.jit.spec import EstimatorJob, PartyTiming
 
 MB = 10**6
 
 
 def _estimator() -> DeadlineEstimator:
     # The paper's plan: the timer follows the arrival forecast alone, not a latency budget.
-    job = JobSpec(job_id="j", model_bytes=100 * MB, latency_target="fastest")
-    parties = [PartyProfile(party_id=p, t_epoch=60.0, b_down=10 * MB, b_up=10 * MB)
+    job = EstimatorJob(job_id="j", model_bytes=100 * MB, latency_target="fastest")
+    parties = [PartyTiming(party_id=p, t_epoch=60.0, b_down=10 * MB, b_up=10 * MB)
                for p in ("late", "punctual")]
     return DeadlineEstimator(job, parties, t_pair=0.0)
 
@@ -133,8 +133,8 @@ def test_observe_round_validates_shape() -> None:
 
 def test_intermittent_arrival_curve_is_learned_and_persisted() -> None:
     # Prepare: four intermittent parties that always send at 10%, 20%, 30%, 40% of t_wait
-    job = JobSpec(job_id="j", model_bytes=100 * MB, t_wait=100.0, n_agg=4)
-    parties = [PartyProfile(party_id=f"p{i}", mode="intermittent", b_down=10 * MB,
+    job = EstimatorJob(job_id="j", model_bytes=100 * MB, t_wait=100.0, n_agg=4)
+    parties = [PartyTiming(party_id=f"p{i}", mode="intermittent", b_down=10 * MB,
                             b_up=10 * MB) for i in range(4)]
     est, learner = DeadlineEstimator(job, parties, t_pair=1.0), ArrivalLearner(alpha=1.0)
     assert learner.intermittent_arrivals(4) is None
@@ -202,9 +202,9 @@ def test_regressed_parties_keep_the_wider_spread_prior() -> None:
     # "guess" reports no times: its 60 s epoch is filled in (median of the others),
     # so until seen twice its early bound is 80 x (1 - 3 x 0.1) against the measured
     # party's 80 x (1 - 3 x 0.05).
-    job = JobSpec(job_id="j", model_bytes=100 * MB, latency_target="fastest")
-    parties = [PartyProfile(party_id="measured", t_epoch=60.0, b_down=10 * MB, b_up=10 * MB),
-               PartyProfile(party_id="guess", b_down=10 * MB, b_up=10 * MB)]
+    job = EstimatorJob(job_id="j", model_bytes=100 * MB, latency_target="fastest")
+    parties = [PartyTiming(party_id="measured", t_epoch=60.0, b_down=10 * MB, b_up=10 * MB),
+               PartyTiming(party_id="guess", b_down=10 * MB, b_up=10 * MB)]
     est = DeadlineEstimator(job, parties, t_pair=0.0).estimate(ArrivalLearner())
     assert est.sources == ("t_ep", "fallback:median")
     assert est.t_upd_early.tolist() == pytest.approx([68.0, 56.0])

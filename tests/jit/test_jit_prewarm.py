@@ -15,7 +15,7 @@ from fedfaas.errors import BadRequest
 from fedfaas.jit.learning import CURVE_LEVELS
 from fedfaas.jit.prewarm import Participation, WarmHold
 from fedfaas.jit.service import JitService
-from fedfaas.jit.spec import JobSpec, PartyProfile
+from fedfaas.jit.spec import EstimatorJob, PartyTiming
 
 
 @pytest.mark.parametrize(("keep_alive", "cold", "target", "expected"), [
@@ -163,7 +163,7 @@ def test_the_hold_buys_a_warm_last_update_in_the_keep_alive_replay() -> None:
     # Prepare: three parties with known epochs, due 4, 5 and 6 s into each round (eager's
     # instance stays warm between them), rounds far enough apart that the instance of one
     # round has gone by the next.
-    parties = tuple(PartyProfile(party_id=f"p{i}", t_epoch=t, b_down=1e6, b_up=1e6)
+    parties = tuple(PartyTiming(party_id=f"p{i}", t_epoch=t, b_down=1e6, b_up=1e6)
                     for i, t in enumerate((4.0, 5.0, 6.0)))
     offsets = np.tile([4.0, 5.0, 6.0], (4, 1)) + np.array(
         [[0.0, 0.1, -0.1], [0.05, -0.1, 0.1], [0.0, 0.0, 0.0], [-0.05, 0.1, 0.05]])
@@ -187,9 +187,9 @@ MB = 10**6
 def test_service_says_when_a_round_is_due_a_ping(service: JitService) -> None:
     # Prepare: a 1 MB model over 10 MB/s links (t_comm 0.2 s) and epochs of 5 and 7 s, close
     # enough for eager's instance to be warm for the last update
-    job = JobSpec(job_id="job-w", model_bytes=MB, strategy="jit", cold_start_s=1.0,
+    job = EstimatorJob(job_id="job-w", model_bytes=MB, strategy="jit", cold_start_s=1.0,
                   keep_alive_s=3.0)
-    parties = [PartyProfile(party_id=p, t_epoch=t, b_down=10 * MB, b_up=10 * MB)
+    parties = [PartyTiming(party_id=p, t_epoch=t, b_down=10 * MB, b_up=10 * MB)
                for p, t in (("fast", 5.0), ("slow", 7.0))]
     _, est = service.start_round(job, parties, 0, now=100.0, t_pair=0.0)
     begin = float(est.t_upd_early.max()) - 1.0
@@ -220,10 +220,10 @@ def test_service_prewarms_the_launch_of_a_round_likely_to_end_at_t_wait(
     # likely end at t_wait = 10 s, so the hold does not wait for it, and the timer
     # launches shortly before t_wait, too late for a cold start. Eager's instance,
     # called at 2.2 s, would still be warm then (keep-alive 10 s).
-    job = JobSpec(job_id="job-p", model_bytes=MB, strategy="jit", cold_start_s=1.5,
+    job = EstimatorJob(job_id="job-p", model_bytes=MB, strategy="jit", cold_start_s=1.5,
                   keep_alive_s=10.0, t_wait=10.0)
-    parties = [PartyProfile(party_id="fast", t_epoch=2.0, b_down=10 * MB, b_up=10 * MB),
-               PartyProfile(party_id="int", mode="intermittent", b_down=10 * MB, b_up=10 * MB)]
+    parties = [PartyTiming(party_id="fast", t_epoch=2.0, b_down=10 * MB, b_up=10 * MB),
+               PartyTiming(party_id="int", mode="intermittent", b_down=10 * MB, b_up=10 * MB)]
     for rnd in range(3):
         t0 = 100.0 * (rnd + 1)
         service.start_round(job, parties, rnd, now=t0, t_pair=0.0)

@@ -14,7 +14,7 @@ from fedfaas.jit.clock import VirtualClock
 from fedfaas.jit.estimator import DeadlineEstimator
 from fedfaas.jit.redis_state import RedisState
 from fedfaas.jit.scheduler import Scheduler, SchedulerConfig
-from fedfaas.jit.spec import JobSpec, PartyProfile
+from fedfaas.jit.spec import EstimatorJob, PartyTiming
 from fedfaas.jit.state import DONE, Decision
 
 
@@ -32,8 +32,8 @@ def states(redis_url: str) -> Iterator[list[RedisState]]:
             c.close()
 
 
-def _jit_estimate(job: JobSpec, deadline: float, n: int) -> object:
-    parties = [PartyProfile(party_id=f"p{i}", t_epoch=deadline, b_down=1e12, b_up=1e12)
+def _jit_estimate(job: EstimatorJob, deadline: float, n: int) -> object:
+    parties = [PartyTiming(party_id=f"p{i}", t_epoch=deadline, b_down=1e12, b_up=1e12)
                for i in range(n)]
     return DeadlineEstimator(job, parties, t_pair=0.0).estimate()
 
@@ -44,10 +44,10 @@ def test_two_schedulers_launch_every_update_exactly_once(states: list[RedisState
     clock = VirtualClock()
     scheds = [Scheduler(states[i], clock, owner=f"s{i}") for i in range(3)]
     n = 30
-    jobs = [JobSpec(job_id="eager", model_bytes=1, strategy="eager-serverless"),
-            JobSpec(job_id="batch", model_bytes=1, strategy="batched-serverless", batch_size=4),
-            JobSpec(job_id="lazy", model_bytes=1, strategy="lazy", n_agg=3),
-            JobSpec(job_id="jit", model_bytes=1, strategy="jit", n_agg=2, b_dc=1e12)]
+    jobs = [EstimatorJob(job_id="eager", model_bytes=1, strategy="eager-serverless"),
+            EstimatorJob(job_id="batch", model_bytes=1, strategy="batched-serverless", batch_size=4),
+            EstimatorJob(job_id="lazy", model_bytes=1, strategy="lazy", n_agg=3),
+            EstimatorJob(job_id="jit", model_bytes=1, strategy="jit", n_agg=2, b_dc=1e12)]
     for job in jobs:
         est = _jit_estimate(job, 12.0, n) if job.strategy == "jit" else None
         scheds[2].open_round(job, 0, n_expected=n, estimate=est, now=0.0)  # type: ignore[arg-type]
@@ -101,7 +101,7 @@ def test_crashed_replica_claims_are_taken_over_after_the_lease(states: list[Redi
     cfg = SchedulerConfig(lease_s=10.0)
     a = Scheduler(states[0], clock, owner="A", config=cfg)
     b = Scheduler(states[1], clock, owner="B", config=cfg)
-    job = JobSpec(job_id="e", model_bytes=1, strategy="lazy")
+    job = EstimatorJob(job_id="e", model_bytes=1, strategy="lazy")
     a.open_round(job, 0, n_expected=2, now=0.0)
     a.record_arrivals("e", 0, [1.0, 2.0], ["u1", "u2"])
     (claimed,) = a.tick(2.0)
@@ -124,7 +124,7 @@ def test_timer_fires_once_and_preempted_work_resumes(states: list[RedisState]) -
     # Prepare
     clock = VirtualClock()
     sched = Scheduler(states[0], clock, owner="A", config=SchedulerConfig(capacity=4))
-    job = JobSpec(job_id="j", model_bytes=1, strategy="jit", b_dc=1e12)
+    job = EstimatorJob(job_id="j", model_bytes=1, strategy="jit", b_dc=1e12)
     sched.open_round(job, 0, n_expected=5, estimate=_jit_estimate(job, 10.0, 5),  # type: ignore[arg-type]
                      now=0.0)
     sched.record_arrivals("j", 0, [1.0, 2.0, 3.0], ["a", "b", "c"])

@@ -7,13 +7,13 @@ import pytest
 from fedfaas.errors import BadRequest
 from fedfaas.jit.estimator import DeadlineEstimator
 from fedfaas.jit.regression import TimeRegression, TrainingSample, fit_line
-from fedfaas.jit.spec import JobSpec, PartyProfile
+from fedfaas.jit.spec import EstimatorJob, PartyTiming
 
 MB = 10**6
 
 
-def _p(pid: str, **kw: object) -> PartyProfile:
-    return PartyProfile(party_id=pid, b_down=10 * MB, b_up=10 * MB, **kw)  # type: ignore[arg-type]
+def _p(pid: str, **kw: object) -> PartyTiming:
+    return PartyTiming(party_id=pid, b_down=10 * MB, b_up=10 * MB, **kw)  # type: ignore[arg-type]
 
 
 def test_fit_line_recovers_a_line_and_falls_back_to_proportional() -> None:
@@ -28,7 +28,7 @@ def test_fit_line_recovers_a_line_and_falls_back_to_proportional() -> None:
 
 def test_epoch_time_regressed_on_dataset_size_from_other_parties() -> None:
     # Prepare: t_ep = 0.1 s per item for two reporting parties; a third reports only its size
-    job = JobSpec(job_id="j", model_bytes=10 * MB)
+    job = EstimatorJob(job_id="j", model_bytes=10 * MB)
     parties = [_p("a", t_epoch=10.0, dataset_size=100), _p("b", t_epoch=20.0, dataset_size=200),
                _p("c", dataset_size=300)]
     # Execute
@@ -50,7 +50,7 @@ def test_regression_uses_hardware_when_known() -> None:
 
 def test_minibatch_time_from_batch_size_and_history() -> None:
     # Prepare: past observations give t_mb = 0.01 s per item; epoch sync over 10 steps
-    job = JobSpec(job_id="j", model_bytes=10 * MB)
+    job = EstimatorJob(job_id="j", model_bytes=10 * MB)
     history = [TrainingSample(None, 16, None, t_mb=0.16), TrainingSample(None, 64, None, t_mb=0.64)]
     party = _p("a", dataset_size=320, batch_size=32)
     # Execute
@@ -62,7 +62,7 @@ def test_minibatch_time_from_batch_size_and_history() -> None:
 
 def test_fallbacks_median_then_t_wait_then_error() -> None:
     # Prepare
-    job = JobSpec(job_id="j", model_bytes=10 * MB, t_wait=500.0)
+    job = EstimatorJob(job_id="j", model_bytes=10 * MB, t_wait=500.0)
     known = [_p("a", t_epoch=10.0), _p("b", t_epoch=30.0), _p("c", t_epoch=50.0)]
     # Execute / Assert: nothing to regress on (no sizes) -> median of the known parties
     e = DeadlineEstimator(job, [*known, _p("d")], t_pair=0.0).estimate()
@@ -72,4 +72,4 @@ def test_fallbacks_median_then_t_wait_then_error() -> None:
     assert (e.t_train[0], e.sources[0]) == (500.0, "fallback:t_wait")
     # nothing at all -> a 400 that says why
     with pytest.raises(BadRequest, match="no training time"):
-        DeadlineEstimator(JobSpec(job_id="j", model_bytes=10), [_p("d")], t_pair=0.0)
+        DeadlineEstimator(EstimatorJob(job_id="j", model_bytes=10), [_p("d")], t_pair=0.0)

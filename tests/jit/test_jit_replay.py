@@ -9,11 +9,11 @@ from bench.jit.cost import CostModel
 from bench.jit.keepalive import KeepAlivePool
 from bench.jit.simulator import ExplicitWorkload, SimConfig, simulate
 from fedfaas.errors import BadRequest
-from fedfaas.jit.spec import PartyProfile
+from fedfaas.jit.spec import PartyTiming
 
 # io = M / b_dc = 0.1 s, fusion negligible: every stateless step keeps a container 0.2 s busy
 COST = CostModel(cold_start_s=1.0, keep_alive_s=2.0, b_dc=1e4, fusion_bw=1e15)
-PARTIES = tuple(PartyProfile(party_id=f"p{i}", t_epoch=2.0, b_down=1e6, b_up=1e6)
+PARTIES = tuple(PartyTiming(party_id=f"p{i}", t_epoch=2.0, b_down=1e6, b_up=1e6)
                 for i in range(2))
 
 

@@ -11,15 +11,15 @@ from fedfaas.jit.clock import VirtualClock
 from fedfaas.jit.estimate import JobEstimate
 from fedfaas.jit.estimator import DeadlineEstimator
 from fedfaas.jit.scheduler import Scheduler, SchedulerConfig
-from fedfaas.jit.spec import JobSpec, PartyProfile
+from fedfaas.jit.spec import EstimatorJob, PartyTiming
 from fedfaas.jit.state import DONE, FAILED, Decision, InMemoryState
 
 
 def _jit_job(job_id: str, deadline: float, n: int,
-             t_wait: float | None = None) -> tuple[JobSpec, JobEstimate]:
+             t_wait: float | None = None) -> tuple[EstimatorJob, JobEstimate]:
     """A JIT job whose aggregation timer is ``deadline`` seconds after round start."""
-    job = JobSpec(job_id=job_id, model_bytes=1, strategy="jit", t_wait=t_wait, b_dc=1e12)
-    parties = [PartyProfile(party_id=f"p{i}", t_epoch=deadline, b_down=1e12, b_up=1e12)
+    job = EstimatorJob(job_id=job_id, model_bytes=1, strategy="jit", t_wait=t_wait, b_dc=1e12)
+    parties = [PartyTiming(party_id=f"p{i}", t_epoch=deadline, b_down=1e12, b_up=1e12)
                for i in range(n)]
     return job, DeadlineEstimator(job, parties, t_pair=0.0).estimate()
 
@@ -120,7 +120,7 @@ def test_preemption_checkpoints_and_resumes_the_remainder() -> None:
 def test_finalise_once_then_done() -> None:
     # Prepare: eager job, two updates
     sched = _setup(None)
-    job = JobSpec(job_id="e", model_bytes=1, strategy="eager-serverless")
+    job = EstimatorJob(job_id="e", model_bytes=1, strategy="eager-serverless")
     sched.open_round(job, 0, n_expected=2, now=0.0)
     sched.record_arrivals("e", 0, [1.0, 2.0], ["u1", "u2"])
     (run,) = _aggregates(sched.tick(2.0))
@@ -145,7 +145,7 @@ def test_t_wait_closes_with_quorum_or_fails_and_late_updates_are_refused() -> No
     # Prepare: two lazy jobs with t_wait 60 s, quorum 2 of 3
     sched = _setup(None)
     for jid in ("ok", "short"):
-        job = JobSpec(job_id=jid, model_bytes=1, strategy="lazy", t_wait=60.0, quorum=2)
+        job = EstimatorJob(job_id=jid, model_bytes=1, strategy="lazy", t_wait=60.0, quorum=2)
         sched.open_round(job, 0, n_expected=3, now=0.0)
     sched.record_arrivals("ok", 0, [10.0, 20.0])
     sched.record_arrivals("short", 0, [10.0])
@@ -163,7 +163,7 @@ def test_t_wait_closes_with_quorum_or_fails_and_late_updates_are_refused() -> No
 def test_background_loop_hands_out_decisions_and_stops() -> None:
     # Prepare
     sched = Scheduler(InMemoryState(), VirtualClock(), config=SchedulerConfig(delta=0.01))
-    sched.open_round(JobSpec(job_id="e", model_bytes=1, strategy="eager-serverless"), 0,
+    sched.open_round(EstimatorJob(job_id="e", model_bytes=1, strategy="eager-serverless"), 0,
                      n_expected=1, now=0.0)
     sched.record_arrivals("e", 0, [0.0])
     stop = threading.Event()

@@ -7,12 +7,12 @@ import pytest
 
 from fedfaas.errors import NotFound
 from fedfaas.jit.service import JitService
-from fedfaas.jit.spec import JobSpec, PartyProfile
+from fedfaas.jit.spec import EstimatorJob, PartyTiming
 
 MB = 10**6
 
 
-def _round(svc: JitService, job: JobSpec, parties: list[PartyProfile], r: int, t0: float,
+def _round(svc: JitService, job: EstimatorJob, parties: list[PartyTiming], r: int, t0: float,
            offsets: dict[str, float]) -> None:
     """Run one round: arrivals at t0 + offset, then launch, complete, finalise, learn."""
     svc.start_round(job, parties, r, now=t0, t_pair=0.0)
@@ -30,8 +30,8 @@ def _round(svc: JitService, job: JobSpec, parties: list[PartyProfile], r: int, t
 
 def test_two_rounds_learn_a_late_party_and_report(service: JitService) -> None:
     # Prepare: 100 MB model, 10 MB/s links -> t_comm 20 s; epoch 60 s -> predicted t_upd 80 s
-    job = JobSpec(job_id="job-a", model_bytes=100 * MB, strategy="lazy")
-    parties = [PartyProfile(party_id=p, t_epoch=60.0, b_down=10 * MB, b_up=10 * MB)
+    job = EstimatorJob(job_id="job-a", model_bytes=100 * MB, strategy="lazy")
+    parties = [PartyTiming(party_id=p, t_epoch=60.0, b_down=10 * MB, b_up=10 * MB)
                for p in ("slow", "fast")]
     # Execute: "slow" always 20% late
     _round(service, job, parties, 0, 0.0, {"slow": 96.0, "fast": 80.0})
@@ -59,8 +59,8 @@ def test_jit_plans_fewer_aggregators_for_spread_arrivals_and_records_the_plan(
         service: JitService) -> None:
     # Prepare: 40 parties with epochs spread over 20-100 s, 10 MB model, up to 4 aggregators,
     # 0.5 s to fuse a pair: the round's work trickles in and one aggregator keeps up.
-    job = JobSpec(job_id="job-p", model_bytes=10 * MB, strategy="jit", n_agg=4)
-    parties = [PartyProfile(party_id=f"p{i}", t_epoch=20.0 + 2.0 * i, b_down=10 * MB,
+    job = EstimatorJob(job_id="job-p", model_bytes=10 * MB, strategy="jit", n_agg=4)
+    parties = [PartyTiming(party_id=f"p{i}", t_epoch=20.0 + 2.0 * i, b_down=10 * MB,
                             b_up=10 * MB) for i in range(40)]
     offsets = {p.party_id: float(p.t_epoch) + 2.0 for p in parties}  # t_comm 2 s
 
@@ -84,8 +84,8 @@ def test_finish_round_steers_the_timer_share_by_observed_latency(service: JitSer
     # take ~0.35 s (two 100 MB state transfers at 1 GB/s, the fusion, the write).
     # From the third round on (parties seen twice) on time grows the timer's share
     # of the headroom, and 30 s late shrinks it.
-    job = JobSpec(job_id="job-l", model_bytes=100 * MB, strategy="jit", c_agg=2, b_dc=1e9)
-    parties = [PartyProfile(party_id=p, t_epoch=60.0, b_down=10 * MB, b_up=10 * MB)
+    job = EstimatorJob(job_id="job-l", model_bytes=100 * MB, strategy="jit", c_agg=2, b_dc=1e9)
+    parties = [PartyTiming(party_id=p, t_epoch=60.0, b_down=10 * MB, b_up=10 * MB)
                for p in ("a", "b")]
     shares = []
     for r, late in enumerate((0.2, 0.2, 0.2, 30.0)):
@@ -110,8 +110,8 @@ def test_finish_round_steers_the_timer_share_by_observed_latency(service: JitSer
 def test_a_round_closed_at_t_wait_counts_its_latency_from_t_wait(service: JitService) -> None:
     # Prepare: two parties due at 80 s; "skipper" sends nothing, so the round closes at
     # t_wait = 120 s and publishes 0.5 s later.
-    job = JobSpec(job_id="job-t", model_bytes=100 * MB, strategy="jit", t_wait=120.0)
-    parties = [PartyProfile(party_id=p, t_epoch=60.0, b_down=10 * MB, b_up=10 * MB)
+    job = EstimatorJob(job_id="job-t", model_bytes=100 * MB, strategy="jit", t_wait=120.0)
+    parties = [PartyTiming(party_id=p, t_epoch=60.0, b_down=10 * MB, b_up=10 * MB)
                for p in ("sender", "skipper")]
     service.start_round(job, parties, 0, now=0.0, t_pair=0.0)
     service.record_arrival("job-t", 0, "sender", "sender-r0", now=80.0)

@@ -52,7 +52,7 @@ def test_floor_bounds_every_serverless_strategy_and_matches_hand_computation() -
 
     from bench.jit.cost import CostModel
     from bench.jit.simulator import ExplicitWorkload
-    from fedfaas.jit.spec import PartyProfile
+    from fedfaas.jit.spec import PartyTiming
 
     cost = CostModel()
     m = 100_000_000
@@ -60,7 +60,7 @@ def test_floor_bounds_every_serverless_strategy_and_matches_hand_computation() -
     # after it opens, so keeping a container warm that long (0.5 s) beats a cold
     # start (1.5 s) and a load (0.08 s).
     offsets = np.array([[10.0, 20.0, 30.0], [0.5, 12.0, 25.0]])
-    profiles = tuple(PartyProfile(party_id=f"p{i}", mode="active", t_epoch=10.0 * (i + 1),
+    profiles = tuple(PartyTiming(party_id=f"p{i}", mode="active", t_epoch=10.0 * (i + 1),
                                   b_down=1e9, b_up=1e9)
                      for i in range(3))
     wl = ExplicitWorkload(profiles, offsets, model_bytes=m)

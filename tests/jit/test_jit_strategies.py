@@ -8,7 +8,7 @@ import pytest
 from fedfaas.jit.clock import VirtualClock
 from fedfaas.jit.estimator import DeadlineEstimator
 from fedfaas.jit.scheduler import Scheduler
-from fedfaas.jit.spec import JobSpec, PartyProfile
+from fedfaas.jit.spec import EstimatorJob, PartyTiming
 from fedfaas.jit.state import InMemoryState
 from fedfaas.jit.strategies import LaunchPlan, TaskView, split_chunks, strategy_for
 
@@ -20,10 +20,10 @@ def _run(strategy: str, timer_at: float | None = None) -> list[tuple[list[int], 
     """Five updates arriving at 1..5 s; the scheduler ticks on every arrival."""
     clock = VirtualClock()
     sched = Scheduler(InMemoryState(), clock)
-    job = JobSpec(job_id="j", model_bytes=10**6, strategy=strategy, batch_size=2, n_agg=2)
+    job = EstimatorJob(job_id="j", model_bytes=10**6, strategy=strategy, batch_size=2, n_agg=2)
     estimate = None
     if strategy == "jit":
-        parties = [PartyProfile(party_id=f"p{i}", t_epoch=3.5, b_down=1e9, b_up=1e9)
+        parties = [PartyTiming(party_id=f"p{i}", t_epoch=3.5, b_down=1e9, b_up=1e9)
                    for i in range(5)]
         estimate = DeadlineEstimator(job, parties, t_pair=0.0).estimate()
     sched.open_round(job, 0, n_expected=5, estimate=estimate, now=0.0)
