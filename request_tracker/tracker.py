@@ -31,6 +31,7 @@ from fedfaas.contracts import Contract, EvictRequest, ItemRef, LoadRequest, RunA
 from fedfaas.errors import BadRequest, FedfaasError, NotFound, Unavailable
 from fedfaas.meta import text
 from fedfaas.openfaas.client import FaasClient, FunctionAnswer, classify_answer, error_message
+from fedfaas.spec import check_id
 from fedfaas.workloads import get_workload
 from fedfaas.workloads.params import check_numeric_array
 from request_tracker.data import DataResolver, ResolvedData
@@ -66,8 +67,10 @@ class Query:
         if rnd is not None and (isinstance(rnd, bool) or not isinstance(rnd, int) or rnd < 1):
             raise BadRequest("query 'round' must be an integer >= 1")
         client = body.get("client")
-        if client is not None and not isinstance(client, str):
-            raise BadRequest("query 'client' must be a party id")
+        if client is not None:
+            if not isinstance(client, str):
+                raise BadRequest("query 'client' must be a party id")
+            check_id(client, "query 'client'")
         params = body.get("params") or {}
         if not isinstance(params, dict):
             raise BadRequest("query 'params' must be an object")
