@@ -5,8 +5,8 @@ priority and timer (``t_rnd - t_agg``); every durable update is queued as an
 arrival; every ``delta`` seconds the scheduler says what to run now, whatever
 the job's strategy (JIT or one of the paper's four baselines), and the round
 coordinator executes it on the ``aggregate`` function.  All scheduler state
-lives in Redis (``ff:jit:*``): replicas share the work and each decision runs
-once.
+lives in Redis (under :data:`fedfaas.keys.JIT_NAMESPACE`): replicas share the
+work and each decision runs once.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 
 import redis
 
+from fedfaas import keys
 from fedfaas.config import load_settings
 from fedfaas.errors import FedfaasError, NotFound, Unavailable
 from fedfaas.jit.scheduler import SchedulerConfig
@@ -32,7 +33,6 @@ from gateway.rounds import RoundCoordinator
 
 log = logging.getLogger("fedfaas.scheduling")
 
-NAMESPACE = "ff:jit"
 LAUNCH_TTL_S = 7 * 24 * 3600
 ROUND_LEASE_WAIT_S = 5.0  # the driver holds a round's lease for a check, or a whole finalisation
 
@@ -49,7 +49,7 @@ class JitBridge:
         # formulas alone, eager assumed warm).
         self.platform = platform
         self.service = JitService(
-            client, namespace=NAMESPACE, owner=uuid.uuid4().hex[:12],
+            client, namespace=keys.JIT_NAMESPACE, owner=uuid.uuid4().hex[:12],
             config=SchedulerConfig(capacity=settings.agg_capacity, delta=delta_s),
             # Cold start plus state load of an aggregation instance: the learner's prior.
             agg_overhead=settings.agg_overhead_s,
@@ -153,16 +153,16 @@ class JitBridge:
         what a hold needs, and a ping from any round keeps it.
         """
         t = time.time() if now is None else now
-        r = self.registry.redis
-        if r.exists(f"{NAMESPACE}:warm_ping"):
+        r, ns = self.registry.redis, self.service.ns
+        if r.exists(keys.jit_warm_ping(ns)):
             return False  # pinged within the interval: nothing to decide on this tick
-        raw = r.get(f"{NAMESPACE}:warm_ping_at")
+        raw = r.get(keys.jit_warm_ping_at(ns))
         ping_s = self.service.warm_due(job_id, rnd, t,
                                        last_ping=None if raw is None else float(raw))
-        if ping_s is None or not r.set(f"{NAMESPACE}:warm_ping", "1", nx=True,
+        if ping_s is None or not r.set(keys.jit_warm_ping(ns), "1", nx=True,
                                        px=max(1, int(ping_s * 1000))):
             return False
-        r.set(f"{NAMESPACE}:warm_ping_at", repr(t), ex=LAUNCH_TTL_S)
+        r.set(keys.jit_warm_ping_at(ns), repr(t), ex=LAUNCH_TTL_S)
         return True
 
     def reports(self, job_id: str) -> dict[str, Any]:
@@ -242,20 +242,17 @@ class JitBridge:
             time.sleep(0.02)
         return True
 
-    def _launch_key(self, job_id: str, rnd: int) -> str:
-        return f"{NAMESPACE}:launch:{job_id}:{rnd}"
-
     def _note_launch(self, d: Decision) -> None:
         """Remember when the round's first aggregation was launched and with how many updates."""
         n = sum(len(ids) for ids in d.update_ids or [])
-        self.registry.redis.set(self._launch_key(d.job_id, d.round), json.dumps([time.time(), n]),
-                                nx=True, ex=LAUNCH_TTL_S)
+        self.registry.redis.set(keys.jit_launch(self.service.ns, d.job_id, d.round),
+                                json.dumps([time.time(), n]), nx=True, ex=LAUNCH_TTL_S)
 
     def _t_agg_obs(self, job_id: str, rnd: int, finalise_started: float) -> float | None:
         """Launch-to-published seconds, when every update was in at launch (what ``t_agg``
         predicts: cold start, state load, fusion, checkpoints, the model write); None when
         updates joined a running aggregation, which says nothing about ``t_agg``."""
-        raw = self.registry.redis.get(self._launch_key(job_id, rnd))
+        raw = self.registry.redis.get(keys.jit_launch(self.service.ns, job_id, rnd))
         if raw is None:  # nothing launched before the close: finalisation did it all
             return time.time() - finalise_started
         launched_at, n = json.loads(raw)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import redis
 
+from fedfaas import keys
 from fedfaas.errors import BadRequest, NotFound
 from fedfaas.jit.calibration import calibrate_t_pair
 from fedfaas.jit.clock import Clock, SystemClock
@@ -57,7 +58,7 @@ class JitService:
         the learner's prior for what the paper's ``t_agg`` leaves out.
     """
 
-    def __init__(self, client: redis.Redis, *, namespace: str = "fedfaas:jit",
+    def __init__(self, client: redis.Redis, *, namespace: str = keys.JIT_NAMESPACE,
                  clock: Clock | None = None, config: SchedulerConfig | None = None,
                  owner: str | None = None, agg_overhead: float = 0.0) -> None:
         self.r = client
@@ -67,14 +68,11 @@ class JitService:
                                    config=config)
         self.agg_overhead = agg_overhead
 
-    def _k(self, *parts: str) -> str:
-        return ":".join((self.ns, *parts))
-
     # -- estimates ------------------------------------------------------------------------
 
     def t_pair(self, model_bytes: int) -> float:
         """``t_pair`` for a model size: calibrated once (paper 5.4), then cached in Redis."""
-        key = self._k("t_pair", str(model_bytes))
+        key = keys.jit_t_pair(self.ns, model_bytes)
         cached = self.r.get(key)
         if cached is not None:
             return float(cached)
@@ -84,7 +82,7 @@ class JitService:
 
     def learner(self, job_id: str) -> ArrivalLearner:
         """The job's learner (a fresh one before its first round)."""
-        raw = self.r.get(self._k("learner", job_id))
+        raw = self.r.get(keys.jit_learner(self.ns, job_id))
         if raw is None:
             return ArrivalLearner(agg_overhead=self.agg_overhead)
         return ArrivalLearner.from_dict(json.loads(raw))
@@ -99,8 +97,13 @@ class JitService:
 
     def start_round(self, job: EstimatorJob, parties: Sequence[PartyTiming], round_no: int, *,
                     now: float | None = None, t_pair: float | None = None,
-                    min_chunk: int = 1) -> tuple[TaskRecord, JobEstimate]:
-        """Estimate the round and open its aggregation task with priority and timer."""
+                    min_chunk: int = 1, platform: dict[str, Any] | None = None
+                    ) -> tuple[TaskRecord, JobEstimate]:
+        """Estimate the round and open its aggregation task with priority and timer.
+
+        ``platform`` (the aggregator platform's figures the estimate used) is kept
+        with the round's estimate record, its one record.
+        """
         t0 = self.clock.now() if now is None else now
         est = self.estimate(job, parties, t_pair)
         task = self.scheduler.open_round(job, round_no, n_expected=len(parties), estimate=est,
@@ -118,10 +121,16 @@ class JitService:
                                      else hold.prewarmed_launch(est.deadline, est.t_rnd)),
                   # What the hold weighs the missing parties by (learned per party).
                   "participation": (None if hold is None else Participation.of(
-                      self.learner(job.job_id), est, job.t_wait).to_dict())}
-        self.r.set(self._k("estimate", task_key(job.job_id, round_no)), json.dumps(record),
+                      self.learner(job.job_id), est, job.t_wait).to_dict()),
+                  "platform": platform}
+        self.r.set(keys.jit_estimate(self.ns, task_key(job.job_id, round_no)), json.dumps(record),
                    ex=ROUND_TTL_S)
         return task, est
+
+    def estimate_record(self, job_id: str, round_no: int) -> dict[str, Any] | None:
+        """The round's estimate as recorded at its start (None: never estimated, or expired)."""
+        raw = self.r.get(keys.jit_estimate(self.ns, task_key(job_id, round_no)))
+        return None if raw is None else dict(json.loads(raw))
 
     def record_arrival(self, job_id: str, round_no: int, party_id: str, update_id: str,
                        now: float | None = None) -> bool:
@@ -129,7 +138,7 @@ class JitService:
         t = self.clock.now() if now is None else now
         if not self.scheduler.record_arrival(job_id, round_no, update_id, now=t):
             return False
-        key = self._k("arrivals", task_key(job_id, round_no))
+        key = keys.jit_party_arrivals(self.ns, task_key(job_id, round_no))
         self.r.hsetnx(key, party_id, repr(t))
         self.r.expire(key, ROUND_TTL_S)
         return True
@@ -139,7 +148,7 @@ class JitService:
         """Seconds between pings if the round's warm hold wants a ping of the aggregator now,
         else None (:mod:`fedfaas.jit.prewarm`); ``last_ping`` is when it was last pinged."""
         key = task_key(job_id, round_no)
-        raw = self.r.get(self._k("estimate", key))
+        raw = self.r.get(keys.jit_estimate(self.ns, key))
         if raw is None:
             return None
         rec = json.loads(raw)
@@ -147,7 +156,7 @@ class JitService:
             return None
         hold = WarmHold.from_dict(rec["warm_hold"])
         arrivals = {p.decode(): float(t) for p, t in  # type: ignore[union-attr]
-                    self.r.hgetall(self._k("arrivals", key)).items()}
+                    self.r.hgetall(keys.jit_party_arrivals(self.ns, key)).items()}
         t0 = float(rec["round_start"])
         t = self.clock.now() if now is None else now
         missing = np.array([p not in arrivals for p in rec["party_ids"]])
@@ -189,12 +198,12 @@ class JitService:
         with updates missing), against the job's latency target, tunes the JIT timer.
         """
         key = task_key(job_id, round_no)
-        raw = self.r.get(self._k("estimate", key))
+        raw = self.r.get(keys.jit_estimate(self.ns, key))
         if raw is None:
             raise NotFound(f"no estimate recorded for round {round_no} of job {job_id}")
         rec = json.loads(raw)
         arrivals = {p.decode(): float(t) for p, t in  # type: ignore[union-attr]
-                    self.r.hgetall(self._k("arrivals", key)).items()}
+                    self.r.hgetall(keys.jit_party_arrivals(self.ns, key)).items()}
         t0 = rec["round_start"]
         observed = np.array([arrivals[p] - t0 if p in arrivals else math.nan
                              for p in rec["party_ids"]])
@@ -215,8 +224,8 @@ class JitService:
                 learner.observe_latency(latency, float(est.target_latency))
         report = learner.observe_round(round_no, est, observed, t_agg_obs=t_agg_obs,
                                        latency=latency)
-        self.r.set(self._k("learner", job_id), json.dumps(learner.to_dict()))
-        self.r.set(self._k("report", key), json.dumps(report.to_dict()), ex=ROUND_TTL_S)
+        self.r.set(keys.jit_learner(self.ns, job_id), json.dumps(learner.to_dict()))
+        self.r.set(keys.jit_report(self.ns, key), json.dumps(report.to_dict()), ex=ROUND_TTL_S)
         return report
 
     def reports(self, job_id: str) -> list[dict[str, Any]]:
@@ -225,7 +234,7 @@ class JitService:
 
     def round_report(self, job_id: str, round_no: int) -> dict[str, Any]:
         """One finished round's report with per-party rows."""
-        raw = self.r.get(self._k("report", task_key(job_id, round_no)))
+        raw = self.r.get(keys.jit_report(self.ns, task_key(job_id, round_no)))
         if raw is None:
             raise NotFound(f"no report for round {round_no} of job {job_id}")
         return json.loads(raw)
