@@ -172,9 +172,10 @@ class LiveRig:
     Use as a context manager: entering starts the parties and the stack, leaving stops them.
     """
 
-    def __init__(self, workload: Workload, folder: Path, keep_alive_s: float = KEEP_ALIVE_S,
-                 log: Callable[[str], None] = print) -> None:
+    def __init__(self, workload: Workload, folder: Path, topology: str = "loopback",
+                 keep_alive_s: float = KEEP_ALIVE_S, log: Callable[[str], None] = print) -> None:
         self.workload = workload
+        self.topology = topology
         self.folder = folder
         self.keep_alive_s = keep_alive_s
         self.log = log
@@ -196,7 +197,7 @@ class LiveRig:
                 stack_file=self._write_stack(), scale_to_zero_idle_s=self.keep_alive_s,
                 extra_env={"FEDFAAS_FLSTORE": "0", "FEDFAAS_DRIVER_DELTA_S": str(DRIVER_DELTA_S),
                            "FEDFAAS_ALWAYS_ON_PING_S": str(ALWAYS_ON_PING_S),
-                           "FEDFAAS_AGG_OVERHEAD_S": str(AGG_OVERHEAD_S)}))
+                           "FEDFAAS_AGG_OVERHEAD_S": str(AGG_OVERHEAD_S)}, topology=self.topology))
             env_stack = self.stack.env()
             secrets = Path(env_stack["FEDFAAS_SECRETS_DIR"])
             base_url = env_stack["FEDFAAS_GATEWAY_URL"]
@@ -345,12 +346,15 @@ def _by_strategy(values: dict[str, float], digits: int = 3) -> dict[str, float]:
     return {s: round(v, digits) for s, v in values.items()}
 
 
-def run(quick: bool = False) -> dict[str, Any]:
-    """Run every strategy on the same live job; returns container-seconds, latency and cost."""
+def run(quick: bool = False, topology: str = "loopback") -> dict[str, Any]:
+    """Run every strategy on the same live job; returns container-seconds, latency and cost.
+
+    ``topology`` names the network the local stack runs on (``fedfaas up --topology``).
+    """
     wl = QUICK if quick else FULL
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="fedfaas-bench-jit-live-") as tmp, \
-            LiveRig(wl, Path(tmp)) as rig:
+            LiveRig(wl, Path(tmp), topology) as rig:
         print(f"stack up; {wl.n_parties} parties ({wl.n_active} active, {wl.n_intermittent} "
               f"intermittent), {wl.rounds} rounds, t_wait {wl.t_wait_s:g} s", flush=True)
         probe = rig.probe()

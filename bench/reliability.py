@@ -249,15 +249,18 @@ def _queries_with_cache_kills(run: Run, jid: str, rnd: int) -> bool:
     return all(a is not None and a == answers[0] for a in answers)
 
 
-def run(quick: bool = False) -> dict[str, Any]:
-    """Run every fault scenario on a fresh full local stack; returns the figures."""
+def run(quick: bool = False, topology: str = "loopback") -> dict[str, Any]:
+    """Run every fault scenario on a fresh full local stack; returns the figures.
+
+    ``topology`` names the network the local stack runs on (``fedfaas up --topology``).
+    """
     parties, rounds, params = (6, 2, 256 * 1024) if quick else (10, 3, 1024 * 1024)
     data = _data(rounds, parties, params)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="fedfaas-bench-reliability-") as tmp:
         stack = LocalStack(Path(tmp))
         print(f"starting the full local stack in {tmp} ...", flush=True)
-        stack.up(StackOptions(extra_env=FAULT_ENV))
+        stack.up(StackOptions(extra_env=FAULT_ENV, topology=topology))
         try:
             r = Run(stack)
             started = time.monotonic()

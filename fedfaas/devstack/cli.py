@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import sys
 import time
@@ -226,15 +227,25 @@ def stack_generate(cache_functions: int, budget_bytes: int, out: str) -> None:
 @main.command()
 @click.argument("name", type=click.Choice(sorted(BENCHMARKS)))
 @click.option("--quick", is_flag=True, help="A short run (under a minute or so).")
-def bench(name: str, quick: bool) -> None:
+@click.option("--topology", default="loopback", show_default=True, metavar="NAME|FILE",
+              help="The network the benchmark's local stack runs on (see `fedfaas up --topology`).")
+def bench(name: str, quick: bool, topology: str) -> None:
     """Run benchmark NAME; its last output line is one JSON object with its figures and baseline's."""
     try:
         module = importlib.import_module(BENCHMARKS[name])
     except ModuleNotFoundError as exc:
         raise click.ClickException(f"benchmark {name!r} is not available: {exc}") from None
+    on_stack = "topology" in inspect.signature(module.run).parameters
+    if not on_stack and topology != "loopback":
+        raise click.ClickException(f"benchmark {name!r} runs no local stack, so no topology applies")
+    kwargs = {"topology": topology} if on_stack else {}
     # A benchmark that owns a local stack tears it down on SIGTERM as on Ctrl-C.
     with sigterm_as_interrupt():
-        result = module.run(quick=quick)
+        try:
+            result = module.run(quick=quick, **kwargs)
+        except FedfaasError as exc:
+            raise click.ClickException(exc.message) from None
+    result["topology"] = topology if on_stack else None
     sys.stdout.flush()
     click.echo(json.dumps(result))
 
