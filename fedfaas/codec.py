@@ -32,6 +32,7 @@ import msgpack
 import numpy as np
 
 from fedfaas.errors import CodecError, PayloadTooLarge
+from fedfaas.spec import json_type
 
 if TYPE_CHECKING:
     import torch
@@ -204,22 +205,12 @@ def _read_header(view: memoryview, limits: Limits) -> tuple[dict[str, Any], int]
 
 
 def _kind(value: Any) -> str:
-    """A msgpack value's type as an error message names it."""
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a float"
-    if isinstance(value, str):
-        return "a string"
+    """A msgpack value's type as an error message names it (JSON's words, msgpack's for the rest)."""
     if isinstance(value, bytes | bytearray):
         return "binary"
-    if isinstance(value, list):
-        return "an array"
     if isinstance(value, dict):
         return "a map"
-    return "nil" if value is None else type(value).__name__
+    return "nil" if value is None else json_type(value)
 
 
 def _is_int(value: Any) -> bool:
