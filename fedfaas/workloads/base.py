@@ -151,6 +151,14 @@ class WorkloadSpec:
     needs_for: NeedsFn | None = None
     returns_tensors: bool = False
 
+    @classmethod
+    def over_round(cls, name: str, summary: str, params: tuple[Param, ...], run_fn: WorkloadFn, *,
+                   needs: frozenset[str] = frozenset({"round_updates"}), **extra: Any) -> WorkloadSpec:
+        """A workload over one round's client updates, using the global model when there is
+        one: FLStore's policy P2 (Table 1), which keeps the latest round hot."""
+        return cls(name=name, policy="P2", summary=summary, params=params, run_fn=run_fn, needs=needs,
+                   optional=frozenset({"global_model"}), **extra)
+
     def validate(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
         """Parameters checked against the schema, defaults filled in; raises BadRequest."""
         return validate_params(self.name, self.params, {} if params is None else params)

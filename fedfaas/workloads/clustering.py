@@ -163,14 +163,10 @@ def _execute(inputs: WorkloadInputs, p: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-SPEC = WorkloadSpec(
-    name=NAME,
-    policy="P2",
-    summary="k-means clusters of a round's clients, k by silhouette",
-    params=PARAMS,
-    run_fn=_execute,
-    needs=frozenset({"round_updates"}),
-    optional=frozenset({"global_model"}),
+SPEC = WorkloadSpec.over_round(
+    NAME,
+    "k-means clusters of a round's clients, k by silhouette",
+    PARAMS, _execute,
 )
 
 

@@ -234,14 +234,10 @@ def _execute(inputs: WorkloadInputs, p: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-SPEC = WorkloadSpec(
-    name=NAME,
-    policy="P2",
-    summary="GTG-Shapley (or exact) contributions, leave-one-out and incentive split",
-    params=PARAMS,
-    run_fn=_execute,
-    needs=frozenset({"round_updates", "validation_set"}),
-    optional=frozenset({"global_model"}),
+SPEC = WorkloadSpec.over_round(
+    NAME,
+    "GTG-Shapley (or exact) contributions, leave-one-out and incentive split",
+    PARAMS, _execute, needs=frozenset({"round_updates", "validation_set"}),
 )
 
 

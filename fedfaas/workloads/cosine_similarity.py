@@ -78,14 +78,10 @@ def _execute(inputs: WorkloadInputs, p: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-SPEC = WorkloadSpec(
-    name=NAME,
-    policy="P2",
-    summary="client-by-client cosine similarity of a round and similarity to the aggregate",
-    params=PARAMS,
-    run_fn=_execute,
-    needs=frozenset({"round_updates"}),
-    optional=frozenset({"global_model"}),
+SPEC = WorkloadSpec.over_round(
+    NAME,
+    "client-by-client cosine similarity of a round and similarity to the aggregate",
+    PARAMS, _execute,
 )
 
 

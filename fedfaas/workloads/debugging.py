@@ -242,15 +242,10 @@ def _needs(p: Mapping[str, Any]) -> frozenset[str]:
     return frozenset({"round_updates"} if p["mode"] == "localise" else {"global_model"})
 
 
-SPEC = WorkloadSpec(
-    name=NAME,
-    policy="P2",
-    summary="FedDebug faulty-client localisation; diff of two rounds' global models",
-    params=PARAMS,
-    run_fn=_execute,
-    needs=frozenset({"round_updates"}),
-    optional=frozenset({"global_model"}),
-    needs_for=_needs,
+SPEC = WorkloadSpec.over_round(
+    NAME,
+    "FedDebug faulty-client localisation; diff of two rounds' global models",
+    PARAMS, _execute, needs_for=_needs,
 )
 
 

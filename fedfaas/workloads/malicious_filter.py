@@ -184,14 +184,10 @@ def _execute(inputs: WorkloadInputs, p: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-SPEC = WorkloadSpec(
-    name=NAME,
-    policy="P2",
-    summary="flag outlier clients of a round (cosine to median, norm, Krum)",
-    params=PARAMS,
-    run_fn=_execute,
-    needs=frozenset({"round_updates"}),
-    optional=frozenset({"global_model"}),
+SPEC = WorkloadSpec.over_round(
+    NAME,
+    "flag outlier clients of a round (cosine to median, norm, Krum)",
+    PARAMS, _execute,
 )
 
 

@@ -125,15 +125,10 @@ def _execute(inputs: WorkloadInputs, p: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-SPEC = WorkloadSpec(
-    name=NAME,
-    policy="P2",
-    summary="per-cluster FedAvg models (clustered FL) for a client or a cluster",
-    params=PARAMS,
-    run_fn=_execute,
-    needs=frozenset({"round_updates"}),
-    optional=frozenset({"global_model"}),
-    returns_tensors=True,
+SPEC = WorkloadSpec.over_round(
+    NAME,
+    "per-cluster FedAvg models (clustered FL) for a client or a cluster",
+    PARAMS, _execute, returns_tensors=True,
 )
 
 
