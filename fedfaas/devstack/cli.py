@@ -26,6 +26,7 @@ BENCHMARKS = {
     "flstore-latency": "bench.flstore_latency",
     "load": "bench.load",
     "reliability": "bench.reliability",
+    "tcomm": "bench.tcomm",
 }
 
 
