@@ -34,17 +34,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.tcomm_party", description=__doc__)
     for name in ("--source", "--base", "--job", "--token", "--body"):
         parser.add_argument(name, required=True)
+    parser.add_argument("--upload-only", action="store_true", help="Skip the model download.")
+    parser.add_argument("--timeout", type=float, default=600.0, help="Seconds each call may take.")
     args = parser.parse_args()
     session = requests.Session()
     session.mount("http://", _SourceAdapter(args.source))
     auth = {"Authorization": f"Bearer {args.token}"}
     body = Path(args.body).read_bytes()
     started = time.perf_counter()
-    model = session.get(f"{args.base}/v1/jobs/{args.job}/model", headers=auth, timeout=600)
-    model.raise_for_status()
+    if not args.upload_only:
+        model = session.get(f"{args.base}/v1/jobs/{args.job}/model", headers=auth, timeout=args.timeout)
+        model.raise_for_status()
     downloaded = time.perf_counter()
     sent = session.post(f"{args.base}/v1/jobs/{args.job}/rounds/1/updates", data=body, headers=auth,
-                        timeout=600)
+                        timeout=args.timeout)
     sent.raise_for_status()
     uploaded = time.perf_counter()
     print(json.dumps({"download_s": downloaded - started, "upload_s": uploaded - downloaded}))

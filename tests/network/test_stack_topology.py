@@ -9,16 +9,19 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 
-from fedfaas import codec
-from fedfaas.devstack.localstack.stack import LocalStack, StackOptions
+from fedfaas import codec, keys
+from fedfaas.devstack.localstack.stack import PROJECT_ROOT, LocalStack, StackOptions
 from fedfaas.devstack.network import NetworkUnavailable, check_privileges
+from fedfaas.store import ObjectStore, digest
 from tests.reliability.faults import (
     Ledger,
     admin_token,
@@ -94,6 +97,49 @@ def test_s3_cut_off_from_the_functions_holds_the_round_until_healed_and_the_mode
     assert status["state"] == "closed" and status["parties_included"] == ["p0", "p1"], status
     model = decode_model(call(session, "GET", f"{base}/v1/jobs/{jid}/model", tokens[0]).content)
     np.testing.assert_allclose(model["w"], np.full(16, (1 * 1.0 + 2 * 2.0) / 3, np.float32), rtol=1e-6)
+
+
+def _party_upload(stack: LocalStack, party: str, jid: str, token: str, body: Path,
+                  timeout_s: float) -> subprocess.Popen[str]:
+    """An upload from ``party``'s own address on its edge host (its shaped link), in the background."""
+    argv = [sys.executable, "-m", "bench.tcomm_party", "--upload-only", "--timeout", str(timeout_s),
+            "--source", stack.network.address(party), "--base", stack.env()["FEDFAAS_GATEWAY_URL"],
+            "--job", jid, "--token", token, "--body", str(body)]
+    return subprocess.Popen(stack.network.exec_argv(party, argv), cwd=PROJECT_ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_a_partys_link_cut_mid_upload_leaves_no_object_and_the_retry_succeeds(
+        dc_stack: LocalStack, tmp_path: Path) -> None:
+    # Prepare: one party on the edge host, its link slowed so a 3 MB upload takes ~3 s.
+    session = requests.Session()
+    base, admin = dc_stack.env()["FEDFAAS_GATEWAY_URL"], admin_token(dc_stack)
+    jid, tokens = make_job(session, base, admin, 1, {"name": "lazy"})
+    body = tmp_path / "update.ffu"
+    body.write_bytes(codec.encode({"w": np.ones(3 * 2**18, np.float32)}, {"num_examples": 1}))
+    party = dc_stack.network.topology.parties()[0].name
+    store = ObjectStore(dc_stack.settings())
+    prefix = keys.s3_party_updates("default", jid, 1, "p0")
+    dc_stack.set_link_rate(party, "gateway", 8_000_000)
+    try:
+        # Execute: cut the link a second into the upload, then heal and send again.
+        cut = _party_upload(dc_stack, party, jid, tokens[0], body, timeout_s=4)
+        time.sleep(1.0)
+        dc_stack.partition(party, "gateway")
+        cut_out, _ = cut.communicate(timeout=60)
+        stored_after_cut = list(store.list(prefix))
+        arrived_after_cut = call(session, "GET", f"{base}/v1/jobs/{jid}/rounds/1", admin).json()["arrived"]
+        dc_stack.heal(party, "gateway")
+        retry = _party_upload(dc_stack, party, jid, tokens[0], body, timeout_s=60)
+        _, retry_err = retry.communicate(timeout=120)
+    finally:
+        dc_stack.heal(party, "gateway")
+        dc_stack.set_link_rate(party, "gateway", None)
+    # Assert: the cut upload failed and left nothing; the retry stored exactly the body.
+    assert cut.returncode != 0, cut_out
+    assert stored_after_cut == [] and arrived_after_cut == 0
+    assert retry.returncode == 0, retry_err[-500:]
+    assert list(store.list(prefix)) == [keys.s3_update("default", jid, 1, "p0", digest(body.read_bytes()))]
 
 
 def test_down_removes_every_namespace_link_and_qdisc(dc_stack: LocalStack) -> None:
