@@ -7,7 +7,7 @@ import pytest
 from bench.jit.live_party import INTERMITTENT_WINDOW, PartyPlan
 from bench.jit_live import Workload
 from fedfaas.errors import BadRequest
-from fedfaas.spec import PartyTiming, parse
+from fedfaas.spec import PartyProfile, parse
 
 
 def test_delays_are_seeded_per_party_and_round() -> None:
@@ -33,7 +33,7 @@ def test_profiles_are_valid_party_profiles() -> None:
     active = PartyPlan("a0", "active", 3.0, 10.0, seed=1)
     intermittent = PartyPlan("i0", "intermittent", 3.0, 10.0, seed=2)
     # Execute
-    profiles = [parse(PartyTiming, p.profile(90), "profile") for p in (active, intermittent)]
+    profiles = [parse(PartyProfile, p.profile(90), "profile") for p in (active, intermittent)]
     # Assert: only the active party reports an epoch time
     assert profiles[0].epoch_time_s == 3.0 and profiles[0].mode == "active"
     assert profiles[1].epoch_time_s is None and profiles[1].mode == "intermittent"
