@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, request
 
 from fedfaas import codec, keys
 from fedfaas.errors import BadRequest, Forbidden, Unavailable
 from fedfaas.workloads import WORKLOADS
 from gateway.bodies import read_body
+from gateway.openapi import ADMINS, Body, ok, operation
+from gateway.schemas import Query, QueryStatus, Stored, Workload, Workloads
 
 blueprint = Blueprint("queries", __name__, url_prefix="/v1")
 
@@ -26,14 +28,22 @@ def _flstore() -> Any:
 
 
 @blueprint.get("/workloads")
+@operation("queries", {200: ok("The workloads.", Workloads)}, roles=())
 def list_workloads() -> Response:
-    """The non-training workloads, their caching policy and parameters."""
-    return jsonify({"workloads": [spec.describe() for spec in WORKLOADS.values()]})
+    """Non-training workloads, their caching policy and parameters."""
+    listed = [Workload.model_validate(spec.describe()) for spec in WORKLOADS.values()]
+    return Workloads(workloads=listed).answer()
 
 
 @blueprint.post("/jobs/<job_id>/queries")
+@operation("queries", {200: ok("Done (wait=1).", QueryStatus),
+                       202: ok("Queued (wait=0); poll GET /v1/queries/{request_id}.", QueryStatus)},
+           (400, 404, 503), roles=ADMINS, body=Body("The query.", Query), query=("Wait",))
 def submit_query(job_id: str) -> Response:
-    """Run a workload on a job's data: ``?wait=1`` (default) answers with the result."""
+    """Run a non-training workload on a job's data (FLStore).
+
+    ``?wait=1`` (the default) answers with the result, ``?wait=0`` queues the query.
+    """
     svc = _svc()
     job = svc.registry.job_for(svc.principal(), job_id, admin=True)
     try:
@@ -44,25 +54,29 @@ def submit_query(job_id: str) -> Response:
         raise BadRequest("request body must be a JSON object")
     wait = request.args.get("wait", "1") not in ("0", "false", "no")
     result = _flstore().submit(job.tenant, job, body, wait)
-    resp = jsonify(result)
-    resp.status_code = 200 if wait else 202
-    return resp
+    return QueryStatus.model_validate(result).answer(200 if wait else 202)
 
 
 @blueprint.get("/queries/<request_id>")
+@operation("queries", {200: ok("The query's status.", QueryStatus)}, (400, 404, 503), roles=ADMINS)
 def get_query(request_id: str) -> Response:
-    """Status and, once done, result of a query."""
+    """Status and result of a query (admins)."""
     svc = _svc()
     principal = svc.principal()
     if principal.role not in ("root", "tenant-admin"):
         raise Forbidden("queries are read with the tenant's admin token")
     tenant = None if principal.role == "root" else principal.tenant
-    return jsonify(_flstore().tracker.status(request_id, tenant))
+    return QueryStatus.model_validate(_flstore().tracker.status(request_id, tenant)).answer()
 
 
 @blueprint.put("/jobs/<job_id>/validation")
+@operation("queries", {201: ok("Stored in S3.", Stored)}, (400, 404, 413, 503), roles=ADMINS,
+           body=Body("Arrays `x_val` and `y_val` in the fedfaas wire format."))
 def put_validation(job_id: str) -> Response:
-    """Upload the job's validation set (arrays ``x_val`` and ``y_val``) for contribution workloads."""
+    """Upload the job's validation set (`x_val`, `y_val`).
+
+    Contribution workloads measure against it.
+    """
     svc = _svc()
     job = svc.registry.job_for(svc.principal(), job_id, admin=True)
     body = read_body()  # a chunked body over the limit is a 413, not a "truncated" 400
@@ -72,6 +86,4 @@ def put_validation(job_id: str) -> Response:
         raise BadRequest(f"validation set lacks {sorted(missing)}")
     key = keys.s3_validation(job.tenant, job_id)
     svc.store.put(key, body)
-    resp = jsonify({"job_id": job_id, "key": key, "size": len(body)})
-    resp.status_code = 201
-    return resp
+    return Stored(job_id=job_id, key=key, size=len(body)).answer(201)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, cast
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, request
 
 from fedfaas import keys
 from fedfaas.errors import BadRequest, Forbidden, NotFound
@@ -13,6 +13,22 @@ from fedfaas.fusion import get_algorithm
 from fedfaas.handlers import loads_body
 from fedfaas.spec import JobSpec, PartyProfile, check_id, json_type, parse
 from gateway.bodies import read_body
+from gateway.openapi import ADMINS, BINARY, MEMBERS, Answer, Body, ok, operation
+from gateway.schemas import (
+    Estimates,
+    Job,
+    JobCreated,
+    JobList,
+    Party,
+    PartyList,
+    PartyRegistered,
+    Round,
+    RoundStart,
+    Stored,
+    TenantCreate,
+    TenantCreated,
+    UpdateRecord,
+)
 
 log = logging.getLogger("fedfaas.api")
 blueprint = Blueprint("v1", __name__, url_prefix="/v1")
@@ -54,31 +70,35 @@ def _round_arg(value: str) -> int:
     return rnd
 
 
-def _created(payload: dict[str, Any], status: int = 201) -> Response:
-    resp = jsonify(payload)
-    resp.status_code = status
-    return resp
+_MODEL = Answer("A model in the fedfaas wire format (codec).", media=OCTET, schema=BINARY,
+                headers=("X-Fedfaas-Round",))
 
 
 # --- tenants ---------------------------------------------------------------------------
 
 
 @blueprint.post("/tenants")
+@operation("tenants", {201: ok("Created; the tenant's admin token is shown once.", TenantCreated)},
+           (400, 403, 409, 503), roles=("root",), body=Body("The new tenant's id.", TenantCreate))
 def create_tenant() -> Response:
+    """Create a tenant (operator's admin token)."""
     svc = _svc()
     if svc.principal().role != "root":
         raise Forbidden("creating tenants needs the operator's admin token")
     body = _json_body()
     tenant = check_id(body.get("tenant", ""), "tenant")
     token = svc.registry.create_tenant(tenant)
-    return _created({"tenant": tenant, "admin_token": token})
+    return TenantCreated(tenant=tenant, admin_token=token).answer(201)
 
 
 # --- jobs ------------------------------------------------------------------------------
 
 
 @blueprint.post("/jobs")
+@operation("jobs", {201: ok("Created; the enrollment token is shown once.", JobCreated)},
+           (400, 403, 404, 409, 503), roles=ADMINS, body=Body("The job spec.", JobSpec))
 def create_job() -> Response:
+    """Create an FL job from its job spec (JIT 5.1)."""
     svc = _svc()
     principal = svc.principal()
     spec = cast(JobSpec, parse(JobSpec, _json_body(), "job spec"))
@@ -90,29 +110,33 @@ def create_job() -> Response:
     except BadRequest as exc:
         raise BadRequest(f"invalid job spec: algorithm: {exc.message}") from None
     job, enroll = svc.registry.create_job(spec, tenant)
-    return _created({**job.public(), "enrollment_token": enroll})
+    return job.public(JobCreated, enrollment_token=enroll).answer(201)
 
 
 @blueprint.get("/jobs")
+@operation("jobs", {200: ok("Job ids.", JobList)}, (403, 503), roles=ADMINS, query=("Tenant",))
 def list_jobs() -> Response:
+    """List a tenant's jobs."""
     svc = _svc()
     principal = svc.principal()
     tenant = request.args.get("tenant") or principal.tenant or "default"
     principal.require_admin(tenant)
-    return jsonify({"tenant": tenant, "jobs": svc.registry.list_jobs(tenant)})
+    return JobList(tenant=tenant, jobs=svc.registry.list_jobs(tenant)).answer()
 
 
 @blueprint.get("/jobs/<job_id>")
+@operation("jobs", {200: ok("The job.", Job)}, (400, 404, 503), roles=MEMBERS)
 def get_job(job_id: str) -> Response:
+    """A job's spec, state, parties and rejections."""
     svc = _svc()
     job = _member_job(job_id)
-    out = job.public()
-    out["parties"] = len(svc.registry.list_parties(job_id))
-    out["rejections"] = svc.registry.rejections(job_id)
-    return jsonify(out)
+    return job.public(parties=len(svc.registry.list_parties(job_id)),
+                      rejections=svc.registry.rejections(job_id)).answer()
 
 
 @blueprint.put("/jobs/<job_id>/model")
+@operation("models", {201: ok("Stored in S3.", Stored)}, (400, 404, 413, 503), roles=ADMINS,
+           body=Body("The model in the fedfaas wire format."))
 def put_initial_model(job_id: str) -> Response:
     """Upload the initial global model (round 0)."""
     from fedfaas import codec
@@ -126,12 +150,16 @@ def put_initial_model(job_id: str) -> Response:
     svc.registry.set_job_schema(job, ParameterSchema.of_specs(specs))
     key = keys.s3_model(job.tenant, job_id, 0)
     svc.store.put(key, body)
-    return _created({"job_id": job_id, "round": 0, "key": key, "size": len(body)})
+    return Stored(job_id=job_id, round=0, key=key, size=len(body)).answer(201)
 
 
 @blueprint.get("/jobs/<job_id>/model")
+@operation("models", {200: _MODEL}, (400, 404, 503), roles=MEMBERS, query=("ModelRound",))
 def get_latest_model(job_id: str) -> Response:
-    """The newest global model (``?round=r`` for the model produced by round r)."""
+    """The newest global model.
+
+    ``?round=r`` answers the model produced by round r instead.
+    """
     svc = _svc()
     job = _member_job(job_id)
     if "round" in request.args:
@@ -143,7 +171,9 @@ def get_latest_model(job_id: str) -> Response:
 
 
 @blueprint.get("/jobs/<job_id>/rounds/<rnd>/model")
+@operation("models", {200: _MODEL}, (400, 404, 503), roles=MEMBERS)
 def get_round_model(job_id: str, rnd: str) -> Response:
+    """The global model produced by a round."""
     job = _member_job(job_id)
     return _model_response(job, _round_arg(rnd))
 
@@ -163,7 +193,14 @@ def _model_response(job: Any, rnd: int) -> Response:
 
 
 @blueprint.post("/jobs/<job_id>/parties")
+@operation("parties", {201: ok("Registered; the party's token is shown once.", PartyRegistered)},
+           (400, 403, 404, 409, 503), roles=(*ADMINS, "enroll"),
+           body=Body("The party profile.", PartyProfile, required=False))
 def register_party(job_id: str) -> Response:
+    """Register a party with its profile (JIT 5.2).
+
+    Needs the job's enrollment token or an admin token.
+    """
     svc = _svc()
     principal = svc.principal()
     job = svc.registry.job_for(principal, job_id)
@@ -171,29 +208,35 @@ def register_party(job_id: str) -> Response:
         raise Forbidden("registering a party needs the job's enrollment token or an admin token")
     profile = cast(PartyProfile, parse(PartyProfile, _json_body(), "party profile"))
     party_id, token = svc.registry.register_party(job, profile)
-    return _created({"job_id": job_id, "party_id": party_id, "token": token})
+    return PartyRegistered(job_id=job_id, party_id=party_id, token=token).answer(201)
 
 
 @blueprint.get("/jobs/<job_id>/parties")
+@operation("parties", {200: ok("Profiles by party id.", PartyList)}, (400, 404, 503), roles=ADMINS)
 def list_parties(job_id: str) -> Response:
+    """Every party's profile (admins)."""
     svc = _svc()
     svc.registry.job_for(svc.principal(), job_id, admin=True)
-    return jsonify({"job_id": job_id, "parties": svc.registry.list_parties(job_id)})
+    return PartyList.model_validate({"job_id": job_id, "parties": svc.registry.list_parties(job_id)}).answer()
 
 
 @blueprint.get("/jobs/<job_id>/parties/<party_id>")
+@operation("parties", {200: ok("The profile.", Party)}, (400, 404, 503), roles=MEMBERS)
 def get_party(job_id: str, party_id: str) -> Response:
+    """A party's profile (admins or the party itself)."""
     svc = _svc()
     principal = svc.principal()
     job = _member_job(job_id)
     if not principal.is_admin_of(job.tenant) and principal.party != party_id:
         raise NotFound(f"party {party_id!r} is not registered in job {job_id!r}")
-    return jsonify(svc.registry.get_party(job_id, party_id))
+    return Party.model_validate(svc.registry.get_party(job_id, party_id)).answer()
 
 
 @blueprint.patch("/jobs/<job_id>/parties/<party_id>")
+@operation("parties", {200: ok("The merged profile.", Party)}, (400, 404, 503), roles=MEMBERS,
+           body=Body("Fields to change.", PartyProfile, required=False))
 def update_party(job_id: str, party_id: str) -> Response:
-    """A party reports measured times or bandwidth (JIT estimator input)."""
+    """Report measured times or bandwidth (JIT estimator input)."""
     svc = _svc()
     principal = svc.principal()
     job = _member_job(job_id)
@@ -202,14 +245,18 @@ def update_party(job_id: str, party_id: str) -> Response:
     changes = _json_body()
     changes.pop("party_id", None)
     parse(PartyProfile, changes, "party profile")
-    return jsonify(svc.registry.update_party(job_id, party_id, changes))
+    return Party.model_validate(svc.registry.update_party(job_id, party_id, changes)).answer()
 
 
 # --- rounds and updates ----------------------------------------------------------------
 
 
 @blueprint.post("/jobs/<job_id>/rounds")
+@operation("rounds", {201: ok("The new round, with its JIT deadline estimate.", Round)},
+           (400, 404, 409, 503), roles=ADMINS,
+           body=Body("Optional client sampling.", RoundStart, required=False))
 def start_round(job_id: str) -> Response:
+    """Open the job's next round (admins)."""
     svc = _svc()
     job = svc.registry.job_for(svc.principal(), job_id, admin=True)
     selected = _json_body().get("parties")
@@ -221,40 +268,50 @@ def start_round(job_id: str) -> Response:
                 raise BadRequest(f"parties.{i}: expected a party id (a string), got {json_type(party)}")
     bridge = current_app.extensions["fedfaas_jit"]
     record = bridge.open_round(job, selected)
-    out = record.public(arrived=0)
-    out["estimate"] = bridge.estimate_summary(job_id, record.round)
-    return _created(out)
+    view = record.public(arrived=0)
+    view.estimate = bridge.estimate_summary(job_id, record.round)
+    return view.answer(201)
 
 
 @blueprint.get("/jobs/<job_id>/estimates")
+@operation("rounds", {200: ok("Estimates and observations.", Estimates)}, (400, 404, 503), roles=ADMINS)
 def get_estimates(job_id: str) -> Response:
-    """JIT deadline estimates against observed arrivals and aggregation, per round."""
+    """JIT deadline estimates against observed arrivals, per round (admins)."""
     svc = _svc()
     svc.registry.job_for(svc.principal(), job_id, admin=True)
-    return jsonify(current_app.extensions["fedfaas_jit"].reports(job_id))
+    return Estimates.model_validate(current_app.extensions["fedfaas_jit"].reports(job_id)).answer()
 
 
 @blueprint.get("/jobs/<job_id>/rounds/<rnd>")
+@operation("rounds", {200: ok("The round.", Round)}, (400, 404, 503), roles=MEMBERS)
 def get_round(job_id: str, rnd: str) -> Response:
+    """A round's state and arrivals."""
     svc = _svc()
     principal = svc.principal()
     job = _member_job(job_id)
     number = _round_arg(rnd)
     record = svc.registry.get_round(job_id, number)
     updates = svc.registry.round_updates(job_id, number)
-    out = record.public(arrived=len(updates))
+    view = record.public(arrived=len(updates))
     estimate = current_app.extensions["fedfaas_jit"].estimate_summary(job_id, number)
     if estimate is not None:
-        out["estimate"] = estimate
+        view.estimate = estimate
     if principal.is_admin_of(job.tenant):
-        out["arrived_parties"] = sorted(updates)
+        view.arrived_parties = sorted(updates)
     elif principal.party is not None:
-        out["your_update"] = updates.get(principal.party)
-    return jsonify(out)
+        mine = updates.get(principal.party)
+        view.your_update = None if mine is None else UpdateRecord.model_validate(mine)
+    return view.answer()
 
 
 @blueprint.post("/jobs/<job_id>/rounds/<rnd>/updates")
+@operation("rounds", {201: ok("Stored in S3 before this answer.", UpdateRecord),
+                      200: ok("The same bytes were already stored (idempotent re-send).", UpdateRecord)},
+           (400, 403, 404, 409, 413, 503), roles=("party",),
+           body=Body("The update in the fedfaas wire format; metadata `num_examples`, optional `job`, "
+                     "`round`, `party` (must match the URL and token), `train_time_s`."))
 def post_update(job_id: str, rnd: str) -> Response:
+    """Upload the calling party's model update for a round."""
     svc = _svc()
     principal = svc.principal()
     job = _member_job(job_id)
@@ -265,11 +322,14 @@ def post_update(job_id: str, rnd: str) -> Response:
     # Recording the update announced its arrival on the arrivals stream, which the
     # scheduler and the Cache Engine read (gateway/arrivals.py).
     result = svc.ingest.accept(job, number, principal.party, body)
-    return _created(result.record, 201 if result.created else 200)
+    return UpdateRecord.model_validate(result.record).answer(201 if result.created else 200)
 
 
 @blueprint.get("/jobs/<job_id>/rounds/<rnd>/updates/<party_id>")
+@operation("rounds", {200: Answer("The update's bytes.", media=OCTET, schema=BINARY)}, (400, 404, 503),
+           roles=MEMBERS)
 def get_update(job_id: str, rnd: str, party_id: str) -> Response:
+    """A stored update (admins or the party itself)."""
     svc = _svc()
     principal = svc.principal()
     job = _member_job(job_id)

@@ -12,10 +12,9 @@ import contextlib
 import logging
 import time
 import uuid
-from typing import Any
 
 import redis
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from fedfaas.config import Settings, load_settings
@@ -27,8 +26,10 @@ from gateway.arrivals import StreamConsumer
 from gateway.auth import Principal, authenticate
 from gateway.bodies import discard_rest
 from gateway.ingest import Ingest
+from gateway.openapi import Answer, operation
 from gateway.ratelimit import install as install_rate_limit
 from gateway.registry import Registry
+from gateway.schemas import Health, Ready
 
 log = logging.getLogger("fedfaas.gateway")
 
@@ -60,6 +61,37 @@ def error_response(exc: FedfaasError) -> Response:
     if exc.retryable:
         resp.headers["Retry-After"] = str(getattr(exc, "retry_after_s", 2))
     return resp
+
+
+@operation("system", {200: Answer("The process answers.", Health)}, roles=())
+def healthz() -> Response:
+    """Liveness probe."""
+    return Health(status="ok").answer()
+
+
+@operation("system", {200: Answer("Ready.", Ready), 503: Answer("A backing service is down.", Ready)},
+           roles=())
+def readyz() -> Response:
+    """Readiness probe: Redis and S3 reachable."""
+    services: Services = current_app.extensions["fedfaas"]
+    checks = {"redis": False, "s3": services.store.healthy()}
+    with contextlib.suppress(redis.RedisError):
+        checks["redis"] = bool(services.redis.ping())
+    ok = all(checks.values())
+    return Ready(status="ok" if ok else "degraded", checks=checks).answer(200 if ok else 503)
+
+
+def register_routes(app: Flask) -> None:
+    """Every route of the gateway (the OpenAPI document is generated from these)."""
+    from gateway.api_queries import blueprint as queries
+    from gateway.api_v1 import blueprint
+
+    app.add_url_rule("/healthz", "healthz", healthz, methods=["GET"])
+    app.add_url_rule("/readyz", "readyz", readyz, methods=["GET"])
+    app.register_blueprint(blueprint)
+    app.register_blueprint(queries)
+    app.register_blueprint(metrics.blueprint)
+    app.register_blueprint(openapi.blueprint)
 
 
 def create_app(settings: Settings | None = None, start_background: bool = True) -> Flask:
@@ -109,25 +141,7 @@ def create_app(settings: Settings | None = None, start_background: bool = True) 
 
     install_rate_limit(app, services)
 
-    @app.get("/healthz")
-    def healthz() -> Any:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    def readyz() -> Any:
-        checks = {"redis": False, "s3": services.store.healthy()}
-        with contextlib.suppress(redis.RedisError):
-            checks["redis"] = bool(services.redis.ping())
-        ok = all(checks.values())
-        return jsonify({"status": "ok" if ok else "degraded", "checks": checks}), (200 if ok else 503)
-
-    from gateway.api_queries import blueprint as queries
-    from gateway.api_v1 import blueprint
-
-    app.register_blueprint(blueprint)
-    app.register_blueprint(queries)
-    app.register_blueprint(metrics.blueprint)
-    app.register_blueprint(openapi.blueprint)
+    register_routes(app)
     if settings.flstore:
         from gateway.flstore import FLStoreService
 

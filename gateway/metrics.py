@@ -31,6 +31,7 @@ from prometheus_client.registry import Collector
 from fedfaas import keys
 from fedfaas.errors import FedfaasError
 from fedfaas.spec import ID_RE
+from gateway.openapi import Answer, operation
 
 log = logging.getLogger("fedfaas.metrics")
 
@@ -197,8 +198,13 @@ blueprint = Blueprint("metrics", __name__)
 
 
 @blueprint.get("/metrics")
+@operation("system", {200: Answer("Prometheus text exposition.", media="text/plain",
+                                  schema={"type": "string"})}, roles=())
 def scrape() -> Response:
-    """Prometheus exposition of the gateway's metrics (no auth, like OpenFaaS's gateway)."""
+    """Prometheus metrics.
+
+    No auth, like OpenFaaS's gateway.
+    """
     state = current_app.extensions.get("fedfaas_metrics_state")
     if state is None:  # one per app, so that its tenant search is reused between scrapes
         flstore = current_app.extensions.get("fedfaas_flstore")

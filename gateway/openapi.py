@@ -1,32 +1,109 @@
-"""OpenAPI 3.1 description of the gateway's HTTP API, served at ``GET /openapi.json``.
+"""OpenAPI 3.1 description of the gateway's HTTP API, generated, and served at ``GET /openapi.json``.
 
-Request bodies of the job spec and the party profile are the pydantic models'
-own JSON schemas (``fedfaas.spec``), ids use the same DNS-label pattern the
-gateway checks, and the query workloads are the registered ones, so the
-description cannot drift from what the gateway validates.  Each operation's
-``operationId`` is the Flask endpoint that serves it; ``tests/gateway`` checks
-that every route is described and every description has a route.
+Nothing in it is written twice.  Its paths are the Flask app's routes
+(``app.url_map``): path, methods, endpoint (the ``operationId``) and the view's
+docstring (first line the summary, the rest the description).  Each view
+declares what only it knows with :func:`operation`: its tag, answers, errors,
+roles and body, naming the models it sends.  The schemas are those models' own
+JSON schemas: the answers of :mod:`gateway.schemas`, which the routes build
+their JSON with, and the job spec and party profile of :mod:`fedfaas.spec`,
+which they parse with.  A route without a declaration fails the build, naming
+its endpoint; ``tests/gateway`` checks every route is described.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import json
-from typing import Any
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
 
-from flask import Blueprint, Response
+from flask import Blueprint, Flask, Response
 from pydantic import BaseModel
 
 from fedfaas.spec import ID_RE, JobSpec, PartyProfile
-from fedfaas.workloads import WORKLOADS
+from gateway import schemas
+from gateway.schemas import ID_SCHEMA
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1.0.0"
+JSON = "application/json"
 OCTET = "application/octet-stream"
+BINARY = {"type": "string", "format": "binary"}
+IGNORED_METHODS = frozenset({"HEAD", "OPTIONS"})
+
+Role = Literal["root", "tenant-admin", "enroll", "party"]
+ADMINS: tuple[Role, ...] = ("root", "tenant-admin")
+MEMBERS: tuple[Role, ...] = ("root", "tenant-admin", "party")
 
 blueprint = Blueprint("openapi", __name__)
 
-# --- building blocks -------------------------------------------------------------------
+# --- what a view declares ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One successful answer: a model's JSON, or another media type's ``schema``."""
+
+    description: str
+    model: type[BaseModel] | None = None
+    media: str = JSON
+    schema: dict[str, Any] | None = None
+    headers: tuple[str, ...] = ()
+    """Names of response header components it carries besides ``X-Request-Id``."""
+
+
+@dataclass(frozen=True)
+class Body:
+    """A request body: a model's JSON, or (``model=None``) bytes in the fedfaas wire format."""
+
+    description: str
+    model: type[BaseModel] | None = None
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What the routing table does not know about an operation.
+
+    ``roles`` are the token roles that may call it; none means no token is needed.
+    """
+
+    tag: str
+    answers: dict[int, Answer]
+    errors: tuple[int, ...] = ()
+    roles: tuple[Role, ...] = ()
+    body: Body | None = None
+    query: tuple[str, ...] = ()
+    """Names of query parameter components."""
+
+
+_ATTR = "openapi_operation"
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+def operation(tag: str, answers: dict[int, Answer], errors: tuple[int, ...] = (), *,
+              roles: tuple[Role, ...], body: Body | None = None,
+              query: tuple[str, ...] = ()) -> Callable[[View], View]:
+    """Declare a view's operation (apply below the route decorator, on the view itself)."""
+    declared = Operation(tag, answers, errors, roles, body, query)
+
+    def mark(view: View) -> View:
+        setattr(view, _ATTR, declared)  # on the view: the app that routes to it finds it
+        return view
+
+    return mark
+
+
+def ok(description: str, model: type[BaseModel] | None = None) -> Answer:
+    """A JSON answer."""
+    return Answer(description, model)
+
+
+# --- components -------------------------------------------------------------------------
 
 _ERRORS = {
     400: ("BadRequest", "The request is malformed or violates a limit; `message` says what is wrong."),
@@ -38,57 +115,29 @@ _ERRORS = {
     429: ("TooManyRequests", "The token's request budget for this minute is spent; see `Retry-After`."),
     503: ("Unavailable", "A backing service (Redis, S3, functions) is down; see `Retry-After`."),
 }
-ID = {"type": "string", "pattern": ID_RE.pattern, "minLength": 1, "maxLength": 63}
+_PATH_PARAMS = {"job_id": "JobId", "party_id": "PartyId", "rnd": "Round", "request_id": "QueryId"}
+_TAGS = ("system", "tenants", "jobs", "parties", "rounds", "models", "queries")
 
 
 def _ref(name: str, kind: str = "schemas") -> dict[str, str]:
     return {"$ref": f"#/components/{kind}/{name}"}
 
 
-def _json(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"application/json": {"schema": schema}}
-
-
 def _path_param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": schema, "description": description}
 
 
-def _ok(description: str, schema: dict[str, Any] | None = None, media: str = "application/json",
-        headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"description": description,
-                           "headers": {"X-Request-Id": _ref("X-Request-Id", "headers"), **(headers or {})}}
+def _query_param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def _response(description: str, schema: dict[str, Any] | None = None, media: str = JSON,
+              headers: tuple[str, ...] = ()) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": description, "headers": {
+        name: _ref(name, "headers") for name in ("X-Request-Id", *headers)}}
     if schema is not None:
         out["content"] = {media: {"schema": schema}}
     return out
-
-
-def _op(endpoint: str, summary: str, tag: str, responses: dict[int, dict[str, Any]],
-        errors: tuple[int, ...] = (), *, params: tuple[str, ...] = (),
-        query: tuple[dict[str, Any], ...] = (), body: dict[str, Any] | None = None,
-        public: bool = False, description: str | None = None) -> dict[str, Any]:
-    op: dict[str, Any] = {"operationId": endpoint, "summary": summary, "tags": [tag]}
-    if description:
-        op["description"] = description
-    op["parameters"] = [*(_ref(p, "parameters") for p in params), *query,
-                        _ref("RequestIdHeader", "parameters")]
-    if body is not None:
-        op["requestBody"] = body
-    codes = set(errors) | ({401, 429} if not public else set())
-    op["responses"] = {str(code): resp for code, resp in responses.items()}
-    op["responses"].update({str(code): _ref(_ERRORS[code][0], "responses") for code in sorted(codes)})
-    op["responses"]["default"] = _ref("Error", "responses")
-    if public:
-        op["security"] = []
-    return op
-
-
-def _octet_body(description: str) -> dict[str, Any]:
-    return {"required": True, "description": description,
-            "content": {OCTET: {"schema": {"type": "string", "format": "binary"}}}}
-
-
-def _json_body(schema: dict[str, Any], description: str, required: bool = True) -> dict[str, Any]:
-    return {"required": required, "description": description, "content": _json(schema)}
 
 
 def _dns_label_fields(model: type[BaseModel]) -> set[str]:
@@ -97,150 +146,32 @@ def _dns_label_fields(model: type[BaseModel]) -> set[str]:
     return set(validators["_dns_label"].info.fields) if "_dns_label" in validators else set()
 
 
-def _pydantic_schemas() -> dict[str, Any]:
-    """JSON schemas of the request models, their nested models hoisted to components."""
+def model_schemas(models: tuple[type[BaseModel], ...]) -> dict[str, Any]:
+    """The models' JSON schemas by name, their nested models hoisted alongside."""
     out: dict[str, Any] = {}
-    for model in (JobSpec, PartyProfile):
+    for model in models:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         for name in _dns_label_fields(model):
             prop = schema["properties"][name]
             for branch in prop.get("anyOf", [prop]):
                 if branch.get("type") == "string":
                     branch.update(pattern=ID_RE.pattern, maxLength=63)
-        out.update(schema.pop("$defs", {}))
-        out[model.__name__] = schema
+        for name, nested in {**schema.pop("$defs", {}), model.__name__: schema}.items():
+            # The request models come last and carry the id patterns their validators check.
+            if name in out and out[name] != nested and model not in (JobSpec, PartyProfile):
+                raise ValueError(f"two different models are named {name!r}")
+            out[name] = nested
     return out
-
-
-# --- components ------------------------------------------------------------------------
-
-
-def _schemas() -> dict[str, Any]:
-    num = {"type": "number"}
-    nullable_num = {"type": ["number", "null"]}
-    return {
-        **_pydantic_schemas(),
-        "Error": {
-            "type": "object", "required": ["error", "message"],
-            "properties": {
-                "error": {"type": "string", "description": "Stable machine-readable code (snake_case)."},
-                "message": {"type": "string", "description": "What is wrong, for a person."},
-                "details": {"type": "object", "description": "Structured details, e.g. invalid fields."},
-            },
-        },
-        "TenantCreate": {"type": "object", "required": ["tenant"], "properties": {"tenant": ID}},
-        "TenantCreated": {
-            "type": "object", "required": ["tenant", "admin_token"],
-            "properties": {"tenant": ID, "admin_token": {"type": "string",
-                                                           "description": "Shown once; store it."}},
-        },
-        "Job": {
-            "type": "object", "required": ["job_id", "tenant", "spec", "current_round", "state"],
-            "properties": {
-                "job_id": ID, "tenant": ID, "spec": _ref("JobSpec"),
-                "current_round": {"type": "integer", "minimum": 0}, "created_at": num,
-                "state": {"type": "string", "enum": ["created", "running", "finished"]},
-                "parties": {"type": "integer", "description": "Registered parties (GET only)."},
-                "rejections": {"type": "object", "additionalProperties": {"type": "integer"},
-                               "description": "Refused updates by reason (GET only)."},
-            },
-        },
-        "JobCreated": {"allOf": [_ref("Job"), {
-            "type": "object", "required": ["enrollment_token"],
-            "properties": {"enrollment_token": {
-                "type": "string", "description": "Lets parties register in this job; shown once."}},
-        }]},
-        "JobList": {"type": "object", "properties": {"tenant": ID, "jobs": {"type": "array", "items": ID}}},
-        "Party": {"type": "object", "required": ["party_id"], "properties": {
-            "party_id": ID, "registered_at": num}, "additionalProperties": True,
-            "description": "The party's profile (see PartyProfile) as stored."},
-        "PartyRegistered": {"type": "object", "required": ["job_id", "party_id", "token"], "properties": {
-            "job_id": ID, "party_id": ID,
-            "token": {"type": "string", "description": "The party's secret token; shown once."}}},
-        "PartyList": {"type": "object", "properties": {
-            "job_id": ID, "parties": {"type": "object", "additionalProperties": _ref("Party")}}},
-        "Round": {
-            "type": "object", "required": ["job_id", "round", "state"], "additionalProperties": True,
-            "properties": {
-                "job_id": ID, "round": {"type": "integer", "minimum": 1},
-                "state": {"type": "string", "enum": ["opening", "open", "aggregating", "closed", "failed"]},
-                "started_at": num, "deadline_at": num, "closed_at": nullable_num,
-                "expected": {"type": "integer", "description": "Parties expected in this round."},
-                "quorum": {"type": "integer"}, "reason": {"type": "string"},
-                "model_available": {"type": "boolean"}, "arrived": {"type": "integer"},
-                "arrived_parties": {"type": "array", "items": ID, "description": "Admins only."},
-                "your_update": {"anyOf": [_ref("UpdateRecord"), {"type": "null"}],
-                                "description": "The calling party's update, if any."},
-                "aggregation_latency_s": num,
-                "estimate": {"type": "object", "description": "The round's JIT estimate."},
-                "parties_included": {"type": "array", "items": ID,
-                                     "description": "Whose updates the model fuses (closed rounds)."},
-                "excluded": {"type": "object", "additionalProperties": {"type": "string"},
-                             "description": "Updates left out of the aggregation, with the reason."},
-                "last_arrival_at": nullable_num,
-            },
-        },
-        "RoundStart": {"type": "object", "properties": {"parties": {
-            "type": "array", "items": ID,
-            "description": "Registered parties expected in this round (default: all)."}}},
-        "Estimates": {"type": "object", "required": ["job_id", "learner", "rounds"], "properties": {
-            "job_id": ID,
-            "learner": {"type": "object", "description": (
-                "What the next estimate applies beyond per-party corrections: rounds_seen, "
-                "timer_share (the JIT timer's learned share of the latency headroom), latency_ratio "
-                "(EWMA of observed over target latency), t_agg_residual, slack, t_rnd_bias (s).")},
-            "rounds": {"type": "array", "items": {"type": "object", "description": (
-                "Per round: predicted and observed t_rnd and t_agg and their errors, per-party "
-                "t_upd errors, latency (last update, or t_wait for a round closed with updates "
-                "missing, to published model, s) and target_latency "
-                "(null under \"fastest\").")}}}},
-        "UpdateRecord": {"type": "object", "required": ["party", "round", "key", "digest", "size"],
-                         "properties": {
-                             "party": ID, "round": {"type": "integer"}, "key": {"type": "string"},
-                             "digest": {"type": "string", "description": "SHA-256 of the body."},
-                             "size": {"type": "integer"}, "num_examples": {"type": "integer"},
-                             "train_time_s": nullable_num, "arrived_at": num,
-                             "nonfinite": {"type": "integer"},
-                             "duplicate": {"type": "boolean",
-                                           "description": "True when the same bytes were already stored."},
-                         }},
-        "Stored": {"type": "object", "required": ["job_id", "key", "size"], "properties": {
-            "job_id": ID, "round": {"type": "integer"}, "key": {"type": "string"},
-            "size": {"type": "integer"}}},
-        "Workloads": {"type": "object", "properties": {"workloads": {"type": "array", "items": {
-            "type": "object", "properties": {"name": {"type": "string"}, "policy": {"type": "string"},
-                                             "summary": {"type": "string"}}}}}},
-        "Query": {
-            "type": "object", "required": ["workload"],
-            "properties": {
-                "workload": {"type": "string", "enum": sorted(WORKLOADS)},
-                "round": {"type": "integer", "minimum": 1},
-                "client": {"type": "string", "description": "Party id, for per-client workloads."},
-                "params": {"type": "object", "description": "Workload parameters (see GET /v1/workloads)."},
-                "arrays": {"type": "object", "description": "Extra numeric inputs, name -> nested lists."},
-            },
-        },
-        "QueryStatus": {"type": "object", "required": ["request_id", "status"], "additionalProperties": True,
-                        "properties": {"request_id": {"type": "string"},
-                                       "status": {"type": "string",
-                                                  "enum": ["queued", "running", "done", "failed"]},
-                                       "result": {}, "error": _ref("Error")}},
-        "Health": {"type": "object", "properties": {"status": {"type": "string"}}},
-        "Ready": {"type": "object", "properties": {
-            "status": {"type": "string", "enum": ["ok", "degraded"]},
-            "checks": {"type": "object", "additionalProperties": {"type": "boolean"}}}},
-    }
 
 
 def _components() -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for code, (name, text) in _ERRORS.items():
-        responses[name] = _ok(text, _ref("Error"))
-        if code in (429, 503):
-            responses[name]["headers"]["Retry-After"] = {
-                "description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
-    responses["Error"] = _ok("Any other error (e.g. 405, or 500 `internal_error`), in the same form.",
-                             _ref("Error"))
+        responses[name] = _response(text, _ref("Error"),
+                                    headers=("Retry-After",) if code in (429, 503) else ())
+    responses["Error"] = _response("Any other error (e.g. 405, or 500 `internal_error`), in the same form.",
+                                   _ref("Error"))
+    round_schema = {"type": "integer", "minimum": 0, "maximum": 10**9}
     return {
         "securitySchemes": {"bearerAuth": {
             "type": "http", "scheme": "bearer",
@@ -248,12 +179,18 @@ def _components() -> dict[str, Any]:
                            "enrollment token, or a party's token.",
         }},
         "parameters": {
-            "JobId": _path_param("job_id", ID, "Job id (a DNS label)."),
-            "PartyId": _path_param("party_id", ID, "Party id (a DNS label)."),
-            "Round": _path_param("rnd", {"type": "integer", "minimum": 0, "maximum": 10**9},
+            "JobId": _path_param("job_id", ID_SCHEMA, "Job id (a DNS label)."),
+            "PartyId": _path_param("party_id", ID_SCHEMA, "Party id (a DNS label)."),
+            "Round": _path_param("rnd", round_schema,
                                  "Round number (rounds start at 1; round 0 is the initial model)."),
             "QueryId": _path_param("request_id", {"type": "string", "minLength": 1, "maxLength": 64},
                                    "Id of a non-training query, as returned on submission."),
+            "ModelRound": _query_param("round", round_schema,
+                                       "The model produced by this round instead of the newest."),
+            "Tenant": _query_param("tenant", ID_SCHEMA,
+                                   "Tenant whose jobs to list (root only; default: the token's)."),
+            "Wait": _query_param("wait", {"type": "string", "enum": ["1", "0", "true", "false", "yes", "no"]},
+                                 "Answer with the result (default) or queue and answer 202."),
             "RequestIdHeader": {
                 "name": "X-Request-Id", "in": "header", "required": False,
                 "schema": {"type": "string", "pattern": r"^[A-Za-z0-9._:-]{1,128}$"},
@@ -261,122 +198,80 @@ def _components() -> dict[str, Any]:
                                "OpenFaaS's X-Call-Id is honoured too.",
             },
         },
-        "headers": {"X-Request-Id": {"description": "The request id this call was logged under.",
-                                     "schema": {"type": "string"}}},
+        "headers": {
+            "X-Request-Id": {"description": "The request id this call was logged under.",
+                             "schema": {"type": "string"}},
+            "Retry-After": {"description": "Seconds to wait before retrying.",
+                            "schema": {"type": "integer"}},
+            "X-Fedfaas-Round": {"description": "Round that produced the model.",
+                                "schema": {"type": "integer"}},
+        },
         "responses": responses,
-        "schemas": _schemas(),
+        "schemas": model_schemas((*schemas.MODELS, JobSpec, PartyProfile)),
     }
 
 
-# --- paths -----------------------------------------------------------------------------
+# --- paths ------------------------------------------------------------------------------
 
 
-def _paths() -> dict[str, Any]:
-    j, jp, jr = ("JobId",), ("JobId", "PartyId"), ("JobId", "Round")
-    round_query = {"name": "round", "in": "query", "required": False,
-                   "schema": {"type": "integer", "minimum": 0, "maximum": 10**9},
-                   "description": "The model produced by this round instead of the newest."}
-    tenant_query = {"name": "tenant", "in": "query", "required": False, "schema": ID,
-                    "description": "Tenant whose jobs to list (root only; default: the token's)."}
-    wait_query = {"name": "wait", "in": "query", "required": False,
-                  "schema": {"type": "string", "enum": ["1", "0", "true", "false", "yes", "no"]},
-                  "description": "Answer with the result (default) or queue and answer 202."}
-    model = _ok("A model in the fedfaas wire format (codec).", {"type": "string", "format": "binary"},
-                OCTET, {"X-Fedfaas-Round": {"description": "Round that produced the model.",
-                                            "schema": {"type": "integer"}}})
-    return {
-        "/healthz": {"get": _op("healthz", "Liveness probe", "system",
-                                {200: _ok("The process answers.", _ref("Health"))}, public=True)},
-        "/readyz": {"get": _op("readyz", "Readiness probe: Redis and S3 reachable", "system",
-                               {200: _ok("Ready.", _ref("Ready")),
-                                503: _ok("A backing service is down.", _ref("Ready"))}, public=True)},
-        "/metrics": {"get": _op("metrics.scrape", "Prometheus metrics", "system",
-                                {200: _ok("Prometheus text exposition.", {"type": "string"}, "text/plain")},
-                                public=True)},
-        "/openapi.json": {"get": _op("openapi.openapi_json", "This API description", "system",
-                                     {200: _ok("OpenAPI 3.1 document.", {"type": "object"})},
-                                     public=True)},
-        "/v1/tenants": {"post": _op(
-            "v1.create_tenant", "Create a tenant (operator's admin token)", "tenants",
-            {201: _ok("Created; the tenant's admin token is shown once.", _ref("TenantCreated"))},
-            (400, 403, 409, 503), body=_json_body(_ref("TenantCreate"), "The new tenant's id."))},
-        "/v1/jobs": {
-            "post": _op("v1.create_job", "Create an FL job from its job spec (JIT 5.1)", "jobs",
-                        {201: _ok("Created; the enrollment token is shown once.", _ref("JobCreated"))},
-                        (400, 403, 404, 409, 503), body=_json_body(_ref("JobSpec"), "The job spec.")),
-            "get": _op("v1.list_jobs", "List a tenant's jobs", "jobs",
-                       {200: _ok("Job ids.", _ref("JobList"))}, (403, 503), query=(tenant_query,)),
-        },
-        "/v1/jobs/{job_id}": {"get": _op(
-            "v1.get_job", "A job's spec, state, parties and rejections", "jobs",
-            {200: _ok("The job.", _ref("Job"))}, (400, 404, 503), params=j)},
-        "/v1/jobs/{job_id}/model": {
-            "put": _op("v1.put_initial_model", "Upload the initial global model (round 0)", "models",
-                       {201: _ok("Stored in S3.", _ref("Stored"))}, (400, 404, 413, 503), params=j,
-                       body=_octet_body("The model in the fedfaas wire format.")),
-            "get": _op("v1.get_latest_model", "The newest global model", "models",
-                       {200: model}, (400, 404, 503), params=j, query=(round_query,)),
-        },
-        "/v1/jobs/{job_id}/rounds/{rnd}/model": {"get": _op(
-            "v1.get_round_model", "The global model produced by a round", "models",
-            {200: model}, (400, 404, 503), params=jr)},
-        "/v1/jobs/{job_id}/parties": {
-            "post": _op("v1.register_party", "Register a party with its profile (JIT 5.2)", "parties",
-                        {201: _ok("Registered; the party's token is shown once.", _ref("PartyRegistered"))},
-                        (400, 403, 404, 409, 503), params=j,
-                        body=_json_body(_ref("PartyProfile"), "The party profile.", required=False),
-                        description="Needs the job's enrollment token or an admin token."),
-            "get": _op("v1.list_parties", "Every party's profile (admins)", "parties",
-                       {200: _ok("Profiles by party id.", _ref("PartyList"))}, (400, 404, 503), params=j),
-        },
-        "/v1/jobs/{job_id}/parties/{party_id}": {
-            "get": _op("v1.get_party", "A party's profile (admins or the party itself)", "parties",
-                       {200: _ok("The profile.", _ref("Party"))}, (400, 404, 503), params=jp),
-            "patch": _op("v1.update_party", "Report measured times or bandwidth (JIT estimator input)",
-                         "parties", {200: _ok("The merged profile.", _ref("Party"))}, (400, 404, 503),
-                         params=jp, body=_json_body(_ref("PartyProfile"), "Fields to change.", False)),
-        },
-        "/v1/jobs/{job_id}/rounds": {"post": _op(
-            "v1.start_round", "Open the job's next round (admins)", "rounds",
-            {201: _ok("The new round, with its JIT deadline estimate.", _ref("Round"))},
-            (400, 404, 409, 503), params=j,
-            body=_json_body(_ref("RoundStart"), "Optional client sampling.", required=False))},
-        "/v1/jobs/{job_id}/estimates": {"get": _op(
-            "v1.get_estimates", "JIT deadline estimates against observed arrivals, per round (admins)",
-            "rounds", {200: _ok("Estimates and observations.", _ref("Estimates"))}, (400, 404, 503),
-            params=j)},
-        "/v1/jobs/{job_id}/rounds/{rnd}": {"get": _op(
-            "v1.get_round", "A round's state and arrivals", "rounds",
-            {200: _ok("The round.", _ref("Round"))}, (400, 404, 503), params=jr)},
-        "/v1/jobs/{job_id}/rounds/{rnd}/updates": {"post": _op(
-            "v1.post_update", "Upload the calling party's model update for a round", "rounds",
-            {201: _ok("Stored in S3 before this answer.", _ref("UpdateRecord")),
-             200: _ok("The same bytes were already stored (idempotent re-send).", _ref("UpdateRecord"))},
-            (400, 403, 404, 409, 413, 503), params=jr,
-            body=_octet_body("The update in the fedfaas wire format; metadata `num_examples`, optional "
-                             "`job`, `round`, `party` (must match the URL and token), `train_time_s`."))},
-        "/v1/jobs/{job_id}/rounds/{rnd}/updates/{party_id}": {"get": _op(
-            "v1.get_update", "A stored update (admins or the party itself)", "rounds",
-            {200: _ok("The update's bytes.", {"type": "string", "format": "binary"}, OCTET)},
-            (400, 404, 503), params=(*jr, "PartyId"))},
-        "/v1/workloads": {"get": _op(
-            "queries.list_workloads", "Non-training workloads, their caching policy and parameters",
-            "queries", {200: _ok("The workloads.", _ref("Workloads"))}, public=True)},
-        "/v1/jobs/{job_id}/queries": {"post": _op(
-            "queries.submit_query", "Run a non-training workload on a job's data (FLStore)", "queries",
-            {200: _ok("Done (wait=1).", _ref("QueryStatus")),
-             202: _ok("Queued (wait=0); poll GET /v1/queries/{request_id}.", _ref("QueryStatus"))},
-            (400, 404, 503), params=j, query=(wait_query,),
-            body=_json_body(_ref("Query"), "The query."))},
-        "/v1/queries/{request_id}": {"get": _op(
-            "queries.get_query", "Status and result of a query (admins)", "queries",
-            {200: _ok("The query's status.", _ref("QueryStatus"))}, (400, 404, 503),
-            params=("QueryId",))},
-        "/v1/jobs/{job_id}/validation": {"put": _op(
-            "queries.put_validation", "Upload the job's validation set (`x_val`, `y_val`)", "queries",
-            {201: _ok("Stored in S3.", _ref("Stored"))}, (400, 404, 413, 503), params=j,
-            body=_octet_body("Arrays `x_val` and `y_val` in the fedfaas wire format."))},
-    }
+def _summary(view: Callable[..., Any], endpoint: str) -> tuple[str, str]:
+    """The view docstring's first paragraph (the summary) and the rest (the description)."""
+    doc = inspect.getdoc(view)
+    if not doc:
+        raise LookupError(f"view {endpoint!r} has no docstring to summarise it")
+    first, _, rest = doc.replace("``", "`").partition("\n\n")  # reST literals as Markdown's
+    return " ".join(first.split()).rstrip("."), " ".join(rest.split())
+
+
+def _operation(endpoint: str, view: Callable[..., Any], path_params: list[str]) -> dict[str, Any]:
+    declared: Operation | None = getattr(view, _ATTR, None)
+    if declared is None:
+        raise LookupError(f"route {endpoint!r} declares no OpenAPI operation (gateway.openapi.operation)")
+    summary, description = _summary(view, endpoint)
+    op: dict[str, Any] = {"operationId": endpoint, "summary": summary, "tags": [declared.tag]}
+    if description:
+        op["description"] = description
+    if declared.roles:
+        op["x-roles"] = list(declared.roles)
+    op["parameters"] = [*(_ref(_PATH_PARAMS[p], "parameters") for p in path_params),
+                        *(_ref(q, "parameters") for q in declared.query),
+                        _ref("RequestIdHeader", "parameters")]
+    if declared.body is not None:
+        body = declared.body
+        content = ({JSON: {"schema": _ref(body.model.__name__)}} if body.model is not None
+                   else {OCTET: {"schema": BINARY}})
+        op["requestBody"] = {"required": body.required, "description": body.description, "content": content}
+    op["responses"] = {}
+    for code, answer in declared.answers.items():
+        schema = _ref(answer.model.__name__) if answer.model is not None else answer.schema
+        op["responses"][str(code)] = _response(answer.description, schema, answer.media, answer.headers)
+    codes = set(declared.errors) | ({401, 429} if declared.roles else set())
+    op["responses"].update({str(code): _ref(_ERRORS[code][0], "responses") for code in sorted(codes)})
+    op["responses"]["default"] = _ref("Error", "responses")
+    if not declared.roles:
+        op["security"] = []
+    return op
+
+
+def paths(app: Flask) -> dict[str, Any]:
+    """Every route of ``app`` as an OpenAPI path item."""
+    out: dict[str, dict[str, Any]] = {}
+    for rule in app.url_map.iter_rules():
+        path_params = re.findall(r"<(?:[^<>:]+:)?([^<>]+)>", rule.rule)
+        path = re.sub(r"<(?:[^<>:]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        view = app.view_functions[rule.endpoint]
+        for method in sorted(set(rule.methods or ()) - IGNORED_METHODS):
+            out.setdefault(path, {})[method.lower()] = _operation(rule.endpoint, view, path_params)
+    return out
+
+
+def _routes() -> Flask:
+    """An app with the gateway's routes and nothing else (no settings, no connections)."""
+    from gateway.app import register_routes
+
+    app = Flask("fedfaas-gateway-routes", static_folder=None)
+    register_routes(app)
+    return app
 
 
 @functools.cache
@@ -392,17 +287,17 @@ def build_spec() -> dict[str, Any]:
                            "`Retry-After`. Every answer carries `X-Request-Id`.",
         },
         "security": [{"bearerAuth": []}],
-        "tags": [{"name": t} for t in ("system", "tenants", "jobs", "parties", "rounds", "models",
-                                       "queries")],
-        "paths": _paths(),
+        "tags": [{"name": t} for t in _TAGS],
+        "paths": paths(_routes()),
         "components": _components(),
     }
 
 
 @blueprint.get("/openapi.json")
+@operation("system", {200: Answer("OpenAPI 3.1 document.", schema={"type": "object"})}, roles=())
 def openapi_json() -> Response:
-    """The OpenAPI document (no auth)."""
-    return Response(_encoded(), mimetype="application/json")
+    """This API description."""
+    return Response(_encoded(), mimetype=JSON)
 
 
 @functools.cache
@@ -411,4 +306,6 @@ def _encoded() -> bytes:
 
 
 if __name__ == "__main__":
-    print(json.dumps(build_spec(), indent=2))
+    from gateway.openapi import build_spec as _build  # the module the views declared with
+
+    print(json.dumps(_build(), indent=2))

@@ -23,6 +23,7 @@ from fedfaas.model_schema import ParameterSchema
 from fedfaas.spec import JobSpec, PartyProfile, check_id
 from fedfaas.store import ObjectStore
 from gateway.auth import Principal, new_token, store_token
+from gateway.schemas import Job, Round
 
 # One atomic transition chooses a party's update for a round: an existing record
 # wins over everything; otherwise the round must be open, and the record and its
@@ -66,16 +67,11 @@ class JobRecord:
     created_at: float
     state: str
 
-    def public(self) -> dict[str, Any]:
-        """JSON view."""
-        return {
-            "job_id": self.job_id,
-            "tenant": self.tenant,
-            "spec": self.spec.model_dump(),
-            "current_round": self.current_round,
-            "created_at": self.created_at,
-            "state": self.state,
-        }
+    def public(self, view: type[Job] = Job, **extra: Any) -> Job:
+        """The API's view of the job (``view`` a :class:`Job` with ``extra`` fields)."""
+        return view.model_validate({"job_id": self.job_id, "tenant": self.tenant, "spec": self.spec,
+                                    "current_round": self.current_round, "created_at": self.created_at,
+                                    "state": self.state, **extra})
 
 
 @dataclass
@@ -100,9 +96,9 @@ class RoundRecord:
     """From the last update's arrival to the model's availability (JIT paper 6.2)."""
     last_arrival_at: float | None = None
 
-    def public(self, arrived: int | None = None) -> dict[str, Any]:
-        """JSON view."""
-        out = {
+    def public(self, arrived: int | None = None) -> Round:
+        """The API's view of the round (``arrived``: how many updates are stored, when known)."""
+        out: dict[str, Any] = {
             "job_id": self.job_id,
             "round": self.round,
             "state": self.state,
@@ -122,7 +118,7 @@ class RoundRecord:
                        last_arrival_at=self.last_arrival_at)
         if self.excluded:
             out["excluded"] = self.excluded
-        return out
+        return Round.model_validate(out)
 
 
 def round_fields(record: RoundRecord) -> dict[Any, Any]:
