@@ -12,7 +12,10 @@ One job runs its rounds twice on a fresh full local stack: once fault-free
 - round 3 (full run only): S3 stopped outright and restarted while parties
   upload, with more aggregate kills;
 - afterwards: concurrent non-training queries while every cache function is
-  reclaimed.
+  reclaimed;
+- on a topology with hosts (``--topology datacenter``), round 2 also cuts the
+  network: S3 from the functions' host while the round aggregates, then Redis
+  from the gateway's host while parties upload, each healed seconds later.
 
 Parties behave like the SDK: they retry connection errors, 429 and 503.  The
 figures: faults injected, updates acknowledged and lost (checked in S3 byte for
@@ -58,6 +61,8 @@ class Run:
         self.lock = threading.Lock()
         self.local = threading.local()
         self.faults = 0
+        self.networked = bool((stack.read_state() or {}).get("hosts"))
+        self.partitions: list[str] = []
         self.acked: dict[str, tuple[str, str]] = {}  # key -> (ack digest, sent digest)
         self.bad_sent = 0
         self.bad_accepted = 0
@@ -142,6 +147,17 @@ class Reclaimer(threading.Thread):
             self.done.wait(0.01)
 
 
+def _partition(run: Run, a: str, b: str, seconds: float) -> None:
+    """Cut the network between two components for ``seconds``, then heal it."""
+    run.stack.partition(a, b)
+    run.fault()
+    run.partitions.append(f"{a}|{b}")
+    try:
+        time.sleep(seconds)
+    finally:
+        run.stack.heal(a, b)
+
+
 def _hostile(run: Run, job_id: str, rnd: int, tokens: list[str], rng: np.random.Generator) -> None:
     """One hostile request; it must be refused with a 4xx (a 503 during a fault is fine)."""
     good = codec.encode({"w": np.ones(8, np.float32)}, {"round": rnd, "party": "p0"})
@@ -221,6 +237,9 @@ def _round(run: Run, jid: str, rnd: int, tokens: list[str], data: dict[tuple[int
             run.fault()
             time.sleep(4.0)
             thaw(run.stack, "s3")
+            if run.networked:
+                _partition(run, "router", "s3", 4.0)
+                _partition(run, "gateway", "redis", 3.0)
         for future in first + rest:
             future.result()
     run.wait_closed(jid, rnd)
@@ -297,6 +316,7 @@ def run(quick: bool = False, topology: str = "loopback") -> dict[str, Any]:
         "errors_5xx": r.errors_5xx,
         "answers_503": r.unavailable_503,
         "queries_consistent": queries_ok,
+        "partitions": r.partitions,
         "max_model_abs_diff": diff,
         "fault_free_run_s": round(clean_s, 1),
         "faulty_run_s": round(faulty_s, 1),
