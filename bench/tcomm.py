@@ -34,9 +34,9 @@ def _admin(stack: LocalStack) -> str:
     return (stack.data_dir / "secrets" / "fedfaas-admin-token").read_text().strip()
 
 
-def _call(method: str, url: str, token: str, **kwargs: Any) -> requests.Response:
-    kwargs.setdefault("timeout", 120)
-    return requests.request(method, url, headers={"Authorization": f"Bearer {token}"}, **kwargs)
+def _call(method: str, url: str, token: str, timeout_s: float = 120.0, **kwargs: Any) -> requests.Response:
+    return requests.request(method, url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s,
+                            **kwargs)
 
 
 def _party_times(stack: LocalStack, party: str, base: str, jid: str, token: str, body: Path

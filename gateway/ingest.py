@@ -30,6 +30,7 @@ import numpy as np
 from fedfaas import codec, keys
 from fedfaas.errors import BadRequest, Conflict, FedfaasError, Unavailable
 from fedfaas.model_schema import ParameterSchema
+from fedfaas.spec import json_type
 from fedfaas.store import ObjectStore, digest
 from gateway import metrics
 from gateway.registry import JobRecord, Registry
@@ -51,13 +52,9 @@ def _meta_must_match(meta: dict[str, Any], field: str, expected: Any) -> None:
     value = meta[field]
     # ``True == 1`` in Python: a bool is never a round number.
     if type(value) is not type(expected):
-        raise BadRequest(f"update metadata {field!r} must be {_kind(expected)}, got {type(value).__name__}")
+        raise BadRequest(f"update metadata {field!r} must be {json_type(expected)}, got {json_type(value)}")
     if value != expected:
         raise BadRequest(f"update metadata says {field}={value!r} but the request is for {expected!r}")
-
-
-def _kind(value: Any) -> str:
-    return "an integer" if isinstance(value, int) else "a string"
 
 
 def _num_examples(meta: dict[str, Any]) -> int:

@@ -293,6 +293,16 @@ class Registry:
         raw = self.redis.hgetall(keys.round_updates(job_id, rnd))
         return {text(k): json.loads(v) for k, v in raw.items()}
 
+    def update_digests(self, job_id: str, rnd: int, parties: list[str]) -> dict[str, str]:
+        """The recorded digest of each of ``parties``' updates (one HMGET, however large the round)."""
+        if not parties:
+            return {}
+        raw = cast(list[Any], self.redis.hmget(keys.round_updates(job_id, rnd), parties))
+        missing = [p for p, r in zip(parties, raw, strict=True) if r is None]
+        if missing:
+            raise NotFound(f"no update recorded for {missing} in round {rnd} of job {job_id!r}")
+        return {p: str(json.loads(r)["digest"]) for p, r in zip(parties, raw, strict=True)}
+
     def round_update(self, job_id: str, rnd: int, party: str) -> dict[str, Any] | None:
         """The record of one party's stored update for a round, or None."""
         raw = self.redis.hget(keys.round_updates(job_id, rnd), party)

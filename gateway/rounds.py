@@ -117,10 +117,10 @@ class RoundCoordinator:
 
     def _request(self, job: JobRecord, rnd: int, parties: list[str], base: str | None,
                  finalize: bool, quorum: int = 1) -> StepRequest:
-        updates = self.registry.round_updates(job.job_id, rnd)
+        # Only the step's parties: an eager fold of one update must not read a large round's table.
         return StepRequest(
             tenant=job.tenant, job=job.job_id, round=rnd, algorithm=job.spec.algorithm,
-            parties=parties, digests={p: updates[p]["digest"] for p in parties},
+            parties=parties, digests=self.registry.update_digests(job.job_id, rnd, parties),
             base=base, finalize=finalize, min_parties=max(1, quorum),
             schema=schema_json(self.registry.job_schema(job.job_id)),
         )
